@@ -1,0 +1,108 @@
+//! Diagnostics: an error with a primary span, labels, notes and a hint, rendered like a
+//! compiler's (file:line:column, the source line, the span underlined) by codespan-reporting.
+
+use crate::ast::Span;
+use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, Config};
+
+/// One error found in a source file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// The headline, e.g. "unknown function `sigmod`".
+    pub message: String,
+    /// The span the error is about.
+    pub span: Span,
+    /// A short label under the primary span.
+    pub label: String,
+    /// Other places worth showing, with their labels.
+    pub secondary: Vec<(Span, String)>,
+    /// Explanatory notes (`= note: ...`).
+    pub notes: Vec<String>,
+    /// A suggestion (`= help: ...`).
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span` with a headline and a label.
+    pub fn new(span: Span, message: impl Into<String>, label: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            span,
+            label: label.into(),
+            secondary: vec![],
+            notes: vec![],
+            help: None,
+        }
+    }
+
+    /// Adds a secondary labelled span.
+    pub fn with_secondary(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.secondary.push((span, label.into()));
+        self
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Diagnostic {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Sets the hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = clamp_to_char_boundary(source, offset);
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn clamp_to_char_boundary(source: &str, mut offset: usize) -> usize {
+    offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+fn clamp_span(source: &str, span: Span) -> std::ops::Range<usize> {
+    let start = clamp_to_char_boundary(source, span.start);
+    let end = clamp_to_char_boundary(source, span.end.max(start));
+    start..end
+}
+
+/// Renders diagnostics as plain text (no colour), each followed by a blank line.
+pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
+    let file = SimpleFile::new(file_name, source);
+    let config = Config::default();
+    let mut out = String::new();
+    for d in diagnostics {
+        let mut labels = vec![Label::primary((), clamp_span(source, d.span)).with_message(&d.label)];
+        for (span, msg) in &d.secondary {
+            labels.push(Label::secondary((), clamp_span(source, *span)).with_message(msg));
+        }
+        let mut notes: Vec<String> = d.notes.iter().map(|n| format!("note: {n}")).collect();
+        if let Some(h) = &d.help {
+            notes.push(format!("help: {h}"));
+        }
+        let cs = CsDiagnostic::error()
+            .with_message(&d.message)
+            .with_labels(labels)
+            .with_notes(notes);
+        match term::emit_into_string(&config, &file, &cs) {
+            Ok(s) => out.push_str(&s),
+            Err(_) => {
+                let (line, col) = line_col(source, d.span.start);
+                out.push_str(&format!("error: {}\n  at {file_name}:{line}:{col}\n", d.message));
+            }
+        }
+    }
+    out
+}
