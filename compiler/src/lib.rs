@@ -1,1 +1,8 @@
+//! lossc's compiler: the checker that turns the AST into the typed IR, the IR itself, and its
+//! printer. Later stages (simplification, differentiation, code generation) work on the IR.
 
+pub mod check;
+pub mod ir;
+pub mod print;
+
+pub use check::{check, check_source};

@@ -322,8 +322,10 @@ impl UnaryOp {
 /// The kinds of expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExprKind {
-    /// A number literal (`1`, `0.5`, `1e-4`, `inf`).
-    Number(f64),
+    /// An integer literal (`0`, `2`): usable as an index, and as a number.
+    Int(i64),
+    /// A float literal (`0.5`, `1e-4`, `1.0`, `inf`).
+    Float(f64),
     /// `true` or `false`.
     Bool(bool),
     /// A bare name: an index variable, scalar input, scalar `let`, hyperparameter or `fn` parameter.

@@ -344,7 +344,14 @@ impl Builder<'_> {
     fn primary(&self, pair: Pair<Rule>) -> PResult<Expr> {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
-            Rule::number => ExprKind::Number(self.number(&pair)?),
+            Rule::number if pair.as_str().bytes().all(|b| b.is_ascii_digit()) => {
+                let value = pair.as_str().parse::<i64>().map_err(|_| {
+                    Diagnostic::new(span, "integer literal too large", "does not fit in 64 bits")
+                        .with_help("write it as a float, e.g. `1e20`")
+                })?;
+                ExprKind::Int(value)
+            }
+            Rule::number => ExprKind::Float(self.number(&pair)?),
             Rule::bool_lit => ExprKind::Bool(pair.as_str() == "true"),
             Rule::name => ExprKind::Name(pair.as_str().to_string()),
             Rule::paren => ExprKind::Paren(Box::new(self.expr(pair.into_inner().next().unwrap())?)),
