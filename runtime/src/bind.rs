@@ -1,0 +1,135 @@
+//! Binding a loss to actual data: every input present with the declared type and rank, every
+//! dimension one size everywhere, hyperparameters set from their defaults and overrides.
+
+use crate::{Data, RunError, Tensor};
+use compiler::ir::{DType, Loss};
+use std::collections::BTreeMap;
+
+/// A loss's inputs checked against its signature: sizes of the dimensions, tensors in
+/// declaration order (converted to the declared element type) and hyperparameter values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    /// Size of each dimension, indexed by `DimId`.
+    pub dims: Vec<usize>,
+    /// The inputs, indexed by `InputId`.
+    pub inputs: Vec<Tensor>,
+    /// Hyperparameter values, indexed by `HyperId`.
+    pub hypers: Vec<f64>,
+}
+
+/// Checks `tensors` against the loss's inputs and applies hyperparameter overrides.
+pub fn bind(loss: &Loss, tensors: &BTreeMap<String, Tensor>, set: &[(String, f64)]) -> Result<Bound, RunError> {
+    let expected: Vec<String> = loss.inputs.iter().map(|i| signature(loss, i)).collect();
+    for name in tensors.keys() {
+        if loss.input(name).is_none() {
+            return Err(RunError::new(format!(
+                "unexpected input `{name}`: loss `{}` takes {}",
+                loss.name,
+                expected.join(", ")
+            )));
+        }
+    }
+    let mut dims: Vec<Option<(usize, String)>> = vec![None; loss.dims.len()];
+    let mut inputs = vec![];
+    for (input, sig) in loss.inputs.iter().zip(&expected) {
+        let Some(t) = tensors.get(&input.name) else {
+            return Err(RunError::new(format!("missing input `{}` ({sig})", input.name)));
+        };
+        if t.shape.len() != input.shape.len() {
+            return Err(RunError::new(format!(
+                "input `{}` has {} dimension{} (shape {:?}) but the loss declares {sig}",
+                input.name,
+                t.shape.len(),
+                if t.shape.len() == 1 { "" } else { "s" },
+                t.shape
+            )));
+        }
+        for (&d, &size) in input.shape.iter().zip(&t.shape) {
+            match &dims[d] {
+                None => dims[d] = Some((size, input.name.clone())),
+                Some((s, first)) if *s != size => {
+                    return Err(RunError::new(format!(
+                        "dimension `{}` is {s} in input `{first}` but {size} in input `{}`",
+                        loss.dims[d], input.name
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        inputs.push(convert(&input.name, input.dtype, t)?);
+    }
+    let mut hypers: Vec<f64> = loss.hypers.iter().map(|h| h.default).collect();
+    for (name, value) in set {
+        match loss.hypers.iter().position(|h| &h.name == name) {
+            Some(i) => hypers[i] = *value,
+            None => {
+                let names: Vec<&str> = loss.hypers.iter().map(|h| h.name.as_str()).collect();
+                let known = if names.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    format!("its hyperparameters are {}", names.join(", "))
+                };
+                return Err(RunError::new(format!(
+                    "loss `{}` has no hyperparameter `{name}`: {known}",
+                    loss.name
+                )));
+            }
+        }
+    }
+    Ok(Bound { dims: dims.into_iter().map(|d| d.map_or(0, |(s, _)| s)).collect(), inputs, hypers })
+}
+
+/// `name: int[B, C]`, for messages.
+pub fn signature(loss: &Loss, input: &compiler::ir::Input) -> String {
+    let dims: Vec<&str> = input.shape.iter().map(|&d| loss.dims[d].as_str()).collect();
+    let ty = match input.dtype {
+        DType::Float => "",
+        DType::Int => "int",
+        DType::Bool => "bool",
+    };
+    format!("{}: {ty}[{}]", input.name, dims.join(", "))
+}
+
+/// Row-major position of flat index `flat` in `shape`, for messages.
+pub fn position(shape: &[usize], mut flat: usize) -> Vec<usize> {
+    let mut pos = vec![0; shape.len()];
+    for (p, &s) in pos.iter_mut().zip(shape).rev() {
+        if s > 0 {
+            *p = flat % s;
+            flat /= s;
+        }
+    }
+    pos
+}
+
+/// Converts a tensor to the declared element type, or explains why it cannot be.
+fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
+    let data = match (dtype, &t.data) {
+        (DType::Float, Data::F64(_)) | (DType::Int, Data::I64(_)) | (DType::Bool, Data::Bool(_)) => t.data.clone(),
+        (DType::Float, Data::I64(v)) => Data::F64(v.iter().map(|&x| x as f64).collect()),
+        (DType::Int, Data::F64(v)) => {
+            let mut out = Vec::with_capacity(v.len());
+            for (k, &x) in v.iter().enumerate() {
+                if x.fract() != 0.0 || !x.is_finite() || x.abs() > 9.007_199_254_740_992e15 {
+                    return Err(RunError::new(format!(
+                        "input `{name}` is an int tensor but holds {x} at {:?}",
+                        position(&t.shape, k)
+                    )));
+                }
+                out.push(x as i64);
+            }
+            Data::I64(out)
+        }
+        (DType::Bool, Data::I64(v)) if v.iter().all(|&x| x == 0 || x == 1) => {
+            Data::Bool(v.iter().map(|&x| x == 1).collect())
+        }
+        (want, got) => {
+            return Err(RunError::new(format!(
+                "input `{name}` must be a {} tensor, but the data holds {} values",
+                want.name(),
+                got.type_name()
+            )));
+        }
+    };
+    Ok(Tensor { shape: t.shape.clone(), data })
+}

@@ -1,0 +1,92 @@
+//! Seeded random inputs for `--random B=8,C=10 --seed N`: floats from a standard normal,
+//! int tensors that index a dimension drawn in range, other int tensors (labels) drawn from a
+//! few classes with every class appearing at least twice when the size allows, so that both
+//! positive and negative pairs occur; booleans fair coin flips.
+
+use crate::{Data, RunError, Tensor};
+use compiler::ir::{DType, Expr, Loss, Tensor as TensorRef};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::BTreeMap;
+
+/// Makes inputs for `loss` with the given dimension sizes.
+pub fn random_inputs(loss: &Loss, sizes: &[(String, usize)], seed: u64) -> Result<BTreeMap<String, Tensor>, RunError> {
+    for (name, _) in sizes {
+        if !loss.dims.contains(name) {
+            return Err(RunError::new(format!(
+                "loss `{}` has no dimension `{name}` (its dimensions: {})",
+                loss.name,
+                dims_list(loss)
+            )));
+        }
+    }
+    let mut dims = vec![];
+    for d in &loss.dims {
+        match sizes.iter().find(|(n, _)| n == d) {
+            Some((_, s)) => dims.push(*s),
+            None => {
+                return Err(RunError::new(format!(
+                    "--random needs a size for dimension `{d}` (dimensions: {}; e.g. --random {})",
+                    dims_list(loss),
+                    loss.dims.iter().map(|d| format!("{d}=4")).collect::<Vec<_>>().join(",")
+                )));
+            }
+        }
+    }
+    let ranges = index_ranges(loss);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = BTreeMap::new();
+    for (id, input) in loss.inputs.iter().enumerate() {
+        let shape: Vec<usize> = input.shape.iter().map(|&d| dims[d]).collect();
+        let n = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).filter(|&n| n <= crate::interp::MAX_ELEMENTS);
+        let Some(n) = n else {
+            return Err(RunError::new(format!("input `{}` would be too large: shape {shape:?}", input.name)));
+        };
+        let data = match input.dtype {
+            DType::Float => Data::F64((0..n).map(|_| StandardNormal.sample(&mut rng)).collect()),
+            DType::Bool => Data::Bool((0..n).map(|_| rng.random_bool(0.5)).collect()),
+            DType::Int => match ranges[id].iter().map(|&d| dims[d]).min() {
+                Some(range) => Data::I64((0..n).map(|_| rng.random_range(0..range.max(1)) as i64).collect()),
+                None => Data::I64(labels(n, &mut rng)),
+            },
+        };
+        out.insert(input.name.clone(), Tensor { shape, data });
+    }
+    Ok(out)
+}
+
+fn dims_list(loss: &Loss) -> String {
+    if loss.dims.is_empty() { "none".into() } else { loss.dims.join(", ") }
+}
+
+/// Labels from `k = clamp(n / 2, 2, 4)` classes: each class `n / k` times or more, shuffled.
+fn labels(n: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
+    let k = (n / 2).clamp(2, 4);
+    let mut v: Vec<i64> = (0..n).map(|i| (i % k) as i64).collect();
+    for i in (1..n).rev() {
+        let j = rng.random_range(0..=i);
+        v.swap(i, j);
+    }
+    v
+}
+
+/// For each input, the dimensions its values index when it is used as a gather.
+fn index_ranges(loss: &Loss) -> Vec<Vec<usize>> {
+    let mut ranges = vec![vec![]; loss.inputs.len()];
+    let mut visit = |e: &Expr| {
+        if let Expr::Read { tensor, indices } = e {
+            let shape = loss.shape_of(*tensor);
+            for (ix, &dim) in indices.iter().zip(&shape) {
+                if let Expr::Read { tensor: TensorRef::Input(i), .. } = ix {
+                    ranges[*i].push(dim);
+                }
+            }
+        }
+    };
+    for d in &loss.defs {
+        compiler::print::visit(&d.body, &mut visit);
+    }
+    compiler::print::visit(&loss.result, &mut visit);
+    ranges
+}

@@ -1,0 +1,119 @@
+//! `lossc eval`: bind data (a file, or seeded random inputs) to a loss and run it.
+
+use crate::source::{self, UserError};
+use clap::Args;
+use runtime::data::{self, TensorMap};
+use runtime::{Tensor, interp};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("data").required(true).args(["inputs", "random"])))]
+pub struct EvalArgs {
+    /// A `.loss` file, or the name of a stdlib loss.
+    file: String,
+    /// The loss to run, when the file defines several.
+    #[arg(long)]
+    loss: Option<String>,
+    /// Input data: a .json, .npz or .safetensors file.
+    #[arg(long, value_name = "DATA")]
+    inputs: Option<PathBuf>,
+    /// Seeded random inputs with these dimension sizes, e.g. `B=8,C=10`.
+    #[arg(long, value_name = "DIM=SIZE,..", value_parser = parse_sizes)]
+    random: Option<Sizes>,
+    /// Seed for --random.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Override hyperparameters: `--set beta=0.2 --set gamma=1` or `--set beta=0.2,gamma=1`.
+    #[arg(long = "set", value_name = "NAME=VALUE,..", value_parser = parse_sets)]
+    set: Vec<Sets>,
+    /// Where to compute: the f64 reference interpreter (compiled backends come later).
+    #[arg(long, default_value = "interp", value_parser = ["interp", "cpu", "gpu"])]
+    backend: String,
+    /// Write the loss and metrics to a .json, .npz or .safetensors file.
+    #[arg(long, value_name = "OUT")]
+    out: Option<PathBuf>,
+    /// Print one flat JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Dimension sizes for `--random`.
+#[derive(Debug, Clone)]
+struct Sizes(Vec<(String, usize)>);
+
+/// Hyperparameter values from one `--set`.
+#[derive(Debug, Clone)]
+struct Sets(Vec<(String, f64)>);
+
+/// Parses `B=8,C=10`.
+fn parse_sizes(s: &str) -> Result<Sizes, String> {
+    pairs(s, |v| v.parse::<usize>().map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))).map(Sizes)
+}
+
+/// Parses `beta=0.2,gamma=1`.
+fn parse_sets(s: &str) -> Result<Sets, String> {
+    pairs(s, |v| match v {
+        "inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        _ => v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("`{v}` is not a number")),
+    })
+    .map(Sets)
+}
+
+fn pairs<T>(s: &str, value: impl Fn(&str) -> Result<T, String>) -> Result<Vec<(String, T)>, String> {
+    let mut out = vec![];
+    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
+        let (k, v) = item.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found `{item}`"))?;
+        let k = k.trim();
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`{k}` is not a name"));
+        }
+        out.push((k.to_string(), value(v.trim())?));
+    }
+    if out.is_empty() {
+        return Err("expected NAME=VALUE".into());
+    }
+    Ok(out)
+}
+
+pub fn run(args: EvalArgs) -> Result<String, UserError> {
+    if args.backend != "interp" {
+        return Err(UserError(format!(
+            "error: the `{}` backend is not built yet; use --backend interp",
+            args.backend
+        )));
+    }
+    let src = source::load(&args.file)?;
+    let program = source::check(&src)?;
+    let loss = source::select(&program, &src, args.loss.as_deref())?;
+    let tensors = match (&args.inputs, &args.random) {
+        (Some(path), _) => data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?,
+        (None, Some(sizes)) => runtime::random::random_inputs(loss, &sizes.0, args.seed)
+            .map_err(|e| UserError(format!("error: {e}")))?,
+        (None, None) => unreachable!("clap requires --inputs or --random"),
+    };
+    let set: Vec<(String, f64)> = args.set.into_iter().flat_map(|s| s.0).collect();
+    let bound = runtime::bind(loss, &tensors, &set).map_err(|e| UserError(format!("error: {e}")))?;
+    let outputs = interp::eval(loss, &bound).map_err(|e| UserError(format!("error: {e}")))?;
+
+    let mut results = TensorMap::new();
+    results.insert("loss".to_string(), Tensor::scalar(outputs.loss));
+    for (name, v) in &outputs.metrics {
+        results.insert(name.clone(), Tensor::scalar(*v));
+    }
+    if let Some(out) = &args.out {
+        data::write_tensors(out, &results).map_err(|e| UserError(format!("error: {e}")))?;
+    }
+    if args.json {
+        return Ok(format!("{}\n", data::to_json_string(&results)));
+    }
+    let mut ordered = vec![("loss".to_string(), outputs.loss)];
+    ordered.extend(outputs.metrics);
+    let width = ordered.iter().map(|(n, _)| n.len()).max().unwrap_or(4);
+    let mut s = String::new();
+    for (name, v) in ordered {
+        let _ = writeln!(s, "{name:width$}  {v}");
+    }
+    Ok(s)
+}

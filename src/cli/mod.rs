@@ -1,0 +1,67 @@
+//! The command line: `lossc check | eval | doc`. Exit codes: 0 success, 1 a user error (bad
+//! source, bad data, a shape mismatch), 2 a bad command line.
+
+mod doc;
+mod eval;
+
+use crate::source::{self, UserError};
+use clap::{Parser, Subcommand};
+
+/// lossc compiles loss functions written in index notation.
+#[derive(Debug, Parser)]
+#[command(name = "lossc", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check a loss; report every error.
+    Check {
+        /// A `.loss` file, or the name of a stdlib loss.
+        file: String,
+    },
+    /// Compute a loss and its metrics on data or on seeded random inputs.
+    Eval(eval::EvalArgs),
+    /// List the standard library, or show one loss.
+    Doc {
+        /// A stdlib loss's name.
+        name: Option<String>,
+    },
+}
+
+/// Runs lossc with the process's arguments and returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(out) => {
+            print!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+/// Runs a parsed command line, returning what it prints on success.
+pub fn run(cli: Cli) -> Result<String, UserError> {
+    match cli.command {
+        Command::Check { file } => {
+            let src = source::load(&file)?;
+            let program = source::check(&src)?;
+            let names: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
+            Ok(format!("{}: ok ({} loss{}: {})\n", src.name, names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", ")))
+        }
+        Command::Eval(args) => eval::run(args),
+        Command::Doc { name } => doc::run(name.as_deref()),
+    }
+}

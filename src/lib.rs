@@ -1,0 +1,6 @@
+//! lossc: a compiler for machine-learning loss functions. This crate is the command-line
+//! program (and REPL); the stages live in the `grammar`, `compiler` and `runtime` crates.
+
+pub mod cli;
+pub mod source;
+pub mod stdlib;
