@@ -1,6 +1,14 @@
-//! lossc's runtime: tensors and their file formats, seeded random inputs, and the f64 reference
-//! interpreter that defines what every loss means.
+//! lossc's runtime: tensors and their file formats, binding data to a loss's signature, seeded
+//! random inputs, and the f64 reference interpreter that defines what every loss means.
 
+pub mod bind;
+pub mod data;
+pub mod error;
+pub mod interp;
+pub mod random;
 pub mod tensor;
 
+pub use bind::{Bound, bind};
+pub use error::RunError;
+pub use interp::{Outputs, eval};
 pub use tensor::{Data, Tensor};
