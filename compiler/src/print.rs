@@ -35,7 +35,7 @@ pub fn loss(l: &Loss) -> String {
             format!("{}: {ty}[{}]", i.name, dims.join(", "))
         })
         .collect();
-    let hypers: Vec<String> = l.hypers.iter().map(|h| format!("{} = {}", h.name, float(h.default))).collect();
+    let hypers: Vec<String> = l.hypers.iter().map(|h| format!("{} = {}", h.name, hyper_value(h.default))).collect();
     let _ = write!(out, "loss {}({}", l.name, inputs.join(", "));
     if !hypers.is_empty() {
         let _ = write!(out, "; {}", hypers.join(", "));
@@ -53,9 +53,20 @@ pub fn loss(l: &Loss) -> String {
         }
         let _ = writeln!(out, " = {}", expr(l, &d.body));
     }
-    let _ = writeln!(out, "    {}", expr(l, &l.result));
+    let result = expr(l, &l.result);
+    // A final expression starting with `-` would continue the statement above it.
+    if result.starts_with('-') && !l.defs.is_empty() {
+        let _ = writeln!(out, "    ({result})");
+    } else {
+        let _ = writeln!(out, "    {result}");
+    }
     out.push_str("}\n");
     out
+}
+
+/// A hyperparameter's default: integral values without a `.0` (`ignore_index = -100`).
+pub fn hyper_value(x: f64) -> String {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { float(x) }
 }
 
 /// A float literal that reads back as a float (`1.0`, not `1`), or `inf`.
@@ -153,8 +164,9 @@ pub fn expr(l: &Loss, e: &Expr) -> String {
         }
         Expr::Unary(UnaryOp::Neg, a) => {
             let s = operand(l, a, UnaryOp::Neg.precedence() + 1);
-            // `- -x` rather than `--x`, and `-(-1)` for a negative constant.
-            if s.starts_with('-') { format!("-({s})") } else { format!("-{s}") }
+            // `-(1.5)`: a minus written before a literal would fold into the constant.
+            let literal = matches!(**a, Expr::Float(_) | Expr::Int(_));
+            if literal || s.starts_with('-') { format!("-({s})") } else { format!("-{s}") }
         }
         Expr::Unary(UnaryOp::Not, a) => {
             let s = expr(l, a);

@@ -4,7 +4,10 @@
 use crate::ast::Span;
 use codespan_reporting::diagnostic::{Diagnostic as CsDiagnostic, Label};
 use codespan_reporting::files::SimpleFile;
-use codespan_reporting::term::{self, Config};
+use codespan_reporting::term::{self, Config, DisplayStyle};
+
+/// Source lines longer than this are not reproduced in diagnostics.
+const MAX_SHOWN_LINE: usize = 300;
 
 /// One error found in a source file.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +67,14 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Length in bytes of the line holding `offset`.
+fn line_len(source: &str, offset: usize) -> usize {
+    let offset = clamp_to_char_boundary(source, offset);
+    let start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = source[offset..].find('\n').map_or(source.len(), |i| offset + i);
+    end - start
+}
+
 fn clamp_to_char_boundary(source: &str, mut offset: usize) -> usize {
     offset = offset.min(source.len());
     while !source.is_char_boundary(offset) {
@@ -81,9 +92,16 @@ fn clamp_span(source: &str, span: Span) -> std::ops::Range<usize> {
 /// Renders diagnostics as plain text (no colour), each followed by a blank line.
 pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
     let file = SimpleFile::new(file_name, source);
-    let config = Config::default();
     let mut out = String::new();
     for d in diagnostics {
+        let mut config = Config::default();
+        let spans = std::iter::once(d.span).chain(d.secondary.iter().map(|(s, _)| *s));
+        let long_line =
+            spans.into_iter().any(|s| line_len(source, s.start) > MAX_SHOWN_LINE || line_len(source, s.end) > MAX_SHOWN_LINE);
+        if long_line {
+            // One-line form: a huge line would drown the message.
+            config.display_style = DisplayStyle::Medium;
+        }
         let mut labels = vec![Label::primary((), clamp_span(source, d.span)).with_message(&d.label)];
         for (span, msg) in &d.secondary {
             labels.push(Label::secondary((), clamp_span(source, *span)).with_message(msg));
@@ -97,6 +115,7 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
             .with_labels(labels)
             .with_notes(notes);
         match term::emit_into_string(&config, &file, &cs) {
+            Ok(s) if long_line => out.push_str(&format!("{s} = the source line is too long to show\n\n")),
             Ok(s) => out.push_str(&s),
             Err(_) => {
                 let (line, col) = line_col(source, d.span.start);

@@ -15,8 +15,10 @@ use std::sync::OnceLock;
 #[grammar = "loss.pest"]
 struct LossParser;
 
-/// The deepest nesting of expressions the parser accepts.
-pub const MAX_NESTING: usize = 128;
+/// A bound on the depth of the expression trees the parser builds: nested expressions count
+/// the operands and operators of every enclosing expression, so both deep nesting and very
+/// long operator chains are bounded. Later stages recurse over these trees.
+pub const MAX_NESTING: usize = 1024;
 
 /// Parses a whole file. On failure, returns every parse error found (at most one per item).
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
@@ -121,18 +123,19 @@ impl Builder<'_> {
         Ident { name: pair.as_str().to_string(), span: self.span(&pair) }
     }
 
-    /// Rejects items whose expressions nest deeper than [`MAX_NESTING`], walking the pairs
-    /// without recursion so that the builder's own recursion stays bounded.
+    /// Rejects items whose expression trees could be deeper than [`MAX_NESTING`], walking the
+    /// pairs without recursion so that the builder's own recursion stays bounded.
     fn check_depth(&self, pair: &Pair<Rule>) -> PResult<()> {
         let mut stack = vec![(pair.clone(), 0usize)];
         while let Some((p, depth)) = stack.pop() {
-            let depth = depth + usize::from(p.as_rule() == Rule::expr);
+            let depth = depth + if p.as_rule() == Rule::expr { p.clone().into_inner().count() } else { 0 };
             if depth > MAX_NESTING {
                 return Err(Diagnostic::new(
                     self.span(&p),
-                    format!("expression nested more than {MAX_NESTING} levels deep"),
-                    "nested too deeply",
+                    "expression too deeply nested or too long",
+                    "too deep",
                 )
+                .with_note(format!("lossc accepts expressions up to a depth of about {MAX_NESTING} operators and brackets"))
                 .with_help("split it into `let` definitions"));
             }
             stack.extend(p.into_inner().map(|c| (c, depth)));
@@ -616,6 +619,15 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
     let mut d = Diagnostic::new(span, format!("expected {what}, found {found}"), format!("expected {what}"));
     if found == "`}`" && expected.iter().any(|e| e == "an expression") {
         d = d.with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
+        // The common cause: a final expression starting with `-` continues the `let` above it.
+        let before = &text[..pos];
+        let item_start = before.rfind("loss ").unwrap_or(0);
+        if let Some(line) = before[item_start..].lines().rev().find(|l| l.trim_start().starts_with('-')) {
+            d = d.with_help(format!(
+                "`{}` continues the statement above it (newlines do not end statements): wrap the final expression in parentheses",
+                line.trim()
+            ));
+        }
     }
     if found.contains("`loss`") || found.contains("`fn`") {
         d = d.with_note("the item above is not finished: is a `}` or an expression missing?");

@@ -63,7 +63,7 @@ fn show(name: &str) -> Result<String, UserError> {
 pub fn signature(loss: &Loss) -> String {
     let inputs: Vec<String> = loss.inputs.iter().map(|i| runtime::bind::signature(loss, i)).collect();
     let hypers: Vec<String> =
-        loss.hypers.iter().map(|h| format!("{} = {}", h.name, compiler::print::float(h.default))).collect();
+        loss.hypers.iter().map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default))).collect();
     let mut s = format!("loss {}({}", loss.name, inputs.join(", "));
     if !hypers.is_empty() {
         let _ = write!(s, "; {}", hypers.join(", "));
