@@ -31,7 +31,8 @@ impl std::fmt::Display for UserError {
 pub fn load(file: &str) -> Result<Source, UserError> {
     let path = Path::new(file);
     if path.exists() {
-        let bytes = std::fs::read(path).map_err(|e| UserError(format!("error: cannot read `{file}`: {e}")))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| UserError(format!("error: cannot read `{file}`: {e}")))?;
         if bytes.len() > MAX_SOURCE_BYTES {
             return Err(UserError(format!(
                 "error: `{file}` is {} bytes; lossc reads source files of at most {MAX_SOURCE_BYTES} bytes",
@@ -39,12 +40,21 @@ pub fn load(file: &str) -> Result<Source, UserError> {
             )));
         }
         let text = String::from_utf8(bytes).map_err(|e| {
-            UserError(format!("error: `{file}` is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+            UserError(format!(
+                "error: `{file}` is not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
-        return Ok(Source { name: file.to_string(), text });
+        return Ok(Source {
+            name: file.to_string(),
+            text,
+        });
     }
     if let Some(e) = stdlib::get(file) {
-        return Ok(Source { name: format!("<stdlib>/{}/{}.loss", e.family, e.name), text: e.source.to_string() });
+        return Ok(Source {
+            name: format!("<stdlib>/{}/{}.loss", e.family, e.name),
+            text: e.source.to_string(),
+        });
     }
     let mut msg = format!("error: no file `{file}` and no stdlib loss named `{file}`");
     if let Some(h) = compiler::check::did_you_mean(file, stdlib::ENTRIES.iter().map(|e| e.name)) {
@@ -60,16 +70,28 @@ pub fn check(src: &Source) -> Result<Program, UserError> {
     compiler::check_source(&src.text).map_err(|diags| {
         let rendered = grammar::render(&src.name, &src.text, &diags);
         let n = diags.len();
-        UserError(format!("{rendered}error: {n} error{} in `{}`", if n == 1 { "" } else { "s" }, src.name))
+        UserError(format!(
+            "{rendered}error: {n} error{} in `{}`",
+            if n == 1 { "" } else { "s" },
+            src.name
+        ))
     })
 }
 
 /// Picks the loss to run: the one named by `--loss`, or the file's only loss.
-pub fn select<'p>(program: &'p Program, src: &Source, wanted: Option<&str>) -> Result<&'p Loss, UserError> {
+pub fn select<'p>(
+    program: &'p Program,
+    src: &Source,
+    wanted: Option<&str>,
+) -> Result<&'p Loss, UserError> {
     let names: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
     match wanted {
         Some(w) => program.loss(w).ok_or_else(|| {
-            UserError(format!("error: `{}` has no loss named `{w}` (it has: {})", src.name, names.join(", ")))
+            UserError(format!(
+                "error: `{}` has no loss named `{w}` (it has: {})",
+                src.name,
+                names.join(", ")
+            ))
         }),
         None => match program.losses.as_slice() {
             [only] => Ok(only),

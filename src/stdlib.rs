@@ -20,7 +20,14 @@ pub fn get(name: &str) -> Option<&'static StdlibEntry> {
 }
 
 /// The families in the order `lossc doc` lists them.
-pub const FAMILIES: &[&str] = &["preference", "classification", "regression", "distillation", "metric_learning", "seed"];
+pub const FAMILIES: &[&str] = &[
+    "preference",
+    "classification",
+    "regression",
+    "distillation",
+    "metric_learning",
+    "seed",
+];
 
 /// A family folder's name as a heading.
 pub fn family_title(family: &str) -> &str {

@@ -21,7 +21,9 @@ fn stderr(o: &Output) -> String {
 }
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .flatten()
@@ -36,7 +38,11 @@ fn corpus(dir: &str) -> Vec<PathBuf> {
 fn assert_user_error(o: &Output, what: &str) {
     let err = stderr(o);
     assert!(!err.contains("panicked"), "{what}: panicked:\n{err}");
-    assert_eq!(o.status.code(), Some(1), "{what}: exit code; stderr:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{what}: exit code; stderr:\n{err}"
+    );
     assert!(err.contains("error"), "{what}: no error message:\n{err}");
 }
 
@@ -45,30 +51,58 @@ fn eval_dpo_random_prints_loss_and_metrics() {
     let o = lossc(&["eval", "dpo", "--random", "B=8"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
-    assert_eq!(names, ["loss", "chosen_reward", "rejected_reward", "reward_accuracy", "reward_margin"]);
+    let names: Vec<&str> = out
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "loss",
+            "chosen_reward",
+            "rejected_reward",
+            "reward_accuracy",
+            "reward_margin"
+        ]
+    );
     for line in out.lines() {
         let v: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(v.is_finite(), "{line}");
     }
     // The same seed gives the same numbers; another seed does not.
     assert_eq!(stdout(&lossc(&["eval", "dpo", "--random", "B=8"])), out);
-    assert_ne!(stdout(&lossc(&["eval", "dpo", "--random", "B=8", "--seed", "1"])), out);
+    assert_ne!(
+        stdout(&lossc(&["eval", "dpo", "--random", "B=8", "--seed", "1"])),
+        out
+    );
 }
 
 #[test]
 fn eval_json_is_one_flat_object() {
-    let o = lossc(&["eval", "dpo", "--random", "B=8", "--json", "--set", "beta=0.2"]);
+    let o = lossc(&[
+        "eval", "dpo", "--random", "B=8", "--json", "--set", "beta=0.2",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let obj = v.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["chosen_reward", "loss", "rejected_reward", "reward_accuracy", "reward_margin"]);
+    assert_eq!(
+        keys,
+        [
+            "chosen_reward",
+            "loss",
+            "rejected_reward",
+            "reward_accuracy",
+            "reward_margin"
+        ]
+    );
     assert!(obj.values().all(|x| x.is_f64()));
     // --set changes the value.
-    let base: serde_json::Value =
-        serde_json::from_str(&stdout(&lossc(&["eval", "dpo", "--random", "B=8", "--json"]))).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&stdout(&lossc(&[
+        "eval", "dpo", "--random", "B=8", "--json",
+    ])))
+    .unwrap();
     assert_ne!(base["loss"], v["loss"]);
 }
 
@@ -77,7 +111,8 @@ fn eval_reads_and_writes_every_format() {
     let dir = std::env::temp_dir().join(format!("lossc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let fixture = "stdlib/fixtures/cross_entropy/ignore_b10_ls.json";
-    let case: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let case: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
     let inputs = dir.join("inputs.json");
     std::fs::write(&inputs, case["inputs"].to_string()).unwrap();
     let mut losses = vec![];
@@ -128,27 +163,52 @@ fn doc_lists_and_shows_the_stdlib() {
     let o = lossc(&["doc"]);
     assert_eq!(o.status.code(), Some(0));
     let out = stdout(&o);
-    for name in ["dpo", "cross_entropy", "multi_similarity", "multi_similarity_mined"] {
-        assert!(out.lines().any(|l| l.trim_start().starts_with(name)), "{name} missing:\n{out}");
+    for name in [
+        "dpo",
+        "cross_entropy",
+        "multi_similarity",
+        "multi_similarity_mined",
+    ] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} missing:\n{out}"
+        );
     }
     let o = lossc(&["doc", "dpo"]);
-    assert!(stdout(&o).contains("loss dpo(policy_chosen_logps: [B]"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("loss dpo(policy_chosen_logps: [B]"),
+        "{}",
+        stdout(&o)
+    );
     assert!(stdout(&o).contains("TRL"));
     assert_user_error(&lossc(&["doc", "dpp"]), "doc of a typo");
 }
 
 #[test]
 fn bad_command_lines_exit_with_their_documented_codes() {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bad_args.txt")).unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bad_args.txt"),
+    )
+    .unwrap();
     let mut n = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
-        let (args, code) = line.rsplit_once('\t').unwrap_or_else(|| panic!("no tab in `{line}`"));
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let (args, code) = line
+            .rsplit_once('\t')
+            .unwrap_or_else(|| panic!("no tab in `{line}`"));
         let code: i32 = code.trim().parse().unwrap();
         let args: Vec<&str> = args.split(' ').filter(|a| !a.is_empty()).collect();
         let o = lossc(&args);
         let err = stderr(&o);
         assert!(!err.contains("panicked"), "`{line}` panicked:\n{err}");
-        assert_eq!(o.status.code(), Some(code), "`lossc {}`:\n{err}", args.join(" "));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "`lossc {}`:\n{err}",
+            args.join(" ")
+        );
         assert!(!err.trim().is_empty(), "`{line}` printed no message");
         n += 1;
     }
@@ -160,7 +220,10 @@ fn broken_sources_are_user_errors() {
     let files = corpus("bad_sources");
     assert!(files.len() >= 40, "only {} broken sources", files.len());
     for f in files {
-        assert_user_error(&lossc(&["check", f.to_str().unwrap()]), &f.display().to_string());
+        assert_user_error(
+            &lossc(&["check", f.to_str().unwrap()]),
+            &f.display().to_string(),
+        );
     }
 }
 
@@ -171,6 +234,9 @@ fn broken_data_files_are_user_errors() {
     for f in files {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let loss = name.split("__").next().unwrap();
-        assert_user_error(&lossc(&["eval", loss, "--inputs", f.to_str().unwrap()]), &name);
+        assert_user_error(
+            &lossc(&["eval", loss, "--inputs", f.to_str().unwrap()]),
+            &name,
+        );
     }
 }

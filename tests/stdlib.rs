@@ -12,7 +12,10 @@ fn checked(name: &str) -> compiler::ir::Loss {
     let program = compiler::check_source(e.source)
         .unwrap_or_else(|d| panic!("{name}:\n{}", grammar::render(name, e.source, &d)));
     assert_eq!(program.losses.len(), 1, "{name} holds one loss");
-    assert_eq!(program.losses[0].name, name, "file stem and loss name agree");
+    assert_eq!(
+        program.losses[0].name, name,
+        "file stem and loss name agree"
+    );
     program.losses.into_iter().next().unwrap()
 }
 
@@ -30,8 +33,16 @@ fn stdlib_names_match_the_contract() {
     // Names, input order and hyperparameters from shared/design/stdlib.md.
     let sig = |name: &str| {
         let l = checked(name);
-        let inputs: Vec<String> = l.inputs.iter().map(|i| runtime::bind::signature(&l, i)).collect();
-        let hypers: Vec<String> = l.hypers.iter().map(|h| format!("{}={}", h.name, h.default)).collect();
+        let inputs: Vec<String> = l
+            .inputs
+            .iter()
+            .map(|i| runtime::bind::signature(&l, i))
+            .collect();
+        let hypers: Vec<String> = l
+            .hypers
+            .iter()
+            .map(|h| format!("{}={}", h.name, h.default))
+            .collect();
         (inputs.join(", "), hypers.join(", "))
     };
     assert_eq!(
@@ -41,11 +52,26 @@ fn stdlib_names_match_the_contract() {
             "beta=0.1, label_smoothing=0".into()
         )
     );
-    assert_eq!(sig("cross_entropy"), ("logits: [B, C], target: int[B]".into(), "label_smoothing=0, ignore_index=-100".into()));
-    assert_eq!(sig("multi_similarity"), ("embeddings: [B, D], labels: int[B]".into(), "alpha=2, beta=50, base=0.5".into()));
+    assert_eq!(
+        sig("cross_entropy"),
+        (
+            "logits: [B, C], target: int[B]".into(),
+            "label_smoothing=0, ignore_index=-100".into()
+        )
+    );
+    assert_eq!(
+        sig("multi_similarity"),
+        (
+            "embeddings: [B, D], labels: int[B]".into(),
+            "alpha=2, beta=50, base=0.5".into()
+        )
+    );
     assert_eq!(
         sig("multi_similarity_mined"),
-        ("embeddings: [B, D], labels: int[B]".into(), "alpha=2, beta=50, base=0.5, margin=0.1".into())
+        (
+            "embeddings: [B, D], labels: int[B]".into(),
+            "alpha=2, beta=50, base=0.5, margin=0.1".into()
+        )
     );
 }
 
@@ -59,7 +85,11 @@ fn interpreter_matches_reference_fixtures() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
     let mut checked_cases = 0;
     let mut failures = vec![];
-    let mut dirs: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().filter(|e| e.path().is_dir()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
     dirs.sort_by_key(|e| e.file_name());
     for dir in dirs {
         let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
@@ -69,8 +99,12 @@ fn interpreter_matches_reference_fixtures() {
             let case: Value = serde_json::from_str(&text).unwrap();
             let name = case["loss"].as_str().unwrap();
             let loss = checked(name);
-            let inputs =
-                data::parse_tensors(Format::Json, case["inputs"].to_string().as_bytes(), "fixture").unwrap();
+            let inputs = data::parse_tensors(
+                Format::Json,
+                case["inputs"].to_string().as_bytes(),
+                "fixture",
+            )
+            .unwrap();
             let set: Vec<(String, f64)> = case["hyperparameters"]
                 .as_object()
                 .unwrap()
@@ -96,5 +130,8 @@ fn interpreter_matches_reference_fixtures() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(checked_cases >= 25, "only {checked_cases} fixture cases found");
+    assert!(
+        checked_cases >= 25,
+        "only {checked_cases} fixture cases found"
+    );
 }

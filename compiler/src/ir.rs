@@ -323,7 +323,11 @@ impl Loss {
     pub fn shape_of(&self, t: Tensor) -> Vec<DimId> {
         match t {
             Tensor::Input(i) => self.inputs[i].shape.clone(),
-            Tensor::Def(d) => self.defs[d].indices.iter().map(|&v| self.vars[v].dim).collect(),
+            Tensor::Def(d) => self.defs[d]
+                .indices
+                .iter()
+                .map(|&v| self.vars[v].dim)
+                .collect(),
         }
     }
 
@@ -366,7 +370,9 @@ impl Loss {
                 (DType::Int, DType::Int) => DType::Int,
                 _ => DType::Float,
             },
-            Expr::Reduce { op: Reducer::Count, .. } => DType::Int,
+            Expr::Reduce {
+                op: Reducer::Count, ..
+            } => DType::Int,
             Expr::Reduce { .. } => DType::Float,
         }
     }

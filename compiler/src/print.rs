@@ -35,7 +35,11 @@ pub fn loss(l: &Loss) -> String {
             format!("{}: {ty}[{}]", i.name, dims.join(", "))
         })
         .collect();
-    let hypers: Vec<String> = l.hypers.iter().map(|h| format!("{} = {}", h.name, hyper_value(h.default))).collect();
+    let hypers: Vec<String> = l
+        .hypers
+        .iter()
+        .map(|h| format!("{} = {}", h.name, hyper_value(h.default)))
+        .collect();
     let _ = write!(out, "loss {}({}", l.name, inputs.join(", "));
     if !hypers.is_empty() {
         let _ = write!(out, "; {}", hypers.join(", "));
@@ -48,7 +52,11 @@ pub fn loss(l: &Loss) -> String {
         };
         let _ = write!(out, "    {kw} {}", d.name);
         if !d.indices.is_empty() {
-            let params: Vec<String> = d.indices.iter().map(|&v| binder(l, v, &[&d.body])).collect();
+            let params: Vec<String> = d
+                .indices
+                .iter()
+                .map(|&v| binder(l, v, &[&d.body]))
+                .collect();
             let _ = write!(out, "[{}]", params.join(", "));
         }
         let _ = writeln!(out, " = {}", expr(l, &d.body));
@@ -66,7 +74,11 @@ pub fn loss(l: &Loss) -> String {
 
 /// A hyperparameter's default: integral values without a `.0` (`ignore_index = -100`).
 pub fn hyper_value(x: f64) -> String {
-    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { float(x) }
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        float(x)
+    }
 }
 
 /// A float literal that reads back as a float (`1.0`, not `1`), or `inf`.
@@ -96,7 +108,7 @@ fn indexes_directly(e: &Expr, v: VarId) -> bool {
     let mut found = false;
     visit(e, &mut |x| {
         if let Expr::Read { indices, .. } = x
-            && indices.iter().any(|i| *i == Expr::Index(v))
+            && indices.contains(&Expr::Index(v))
         {
             found = true;
         }
@@ -142,7 +154,11 @@ fn prec(e: &Expr) -> u8 {
 /// Prints `e`, in parentheses when its precedence is below `min`.
 fn operand(l: &Loss, e: &Expr, min: u8) -> String {
     let s = expr(l, e);
-    if prec(e) < min || matches!(e, Expr::Select(..)) { format!("({s})") } else { s }
+    if prec(e) < min || matches!(e, Expr::Select(..)) {
+        format!("({s})")
+    } else {
+        s
+    }
 }
 
 /// Prints an expression.
@@ -166,11 +182,19 @@ pub fn expr(l: &Loss, e: &Expr) -> String {
             let s = operand(l, a, UnaryOp::Neg.precedence() + 1);
             // `-(1.5)`: a minus written before a literal would fold into the constant.
             let literal = matches!(**a, Expr::Float(_) | Expr::Int(_));
-            if literal || s.starts_with('-') { format!("-({s})") } else { format!("-{s}") }
+            if literal || s.starts_with('-') {
+                format!("-({s})")
+            } else {
+                format!("-{s}")
+            }
         }
         Expr::Unary(UnaryOp::Not, a) => {
             let s = expr(l, a);
-            if prec(a) < 10 { format!("!({s})") } else { format!("!{s}") }
+            if prec(a) < 10 {
+                format!("!({s})")
+            } else {
+                format!("!{s}")
+            }
         }
         Expr::Binary(op, a, b) => {
             let p = op.precedence();
@@ -181,14 +205,26 @@ pub fn expr(l: &Loss, e: &Expr) -> String {
             } else {
                 (p, p + 1)
             };
-            format!("{} {} {}", operand(l, a, lmin), op.symbol(), operand(l, b, rmin))
+            format!(
+                "{} {} {}",
+                operand(l, a, lmin),
+                op.symbol(),
+                operand(l, b, rmin)
+            )
         }
         Expr::Call(f, args) => {
             let a: Vec<String> = args.iter().map(|x| expr(l, x)).collect();
             format!("{}({})", f.name(), a.join(", "))
         }
-        Expr::Select(c, a, b) => format!("if {} then {} else {}", expr(l, c), expr(l, a), expr(l, b)),
-        Expr::Reduce { op, vars, filter, body } => {
+        Expr::Select(c, a, b) => {
+            format!("if {} then {} else {}", expr(l, c), expr(l, a), expr(l, b))
+        }
+        Expr::Reduce {
+            op,
+            vars,
+            filter,
+            body,
+        } => {
             let scope: Vec<&Expr> = filter.iter().chain(body.iter()).map(|b| &**b).collect();
             let vs: Vec<String> = vars.iter().map(|&v| binder(l, v, &scope)).collect();
             let mut s = format!("{}[{}", op.keyword(), vs.join(", "));

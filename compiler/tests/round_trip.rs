@@ -30,13 +30,25 @@ impl Gen {
 
     fn new_var(&mut self, dim: DimId) -> VarId {
         let v = self.loss.vars.len();
-        self.loss.vars.push(IndexVar { name: format!("i{v}"), dim });
+        self.loss.vars.push(IndexVar {
+            name: format!("i{v}"),
+            dim,
+        });
         v
     }
 
     fn var_of(&mut self, dim: DimId) -> Option<VarId> {
-        let vs: Vec<VarId> = self.scope.iter().copied().filter(|&v| self.loss.vars[v].dim == dim).collect();
-        if vs.is_empty() { None } else { Some(vs[self.below(vs.len() as u64) as usize]) }
+        let vs: Vec<VarId> = self
+            .scope
+            .iter()
+            .copied()
+            .filter(|&v| self.loss.vars[v].dim == dim)
+            .collect();
+        if vs.is_empty() {
+            None
+        } else {
+            Some(vs[self.below(vs.len() as u64) as usize])
+        }
     }
 
     /// An index into `dim`: a variable of that dimension when one is in scope, else 0 or a gather.
@@ -47,7 +59,10 @@ impl Gen {
         if dim == B && depth > 0 && self.below(2) == 0 {
             // y: int[B] holds indices into B.
             let i = self.index(B, depth - 1);
-            return Expr::Read { tensor: Tensor::Input(1), indices: vec![i] };
+            return Expr::Read {
+                tensor: Tensor::Input(1),
+                indices: vec![i],
+            };
         }
         Expr::Int(0)
     }
@@ -63,21 +78,35 @@ impl Gen {
     }
 
     fn float(&mut self, depth: u32) -> Expr {
-        let choice = if depth == 0 { self.below(4) } else { self.below(14) };
+        let choice = if depth == 0 {
+            self.below(4)
+        } else {
+            self.below(14)
+        };
         match choice {
             0 => self.constant(),
             1 => Expr::Hyper(self.below(2) as usize),
             2 => {
                 let (b, d) = (self.index(B, depth), self.index(D, depth));
-                Expr::Read { tensor: Tensor::Input(0), indices: vec![b, d] }
+                Expr::Read {
+                    tensor: Tensor::Input(0),
+                    indices: vec![b, d],
+                }
             }
-            3 => Expr::Read { tensor: Tensor::Input(3), indices: vec![] },
+            3 => Expr::Read {
+                tensor: Tensor::Input(3),
+                indices: vec![],
+            },
             4 => self.def_read(depth),
             5 => Expr::Unary(UnaryOp::Neg, Box::new(self.float(depth - 1))),
             6 | 7 => {
                 let ops = [BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::Pow];
                 let op = ops[self.below(5) as usize];
-                Expr::Binary(op, Box::new(self.float(depth - 1)), Box::new(self.float(depth - 1)))
+                Expr::Binary(
+                    op,
+                    Box::new(self.float(depth - 1)),
+                    Box::new(self.float(depth - 1)),
+                )
             }
             8 => {
                 let f = Builtin::ALL[self.below(Builtin::ALL.len() as u64) as usize];
@@ -96,7 +125,10 @@ impl Gen {
             },
             _ => {
                 let b = self.index(B, depth);
-                Expr::Read { tensor: Tensor::Input(1), indices: vec![b] }
+                Expr::Read {
+                    tensor: Tensor::Input(1),
+                    indices: vec![b],
+                }
             }
         }
     }
@@ -104,48 +136,97 @@ impl Gen {
     /// A read of an earlier float `let`, when one exists.
     fn def_read(&mut self, depth: u32) -> Expr {
         let defs: Vec<DefId> = (0..self.loss.defs.len())
-            .filter(|&d| self.loss.defs[d].kind == DefKind::Let && self.loss.defs[d].dtype == DType::Float)
+            .filter(|&d| {
+                self.loss.defs[d].kind == DefKind::Let && self.loss.defs[d].dtype == DType::Float
+            })
             .collect();
         if defs.is_empty() {
             return self.constant();
         }
         let d = defs[self.below(defs.len() as u64) as usize];
-        let dims: Vec<DimId> = self.loss.defs[d].indices.iter().map(|&v| self.loss.vars[v].dim).collect();
+        let dims: Vec<DimId> = self.loss.defs[d]
+            .indices
+            .iter()
+            .map(|&v| self.loss.vars[v].dim)
+            .collect();
         let indices = dims.into_iter().map(|dim| self.index(dim, depth)).collect();
-        Expr::Read { tensor: Tensor::Def(d), indices }
+        Expr::Read {
+            tensor: Tensor::Def(d),
+            indices,
+        }
     }
 
     fn reduce(&mut self, depth: u32) -> Expr {
-        let ops = [Reducer::Sum, Reducer::Mean, Reducer::Max, Reducer::Min, Reducer::LogSumExp, Reducer::Count];
+        let ops = [
+            Reducer::Sum,
+            Reducer::Mean,
+            Reducer::Max,
+            Reducer::Min,
+            Reducer::LogSumExp,
+            Reducer::Count,
+        ];
         let op = ops[self.below(6) as usize];
         let n = 1 + self.below(2) as usize;
-        let vars: Vec<VarId> = (0..n).map(|_| {
-            let dim = if self.below(2) == 0 { B } else { D };
-            self.new_var(dim)
-        }).collect();
+        let vars: Vec<VarId> = (0..n)
+            .map(|_| {
+                let dim = if self.below(2) == 0 { B } else { D };
+                self.new_var(dim)
+            })
+            .collect();
         self.scope.extend(&vars);
         let filter = (self.below(2) == 0).then(|| Box::new(self.boolean(depth - 1)));
         let body = (op != Reducer::Count).then(|| Box::new(self.float(depth - 1)));
         self.scope.truncate(self.scope.len() - vars.len());
-        Expr::Reduce { op, vars, filter, body }
+        Expr::Reduce {
+            op,
+            vars,
+            filter,
+            body,
+        }
     }
 
     fn boolean(&mut self, depth: u32) -> Expr {
-        let choice = if depth == 0 { self.below(2) } else { self.below(6) };
+        let choice = if depth == 0 {
+            self.below(2)
+        } else {
+            self.below(6)
+        };
         match choice {
             0 => Expr::Bool(self.below(2) == 0),
             1 => {
                 let (a, b) = (self.index(B, depth), self.index(B, depth));
-                Expr::Read { tensor: Tensor::Input(2), indices: vec![a, b] }
+                Expr::Read {
+                    tensor: Tensor::Input(2),
+                    indices: vec![a, b],
+                }
             }
             2 | 3 => {
-                let ops = [BinOp::Eq, BinOp::Ne, BinOp::Lt, BinOp::Le, BinOp::Gt, BinOp::Ge];
+                let ops = [
+                    BinOp::Eq,
+                    BinOp::Ne,
+                    BinOp::Lt,
+                    BinOp::Le,
+                    BinOp::Gt,
+                    BinOp::Ge,
+                ];
                 let op = ops[self.below(6) as usize];
-                Expr::Binary(op, Box::new(self.float(depth - 1)), Box::new(self.float(depth - 1)))
+                Expr::Binary(
+                    op,
+                    Box::new(self.float(depth - 1)),
+                    Box::new(self.float(depth - 1)),
+                )
             }
             4 => {
-                let op = if self.below(2) == 0 { BinOp::And } else { BinOp::Or };
-                Expr::Binary(op, Box::new(self.boolean(depth - 1)), Box::new(self.boolean(depth - 1)))
+                let op = if self.below(2) == 0 {
+                    BinOp::And
+                } else {
+                    BinOp::Or
+                };
+                Expr::Binary(
+                    op,
+                    Box::new(self.boolean(depth - 1)),
+                    Box::new(self.boolean(depth - 1)),
+                )
             }
             _ => Expr::Unary(UnaryOp::Not, Box::new(self.boolean(depth - 1))),
         }
@@ -158,31 +239,78 @@ fn generate(seed: u64) -> Loss {
         doc: "A generated loss.".into(),
         dims: vec!["B".into(), "D".into()],
         inputs: vec![
-            Input { name: "x".into(), dtype: DType::Float, shape: vec![B, D] },
-            Input { name: "y".into(), dtype: DType::Int, shape: vec![B] },
-            Input { name: "m".into(), dtype: DType::Bool, shape: vec![B, B] },
-            Input { name: "s".into(), dtype: DType::Float, shape: vec![] },
+            Input {
+                name: "x".into(),
+                dtype: DType::Float,
+                shape: vec![B, D],
+            },
+            Input {
+                name: "y".into(),
+                dtype: DType::Int,
+                shape: vec![B],
+            },
+            Input {
+                name: "m".into(),
+                dtype: DType::Bool,
+                shape: vec![B, B],
+            },
+            Input {
+                name: "s".into(),
+                dtype: DType::Float,
+                shape: vec![],
+            },
         ],
-        hypers: vec![Hyper { name: "alpha".into(), default: 0.5 }, Hyper { name: "beta".into(), default: -100.0 }],
+        hypers: vec![
+            Hyper {
+                name: "alpha".into(),
+                default: 0.5,
+            },
+            Hyper {
+                name: "beta".into(),
+                default: -100.0,
+            },
+        ],
         vars: vec![],
         defs: vec![],
         result: Expr::Float(0.0),
     };
-    let mut g = Gen { state: seed | 1, loss, scope: vec![] };
+    let mut g = Gen {
+        state: seed | 1,
+        loss,
+        scope: vec![],
+    };
     for k in 0..1 + g.below(4) {
         let n = g.below(3) as usize;
-        let indices: Vec<VarId> = (0..n).map(|_| {
-            let dim = if g.below(2) == 0 { B } else { D };
-            g.new_var(dim)
-        }).collect();
+        let indices: Vec<VarId> = (0..n)
+            .map(|_| {
+                let dim = if g.below(2) == 0 { B } else { D };
+                g.new_var(dim)
+            })
+            .collect();
         g.scope = indices.clone();
-        let (body, dtype) = if g.below(5) == 0 { (g.boolean(3), DType::Bool) } else { (g.float(3), DType::Float) };
+        let (body, dtype) = if g.below(5) == 0 {
+            (g.boolean(3), DType::Bool)
+        } else {
+            (g.float(3), DType::Float)
+        };
         g.scope.clear();
-        g.loss.defs.push(Def { name: format!("t{k}"), kind: DefKind::Let, indices, dtype, body });
+        g.loss.defs.push(Def {
+            name: format!("t{k}"),
+            kind: DefKind::Let,
+            indices,
+            dtype,
+            body,
+        });
     }
     if g.below(2) == 0 {
         let body = g.float(2);
-        g.loss.defs.push(Def { name: "m0".into(), kind: DefKind::Metric, indices: vec![], dtype: DType::Float, body });
+        g.loss.defs.push(Def {
+            name: "m0".into(),
+            kind: DefKind::Metric,
+            indices: vec![],
+            dtype: DType::Float,
+            body,
+        });
     }
     g.loss.result = g.float(3);
     // A definition's type is what its body computes (an int body gives an int tensor).
@@ -198,9 +326,27 @@ fn generate(seed: u64) -> Loss {
 #[test]
 fn generated_programs_exercise_the_printer() {
     // The generator must reach the interesting forms, or the property proves little.
-    let text: String = (1..200u64).map(|s| compiler::print::loss(&generate(s * 7919))).collect();
-    for form in ["if ", " | ", "count[", "logsumexp[", "y[y[", " ^ ", "-(", "!", " && ", ": D]", "m[", "inf"] {
-        assert!(text.contains(form), "no generated program contains `{form}`");
+    let text: String = (1..200u64)
+        .map(|s| compiler::print::loss(&generate(s * 7919)))
+        .collect();
+    for form in [
+        "if ",
+        " | ",
+        "count[",
+        "logsumexp[",
+        "y[y[",
+        " ^ ",
+        "-(",
+        "!",
+        " && ",
+        ": D]",
+        "m[",
+        "inf",
+    ] {
+        assert!(
+            text.contains(form),
+            "no generated program contains `{form}`"
+        );
     }
 }
 

@@ -71,7 +71,9 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 fn line_len(source: &str, offset: usize) -> usize {
     let offset = clamp_to_char_boundary(source, offset);
     let start = source[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let end = source[offset..].find('\n').map_or(source.len(), |i| offset + i);
+    let end = source[offset..]
+        .find('\n')
+        .map_or(source.len(), |i| offset + i);
     end - start
 }
 
@@ -96,13 +98,15 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
     for d in diagnostics {
         let mut config = Config::default();
         let spans = std::iter::once(d.span).chain(d.secondary.iter().map(|(s, _)| *s));
-        let long_line =
-            spans.into_iter().any(|s| line_len(source, s.start) > MAX_SHOWN_LINE || line_len(source, s.end) > MAX_SHOWN_LINE);
+        let long_line = spans.into_iter().any(|s| {
+            line_len(source, s.start) > MAX_SHOWN_LINE || line_len(source, s.end) > MAX_SHOWN_LINE
+        });
         if long_line {
             // One-line form: a huge line would drown the message.
             config.display_style = DisplayStyle::Medium;
         }
-        let mut labels = vec![Label::primary((), clamp_span(source, d.span)).with_message(&d.label)];
+        let mut labels =
+            vec![Label::primary((), clamp_span(source, d.span)).with_message(&d.label)];
         for (span, msg) in &d.secondary {
             labels.push(Label::secondary((), clamp_span(source, *span)).with_message(msg));
         }
@@ -115,11 +119,16 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
             .with_labels(labels)
             .with_notes(notes);
         match term::emit_into_string(&config, &file, &cs) {
-            Ok(s) if long_line => out.push_str(&format!("{s} = the source line is too long to show\n\n")),
+            Ok(s) if long_line => {
+                out.push_str(&format!("{s} = the source line is too long to show\n\n"))
+            }
             Ok(s) => out.push_str(&s),
             Err(_) => {
                 let (line, col) = line_col(source, d.span.start);
-                out.push_str(&format!("error: {}\n  at {file_name}:{line}:{col}\n", d.message));
+                out.push_str(&format!(
+                    "error: {}\n  at {file_name}:{line}:{col}\n",
+                    d.message
+                ));
             }
         }
     }

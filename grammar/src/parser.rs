@@ -37,7 +37,7 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
                     }
                     match build_item(source, offset, pair) {
                         Ok(item) => items.push(item),
-                        Err(e) => errors.push(e),
+                        Err(e) => errors.push(*e),
                     }
                 }
                 break;
@@ -95,7 +95,8 @@ fn pratt() -> &'static PrattParser<Rule> {
     })
 }
 
-type PResult<T> = Result<T, Diagnostic>;
+/// Parse results carry boxed diagnostics: errors are rare and the success path stays small.
+type PResult<T> = Result<T, Box<Diagnostic>>;
 
 /// Builds AST nodes from pest pairs, shifting spans by the offset the pairs were parsed at.
 struct Builder<'s> {
@@ -120,7 +121,10 @@ impl Builder<'_> {
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
-        Ident { name: pair.as_str().to_string(), span: self.span(&pair) }
+        Ident {
+            name: pair.as_str().to_string(),
+            span: self.span(&pair),
+        }
     }
 
     /// Rejects items whose expression trees could be deeper than [`MAX_NESTING`], walking the
@@ -128,15 +132,20 @@ impl Builder<'_> {
     fn check_depth(&self, pair: &Pair<Rule>) -> PResult<()> {
         let mut stack = vec![(pair.clone(), 0usize)];
         while let Some((p, depth)) = stack.pop() {
-            let depth = depth + if p.as_rule() == Rule::expr { p.clone().into_inner().count() } else { 0 };
+            let depth = depth
+                + if p.as_rule() == Rule::expr {
+                    p.clone().into_inner().count()
+                } else {
+                    0
+                };
             if depth > MAX_NESTING {
-                return Err(Diagnostic::new(
+                return Err(Box::new(Diagnostic::new(
                     self.span(&p),
                     "expression too deeply nested or too long",
                     "too deep",
                 )
                 .with_note(format!("lossc accepts expressions up to a depth of about {MAX_NESTING} operators and brackets"))
-                .with_help("split it into `let` definitions"));
+                .with_help("split it into `let` definitions")));
             }
             stack.extend(p.into_inner().map(|c| (c, depth)));
         }
@@ -154,9 +163,12 @@ impl Builder<'_> {
             let line_start = self.source[..end - 1].rfind('\n').map_or(0, |i| i + 1);
             let line = self.source[line_start..end - 1].trim();
             match line.strip_prefix("///") {
-                Some(text) if !text.starts_with('/') => {
-                    lines.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string())
-                }
+                Some(text) if !text.starts_with('/') => lines.push(
+                    text.strip_prefix(' ')
+                        .unwrap_or(text)
+                        .trim_end()
+                        .to_string(),
+                ),
                 _ => break,
             }
             end = line_start;
@@ -228,7 +240,12 @@ impl Builder<'_> {
                 r => unreachable!("unexpected rule in tensor type: {r:?}"),
             }
         }
-        InputDecl { name, elem, dims, span }
+        InputDecl {
+            name,
+            elem,
+            dims,
+            span,
+        }
     }
 
     fn hyper(&self, pair: Pair<Rule>) -> PResult<HyperDecl> {
@@ -245,7 +262,11 @@ impl Builder<'_> {
                 r => unreachable!("unexpected rule in hyperparameter: {r:?}"),
             }
         }
-        Ok(HyperDecl { name, default: if negative { -default } else { default }, span })
+        Ok(HyperDecl {
+            name,
+            default: if negative { -default } else { default },
+            span,
+        })
     }
 
     fn number(&self, pair: &Pair<Rule>) -> PResult<f64> {
@@ -254,7 +275,11 @@ impl Builder<'_> {
             return Ok(f64::INFINITY);
         }
         text.parse::<f64>().map_err(|_| {
-            Diagnostic::new(self.span(pair), format!("`{text}` is not a number"), "not a number")
+            Box::new(Diagnostic::new(
+                self.span(pair),
+                format!("`{text}` is not a number"),
+                "not a number",
+            ))
         })
     }
 
@@ -275,7 +300,12 @@ impl Builder<'_> {
                 r => unreachable!("unexpected rule in let: {r:?}"),
             }
         }
-        Ok(LetStmt { name, indices, value: value.unwrap(), span })
+        Ok(LetStmt {
+            name,
+            indices,
+            value: value.unwrap(),
+            span,
+        })
     }
 
     fn index_param(&self, pair: Pair<Rule>) -> IndexParam {
@@ -289,9 +319,20 @@ impl Builder<'_> {
         let span = self.span(&pair);
         let mut it = pair.into_inner().filter(|p| !is_kw(p.as_rule()));
         let name = self.ident(it.next().unwrap());
-        let params = it.next().unwrap().into_inner().map(|p| self.ident(p)).collect();
+        let params = it
+            .next()
+            .unwrap()
+            .into_inner()
+            .map(|p| self.ident(p))
+            .collect();
         let body = self.expr(it.next().unwrap())?;
-        Ok(FnItem { doc: self.doc_above(span.start), name, params, body, span })
+        Ok(FnItem {
+            doc: self.doc_above(span.start),
+            name,
+            params,
+            body,
+            span,
+        })
     }
 
     fn expr(&self, pair: Pair<Rule>) -> PResult<Expr> {
@@ -300,9 +341,19 @@ impl Builder<'_> {
             .map_prefix(|op, rhs| {
                 let operand = rhs?;
                 let op_span = self.span(&op);
-                let op = if op.as_rule() == Rule::neg { UnaryOp::Neg } else { UnaryOp::Not };
+                let op = if op.as_rule() == Rule::neg {
+                    UnaryOp::Neg
+                } else {
+                    UnaryOp::Not
+                };
                 let span = op_span.to(operand.span);
-                Ok(Expr { kind: ExprKind::Unary { op, operand: Box::new(operand) }, span })
+                Ok(Expr {
+                    kind: ExprKind::Unary {
+                        op,
+                        operand: Box::new(operand),
+                    },
+                    span,
+                })
             })
             .map_infix(|lhs, op, rhs| {
                 let (lhs, rhs) = (lhs?, rhs?);
@@ -324,20 +375,31 @@ impl Builder<'_> {
                     r => unreachable!("unexpected infix rule {r:?}"),
                 };
                 if op.is_comparison()
-                    && let ExprKind::Binary { op: inner, op_span: inner_span, .. } = &lhs.kind
+                    && let ExprKind::Binary {
+                        op: inner,
+                        op_span: inner_span,
+                        ..
+                    } = &lhs.kind
                     && inner.is_comparison()
                 {
-                    return Err(Diagnostic::new(
-                        op_span,
-                        "comparisons cannot be chained",
-                        format!("`{}` follows another comparison", op.symbol()),
-                    )
-                    .with_secondary(*inner_span, "first comparison")
-                    .with_help("write `a < b && b < c`, or add parentheses"));
+                    return Err(Box::new(
+                        Diagnostic::new(
+                            op_span,
+                            "comparisons cannot be chained",
+                            format!("`{}` follows another comparison", op.symbol()),
+                        )
+                        .with_secondary(*inner_span, "first comparison")
+                        .with_help("write `a < b && b < c`, or add parentheses"),
+                    ));
                 }
                 let span = lhs.span.to(rhs.span);
                 Ok(Expr {
-                    kind: ExprKind::Binary { op, op_span, lhs: Box::new(lhs), rhs: Box::new(rhs) },
+                    kind: ExprKind::Binary {
+                        op,
+                        op_span,
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
                     span,
                 })
             })
@@ -403,7 +465,13 @@ impl Builder<'_> {
                         body = Some(Box::new(self.expr(p)?));
                     }
                 }
-                ExprKind::Reduce { op, op_span, vars, filter, body }
+                ExprKind::Reduce {
+                    op,
+                    op_span,
+                    vars,
+                    filter,
+                    body,
+                }
             }
             r => unreachable!("unexpected primary rule {r:?}"),
         };
@@ -415,7 +483,13 @@ impl Builder<'_> {
 fn is_kw(rule: Rule) -> bool {
     matches!(
         rule,
-        Rule::kw_loss | Rule::kw_fn | Rule::kw_let | Rule::kw_metric | Rule::kw_if | Rule::kw_then | Rule::kw_else
+        Rule::kw_loss
+            | Rule::kw_fn
+            | Rule::kw_let
+            | Rule::kw_metric
+            | Rule::kw_if
+            | Rule::kw_then
+            | Rule::kw_else
     )
 }
 
@@ -512,8 +586,10 @@ fn found_at(text: &str, pos: usize) -> String {
         return "end of file".into();
     };
     if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-        let word: String =
-            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.').collect();
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
         if c.is_ascii_digit() || c == '.' {
             return format!("the number `{word}`");
         }
@@ -535,7 +611,10 @@ fn found_at(text: &str, pos: usize) -> String {
 }
 
 fn is_keyword(word: &str) -> bool {
-    matches!(word, "loss" | "fn" | "let" | "metric" | "if" | "then" | "else" | "true" | "false" | "inf")
+    matches!(
+        word,
+        "loss" | "fn" | "let" | "metric" | "if" | "then" | "else" | "true" | "false" | "inf"
+    )
 }
 
 fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Diagnostic {
@@ -616,13 +695,21 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
     };
     let end = (pos + text[pos..].chars().next().map_or(0, char::len_utf8)).min(text.len());
     let span = Span::new(offset + pos, offset + end);
-    let mut d = Diagnostic::new(span, format!("expected {what}, found {found}"), format!("expected {what}"));
+    let mut d = Diagnostic::new(
+        span,
+        format!("expected {what}, found {found}"),
+        format!("expected {what}"),
+    );
     if found == "`}`" && expected.iter().any(|e| e == "an expression") {
         d = d.with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
         // The common cause: a final expression starting with `-` continues the `let` above it.
         let before = &text[..pos];
         let item_start = before.rfind("loss ").unwrap_or(0);
-        if let Some(line) = before[item_start..].lines().rev().find(|l| l.trim_start().starts_with('-')) {
+        if let Some(line) = before[item_start..]
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('-'))
+        {
             d = d.with_help(format!(
                 "`{}` continues the statement above it (newlines do not end statements): wrap the final expression in parentheses",
                 line.trim()

@@ -18,7 +18,11 @@ pub struct Bound {
 }
 
 /// Checks `tensors` against the loss's inputs and applies hyperparameter overrides.
-pub fn bind(loss: &Loss, tensors: &BTreeMap<String, Tensor>, set: &[(String, f64)]) -> Result<Bound, RunError> {
+pub fn bind(
+    loss: &Loss,
+    tensors: &BTreeMap<String, Tensor>,
+    set: &[(String, f64)],
+) -> Result<Bound, RunError> {
     let expected: Vec<String> = loss.inputs.iter().map(|i| signature(loss, i)).collect();
     for name in tensors.keys() {
         if loss.input(name).is_none() {
@@ -33,7 +37,10 @@ pub fn bind(loss: &Loss, tensors: &BTreeMap<String, Tensor>, set: &[(String, f64
     let mut inputs = vec![];
     for (input, sig) in loss.inputs.iter().zip(&expected) {
         let Some(t) = tensors.get(&input.name) else {
-            return Err(RunError::new(format!("missing input `{}` ({sig})", input.name)));
+            return Err(RunError::new(format!(
+                "missing input `{}` ({sig})",
+                input.name
+            )));
         };
         if t.shape.len() != input.shape.len() {
             return Err(RunError::new(format!(
@@ -76,7 +83,11 @@ pub fn bind(loss: &Loss, tensors: &BTreeMap<String, Tensor>, set: &[(String, f64
             }
         }
     }
-    Ok(Bound { dims: dims.into_iter().map(|d| d.map_or(0, |(s, _)| s)).collect(), inputs, hypers })
+    Ok(Bound {
+        dims: dims.into_iter().map(|d| d.map_or(0, |(s, _)| s)).collect(),
+        inputs,
+        hypers,
+    })
 }
 
 /// `name: int[B, C]`, for messages.
@@ -105,7 +116,9 @@ pub fn position(shape: &[usize], mut flat: usize) -> Vec<usize> {
 /// Converts a tensor to the declared element type, or explains why it cannot be.
 fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
     let data = match (dtype, &t.data) {
-        (DType::Float, Data::F64(_)) | (DType::Int, Data::I64(_)) | (DType::Bool, Data::Bool(_)) => t.data.clone(),
+        (DType::Float, Data::F64(_))
+        | (DType::Int, Data::I64(_))
+        | (DType::Bool, Data::Bool(_)) => t.data.clone(),
         (DType::Float, Data::I64(v)) => Data::F64(v.iter().map(|&x| x as f64).collect()),
         (DType::Int, Data::F64(v)) => {
             let mut out = Vec::with_capacity(v.len());
@@ -131,5 +144,8 @@ fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
             )));
         }
     };
-    Ok(Tensor { shape: t.shape.clone(), data })
+    Ok(Tensor {
+        shape: t.shape.clone(),
+        data,
+    })
 }

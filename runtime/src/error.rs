@@ -13,7 +13,9 @@ pub struct RunError {
 impl RunError {
     /// An error with this message.
     pub fn new(message: impl Into<String>) -> RunError {
-        RunError { message: message.into() }
+        RunError {
+            message: message.into(),
+        }
     }
 }
 

@@ -35,7 +35,10 @@ pub fn eval(loss: &Loss, bound: &Bound) -> Result<Outputs, RunError> {
         ev.defs.push(values);
     }
     let value = ev.eval(&loss.result)?;
-    Ok(Outputs { loss: value, metrics })
+    Ok(Outputs {
+        loss: value,
+        metrics,
+    })
 }
 
 /// Evaluation state: materialised definitions and the current value of each index variable.
@@ -58,23 +61,40 @@ impl<'a> Evaluator<'a> {
                 Data::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
             })
             .collect();
-        Evaluator { loss, bound, inputs, defs: vec![], vars: vec![0; loss.vars.len()] }
+        Evaluator {
+            loss,
+            bound,
+            inputs,
+            defs: vec![],
+            vars: vec![0; loss.vars.len()],
+        }
     }
 
     fn sizes(&self, t: Tensor) -> Vec<usize> {
-        self.loss.shape_of(t).iter().map(|&d| self.bound.dims[d]).collect()
+        self.loss
+            .shape_of(t)
+            .iter()
+            .map(|&d| self.bound.dims[d])
+            .collect()
     }
 
     /// Evaluates definition `id` at every point of its index space.
     fn materialize(&mut self, id: usize) -> Result<Vec<f64>, RunError> {
         let def = &self.loss.defs[id];
         let sizes = self.sizes(Tensor::Def(id));
-        let n = sizes.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).filter(|&n| n <= MAX_ELEMENTS);
+        let n = sizes
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .filter(|&n| n <= MAX_ELEMENTS);
         let Some(n) = n else {
             return Err(RunError::new(format!(
                 "definition `{}` would hold {} elements, more than the limit of {MAX_ELEMENTS}",
                 def.name,
-                sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(" × ")
+                sizes
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" × ")
             )));
         };
         let mut out = Vec::with_capacity(n);
@@ -138,7 +158,12 @@ impl<'a> Evaluator<'a> {
                     self.eval(b)?
                 }
             }
-            Expr::Reduce { op, vars, filter, body } => self.reduce(*op, vars, filter.as_deref(), body.as_deref())?,
+            Expr::Reduce {
+                op,
+                vars,
+                filter,
+                body,
+            } => self.reduce(*op, vars, filter.as_deref(), body.as_deref())?,
         })
     }
 
@@ -162,7 +187,11 @@ impl<'a> Evaluator<'a> {
         let source = match ix {
             Expr::Read { tensor, indices } => {
                 let at: Vec<String> = indices.iter().map(|i| self.describe_index(i)).collect();
-                format!(" from `{}[{}]`", self.loss.tensor_name(*tensor), at.join(", "))
+                format!(
+                    " from `{}[{}]`",
+                    self.loss.tensor_name(*tensor),
+                    at.join(", ")
+                )
             }
             _ => String::new(),
         };
@@ -179,9 +208,21 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn reduce(&mut self, op: Reducer, vars: &[VarId], filter: Option<&Expr>, body: Option<&Expr>) -> Result<f64, RunError> {
-        let sizes: Vec<usize> = vars.iter().map(|&v| self.bound.dims[self.loss.vars[v].dim]).collect();
-        let total: usize = sizes.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).unwrap_or(usize::MAX);
+    fn reduce(
+        &mut self,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: Option<&Expr>,
+    ) -> Result<f64, RunError> {
+        let sizes: Vec<usize> = vars
+            .iter()
+            .map(|&v| self.bound.dims[self.loss.vars[v].dim])
+            .collect();
+        let total: usize = sizes
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .unwrap_or(usize::MAX);
         let mut point = vec![0usize; sizes.len()];
         let mut acc = Acc::new(op);
         for _ in 0..total {
@@ -234,7 +275,13 @@ impl Acc {
             Reducer::Min => f64::INFINITY,
             _ => f64::NEG_INFINITY,
         };
-        Acc { op, sum: 0.0, count: 0, extreme, terms: vec![] }
+        Acc {
+            op,
+            sum: 0.0,
+            count: 0,
+            extreme,
+            terms: vec![],
+        }
     }
 
     fn push(&mut self, x: f64) {
@@ -271,12 +318,20 @@ impl Acc {
 
 /// `max` that propagates NaN, like `torch.maximum`.
 fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// `min` that propagates NaN, like `torch.minimum`.
 fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 /// `log(1 + exp(x))`, computed without overflow.
@@ -328,4 +383,3 @@ pub fn builtin(f: Builtin, a: [f64; 3]) -> f64 {
         Builtin::Detach => x,
     }
 }
-

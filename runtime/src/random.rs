@@ -11,7 +11,11 @@ use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
 
 /// Makes inputs for `loss` with the given dimension sizes.
-pub fn random_inputs(loss: &Loss, sizes: &[(String, usize)], seed: u64) -> Result<BTreeMap<String, Tensor>, RunError> {
+pub fn random_inputs(
+    loss: &Loss,
+    sizes: &[(String, usize)],
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, RunError> {
     for (name, _) in sizes {
         if !loss.dims.contains(name) {
             return Err(RunError::new(format!(
@@ -29,7 +33,11 @@ pub fn random_inputs(loss: &Loss, sizes: &[(String, usize)], seed: u64) -> Resul
                 return Err(RunError::new(format!(
                     "--random needs a size for dimension `{d}` (dimensions: {}; e.g. --random {})",
                     dims_list(loss),
-                    loss.dims.iter().map(|d| format!("{d}=4")).collect::<Vec<_>>().join(",")
+                    loss.dims
+                        .iter()
+                        .map(|d| format!("{d}=4"))
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )));
             }
         }
@@ -39,15 +47,25 @@ pub fn random_inputs(loss: &Loss, sizes: &[(String, usize)], seed: u64) -> Resul
     let mut out = BTreeMap::new();
     for (id, input) in loss.inputs.iter().enumerate() {
         let shape: Vec<usize> = input.shape.iter().map(|&d| dims[d]).collect();
-        let n = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).filter(|&n| n <= crate::interp::MAX_ELEMENTS);
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &s| a.checked_mul(s))
+            .filter(|&n| n <= crate::interp::MAX_ELEMENTS);
         let Some(n) = n else {
-            return Err(RunError::new(format!("input `{}` would be too large: shape {shape:?}", input.name)));
+            return Err(RunError::new(format!(
+                "input `{}` would be too large: shape {shape:?}",
+                input.name
+            )));
         };
         let data = match input.dtype {
             DType::Float => Data::F64((0..n).map(|_| StandardNormal.sample(&mut rng)).collect()),
             DType::Bool => Data::Bool((0..n).map(|_| rng.random_bool(0.5)).collect()),
             DType::Int => match ranges[id].iter().map(|&d| dims[d]).min() {
-                Some(range) => Data::I64((0..n).map(|_| rng.random_range(0..range.max(1)) as i64).collect()),
+                Some(range) => Data::I64(
+                    (0..n)
+                        .map(|_| rng.random_range(0..range.max(1)) as i64)
+                        .collect(),
+                ),
                 None => Data::I64(labels(n, &mut rng)),
             },
         };
@@ -57,7 +75,11 @@ pub fn random_inputs(loss: &Loss, sizes: &[(String, usize)], seed: u64) -> Resul
 }
 
 fn dims_list(loss: &Loss) -> String {
-    if loss.dims.is_empty() { "none".into() } else { loss.dims.join(", ") }
+    if loss.dims.is_empty() {
+        "none".into()
+    } else {
+        loss.dims.join(", ")
+    }
 }
 
 /// Labels from `k = clamp(n / 2, 2, 4)` classes: each class `n / k` times or more, shuffled.
@@ -78,7 +100,11 @@ fn index_ranges(loss: &Loss) -> Vec<Vec<usize>> {
         if let Expr::Read { tensor, indices } = e {
             let shape = loss.shape_of(*tensor);
             for (ix, &dim) in indices.iter().zip(&shape) {
-                if let Expr::Read { tensor: TensorRef::Input(i), .. } = ix {
+                if let Expr::Read {
+                    tensor: TensorRef::Input(i),
+                    ..
+                } = ix
+                {
                     ranges[*i].push(dim);
                 }
             }

@@ -48,7 +48,10 @@ impl Data {
 impl Tensor {
     /// A float scalar (shape `[]`).
     pub fn scalar(x: f64) -> Tensor {
-        Tensor { shape: vec![], data: Data::F64(vec![x]) }
+        Tensor {
+            shape: vec![],
+            data: Data::F64(vec![x]),
+        }
     }
 
     /// Number of elements (the product of the shape; 1 for a scalar).

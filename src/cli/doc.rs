@@ -18,17 +18,38 @@ fn summary(loss: &Loss) -> &str {
 }
 
 fn checked(entry: &stdlib::StdlibEntry) -> Loss {
-    let src = source::Source { name: entry.name.into(), text: entry.source.into() };
-    let program = source::check(&src).unwrap_or_else(|e| panic!("stdlib `{}` does not check:\n{e}", entry.name));
-    program.losses.into_iter().next().expect("a stdlib file holds one loss")
+    let src = source::Source {
+        name: entry.name.into(),
+        text: entry.source.into(),
+    };
+    let program = source::check(&src)
+        .unwrap_or_else(|e| panic!("stdlib `{}` does not check:\n{e}", entry.name));
+    program
+        .losses
+        .into_iter()
+        .next()
+        .expect("a stdlib file holds one loss")
 }
 
 fn list() -> String {
     let mut out = String::new();
     let mut family = "";
-    let width = stdlib::ENTRIES.iter().map(|e| e.name.len()).max().unwrap_or(0);
+    let width = stdlib::ENTRIES
+        .iter()
+        .map(|e| e.name.len())
+        .max()
+        .unwrap_or(0);
     let mut entries: Vec<&stdlib::StdlibEntry> = stdlib::ENTRIES.iter().collect();
-    entries.sort_by_key(|e| (stdlib::FAMILIES.iter().position(|f| *f == e.family).unwrap_or(usize::MAX), e.family, e.name));
+    entries.sort_by_key(|e| {
+        (
+            stdlib::FAMILIES
+                .iter()
+                .position(|f| *f == e.family)
+                .unwrap_or(usize::MAX),
+            e.family,
+            e.name,
+        )
+    });
     for e in entries {
         if e.family != family {
             if !family.is_empty() {
@@ -61,9 +82,16 @@ fn show(name: &str) -> Result<String, UserError> {
 
 /// `loss dpo(x: [B], ...; beta = 0.1)` and its metrics.
 pub fn signature(loss: &Loss) -> String {
-    let inputs: Vec<String> = loss.inputs.iter().map(|i| runtime::bind::signature(loss, i)).collect();
-    let hypers: Vec<String> =
-        loss.hypers.iter().map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default))).collect();
+    let inputs: Vec<String> = loss
+        .inputs
+        .iter()
+        .map(|i| runtime::bind::signature(loss, i))
+        .collect();
+    let hypers: Vec<String> = loss
+        .hypers
+        .iter()
+        .map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default)))
+        .collect();
     let mut s = format!("loss {}({}", loss.name, inputs.join(", "));
     if !hypers.is_empty() {
         let _ = write!(s, "; {}", hypers.join(", "));

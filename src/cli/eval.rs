@@ -48,7 +48,11 @@ struct Sets(Vec<(String, f64)>);
 
 /// Parses `B=8,C=10`.
 fn parse_sizes(s: &str) -> Result<Sizes, String> {
-    pairs(s, |v| v.parse::<usize>().map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))).map(Sizes)
+    pairs(s, |v| {
+        v.parse::<usize>()
+            .map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))
+    })
+    .map(Sizes)
 }
 
 /// Parses `beta=0.2,gamma=1`.
@@ -56,15 +60,24 @@ fn parse_sets(s: &str) -> Result<Sets, String> {
     pairs(s, |v| match v {
         "inf" => Ok(f64::INFINITY),
         "-inf" => Ok(f64::NEG_INFINITY),
-        _ => v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| format!("`{v}` is not a number")),
+        _ => v
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| format!("`{v}` is not a number")),
     })
     .map(Sets)
 }
 
-fn pairs<T>(s: &str, value: impl Fn(&str) -> Result<T, String>) -> Result<Vec<(String, T)>, String> {
+fn pairs<T>(
+    s: &str,
+    value: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<(String, T)>, String> {
     let mut out = vec![];
     for item in s.split(',').filter(|i| !i.trim().is_empty()) {
-        let (k, v) = item.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found `{item}`"))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=VALUE, found `{item}`"))?;
         let k = k.trim();
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("`{k}` is not a name"));
@@ -88,13 +101,16 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
     let tensors = match (&args.inputs, &args.random) {
-        (Some(path), _) => data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?,
+        (Some(path), _) => {
+            data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?
+        }
         (None, Some(sizes)) => runtime::random::random_inputs(loss, &sizes.0, args.seed)
             .map_err(|e| UserError(format!("error: {e}")))?,
         (None, None) => unreachable!("clap requires --inputs or --random"),
     };
     let set: Vec<(String, f64)> = args.set.into_iter().flat_map(|s| s.0).collect();
-    let bound = runtime::bind(loss, &tensors, &set).map_err(|e| UserError(format!("error: {e}")))?;
+    let bound =
+        runtime::bind(loss, &tensors, &set).map_err(|e| UserError(format!("error: {e}")))?;
     let outputs = interp::eval(loss, &bound).map_err(|e| UserError(format!("error: {e}")))?;
 
     let mut results = TensorMap::new();

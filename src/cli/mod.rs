@@ -59,7 +59,13 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
             let names: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
-            Ok(format!("{}: ok ({} loss{}: {})\n", src.name, names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", ")))
+            Ok(format!(
+                "{}: ok ({} loss{}: {})\n",
+                src.name,
+                names.len(),
+                if names.len() == 1 { "" } else { "es" },
+                names.join(", ")
+            ))
         }
         Command::Eval(args) => eval::run(args),
         Command::Doc { name } => doc::run(name.as_deref()),

@@ -24,10 +24,25 @@ impl LossCx<'_, '_> {
             ExprKind::Name(n) => self.name(n, e.span),
             ExprKind::Read { tensor, indices } => self.read(tensor, indices, e.span),
             ExprKind::Call { func, args } => self.call(func, args, e.span),
-            ExprKind::Reduce { op, op_span, vars, filter, body } => {
-                self.reduce(*op, *op_span, vars, filter.as_deref(), body.as_deref(), e.span)
-            }
-            ExprKind::If { cond, then, otherwise } => {
+            ExprKind::Reduce {
+                op,
+                op_span,
+                vars,
+                filter,
+                body,
+            } => self.reduce(
+                *op,
+                *op_span,
+                vars,
+                filter.as_deref(),
+                body.as_deref(),
+                e.span,
+            ),
+            ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = self.condition(cond, "the condition of `if`");
                 let a = self.expr(then);
                 let b = self.expr(otherwise);
@@ -35,21 +50,36 @@ impl LossCx<'_, '_> {
                 let t = match (ta, tb) {
                     (DType::Bool, DType::Bool) => DType::Bool,
                     (x, y) if x.is_numeric() && y.is_numeric() => {
-                        if x == DType::Int && y == DType::Int { DType::Int } else { DType::Float }
+                        if x == DType::Int && y == DType::Int {
+                            DType::Int
+                        } else {
+                            DType::Float
+                        }
                     }
                     _ => {
                         self.error(
-                            Diagnostic::new(e.span, format!("the branches of `if` have different types: {} and {}", ta.name(), tb.name()), "branches differ")
-                                .with_secondary(then.span, ta.name())
-                                .with_secondary(otherwise.span, tb.name())
-                                .with_help("booleans are not numbers: write `if c then 1 else 0`"),
+                            Diagnostic::new(
+                                e.span,
+                                format!(
+                                    "the branches of `if` have different types: {} and {}",
+                                    ta.name(),
+                                    tb.name()
+                                ),
+                                "branches differ",
+                            )
+                            .with_secondary(then.span, ta.name())
+                            .with_secondary(otherwise.span, tb.name())
+                            .with_help("booleans are not numbers: write `if c then 1 else 0`"),
                         );
                         return None;
                     }
                 };
                 Some((ir::Expr::Select(Box::new(c), Box::new(a), Box::new(b)), t))
             }
-            ExprKind::Unary { op: UnaryOp::Neg, operand } => {
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                operand,
+            } => {
                 // A minus written before a number literal is part of the constant.
                 match &operand.kind {
                     ExprKind::Int(v) => return Some((ir::Expr::Int(-v), DType::Int)),
@@ -59,11 +89,19 @@ impl LossCx<'_, '_> {
                 let (x, t) = self.number(operand, "the operand of `-`")?;
                 Some((ir::Expr::Unary(UnaryOp::Neg, Box::new(x)), t))
             }
-            ExprKind::Unary { op: UnaryOp::Not, operand } => {
+            ExprKind::Unary {
+                op: UnaryOp::Not,
+                operand,
+            } => {
                 let (x, _) = self.condition(operand, "the operand of `!`")?;
                 Some((ir::Expr::Unary(UnaryOp::Not, Box::new(x)), DType::Bool))
             }
-            ExprKind::Binary { op, op_span, lhs, rhs } => self.binary(*op, *op_span, lhs, rhs),
+            ExprKind::Binary {
+                op,
+                op_span,
+                lhs,
+                rhs,
+            } => self.binary(*op, *op_span, lhs, rhs),
         }
     }
 
@@ -81,9 +119,13 @@ impl LossCx<'_, '_> {
             let ((a, ta), (b, tb)) = (a?, b?);
             if ta.is_numeric() != tb.is_numeric() {
                 self.error(
-                    Diagnostic::new(op_span, format!("`{sym}` compares a {} with a {}", ta.name(), tb.name()), "cannot compare these")
-                        .with_secondary(lhs.span, ta.name())
-                        .with_secondary(rhs.span, tb.name()),
+                    Diagnostic::new(
+                        op_span,
+                        format!("`{sym}` compares a {} with a {}", ta.name(), tb.name()),
+                        "cannot compare these",
+                    )
+                    .with_secondary(lhs.span, ta.name())
+                    .with_secondary(rhs.span, tb.name()),
                 );
                 return None;
             }
@@ -94,7 +136,10 @@ impl LossCx<'_, '_> {
         let ((a, ta), (b, tb)) = (a?, b?);
         let t = if op.is_comparison() {
             DType::Bool
-        } else if matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul) && ta == DType::Int && tb == DType::Int {
+        } else if matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul)
+            && ta == DType::Int
+            && tb == DType::Int
+        {
             DType::Int
         } else {
             DType::Float
@@ -107,8 +152,12 @@ impl LossCx<'_, '_> {
         let (x, t) = self.expr(e)?;
         if t == DType::Bool {
             self.error(
-                Diagnostic::new(e.span, format!("{what} must be a number, found a boolean"), "this is a boolean")
-                    .with_help("booleans are not numbers: write `if c then 1 else 0`"),
+                Diagnostic::new(
+                    e.span,
+                    format!("{what} must be a number, found a boolean"),
+                    "this is a boolean",
+                )
+                .with_help("booleans are not numbers: write `if c then 1 else 0`"),
             );
             return None;
         }
@@ -120,8 +169,12 @@ impl LossCx<'_, '_> {
         let (x, t) = self.expr(e)?;
         if t != DType::Bool {
             self.error(
-                Diagnostic::new(e.span, format!("{what} must be a condition, found a {}", t.name()), format!("this is a {}", t.name()))
-                    .with_help("numbers are not conditions: compare it, e.g. `x > 0`"),
+                Diagnostic::new(
+                    e.span,
+                    format!("{what} must be a condition, found a {}", t.name()),
+                    format!("this is a {}", t.name()),
+                )
+                .with_help("numbers are not conditions: compare it, e.g. `x > 0`"),
             );
             return None;
         }
@@ -135,8 +188,12 @@ impl LossCx<'_, '_> {
                 return Some((x.clone(), *t));
             }
             let params: Vec<&str> = env.keys().map(String::as_str).collect();
-            let mut d = Diagnostic::new(span, format!("unknown name `{n}` in a `fn` body"), "not a parameter")
-                .with_note("a `fn` body can use only its parameters, numbers and functions");
+            let mut d = Diagnostic::new(
+                span,
+                format!("unknown name `{n}` in a `fn` body"),
+                "not a parameter",
+            )
+            .with_note("a `fn` body can use only its parameters, numbers and functions");
             if let Some(h) = names::did_you_mean(n, params) {
                 d = d.with_help(h);
             }
@@ -151,25 +208,58 @@ impl LossCx<'_, '_> {
             Some(Binding::Input(i)) => {
                 let input = &self.loss.inputs[i];
                 if input.shape.is_empty() {
-                    return Some((ir::Expr::Read { tensor: ir::Tensor::Input(i), indices: vec![] }, input.dtype));
+                    return Some((
+                        ir::Expr::Read {
+                            tensor: ir::Tensor::Input(i),
+                            indices: vec![],
+                        },
+                        input.dtype,
+                    ));
                 }
-                let dims: Vec<&str> = input.shape.iter().map(|&d| self.loss.dims[d].as_str()).collect();
+                let dims: Vec<&str> = input
+                    .shape
+                    .iter()
+                    .map(|&d| self.loss.dims[d].as_str())
+                    .collect();
                 let example = example_indices(&dims);
                 self.error(
-                    Diagnostic::new(span, format!("`{n}` is a tensor with dimensions [{}]", dims.join(", ")), "used without indices")
-                        .with_help(format!("read one element with indices, e.g. `{n}[{example}]`")),
+                    Diagnostic::new(
+                        span,
+                        format!("`{n}` is a tensor with dimensions [{}]", dims.join(", ")),
+                        "used without indices",
+                    )
+                    .with_help(format!(
+                        "read one element with indices, e.g. `{n}[{example}]`"
+                    )),
                 );
                 None
             }
             Some(Binding::Def(d)) => {
                 let def = &self.loss.defs[d];
                 if def.indices.is_empty() {
-                    return Some((ir::Expr::Read { tensor: ir::Tensor::Def(d), indices: vec![] }, def.dtype));
+                    return Some((
+                        ir::Expr::Read {
+                            tensor: ir::Tensor::Def(d),
+                            indices: vec![],
+                        },
+                        def.dtype,
+                    ));
                 }
-                let names: Vec<&str> = def.indices.iter().map(|&v| self.loss.vars[v].name.as_str()).collect();
+                let names: Vec<&str> = def
+                    .indices
+                    .iter()
+                    .map(|&v| self.loss.vars[v].name.as_str())
+                    .collect();
                 self.error(
-                    Diagnostic::new(span, format!("`{n}` is a tensor with {} indices", names.len()), "used without indices")
-                        .with_help(format!("read one element with indices, e.g. `{n}[{}]`", names.join(", "))),
+                    Diagnostic::new(
+                        span,
+                        format!("`{n}` is a tensor with {} indices", names.len()),
+                        "used without indices",
+                    )
+                    .with_help(format!(
+                        "read one element with indices, e.g. `{n}[{}]`",
+                        names.join(", ")
+                    )),
                 );
                 None
             }
@@ -188,8 +278,12 @@ impl LossCx<'_, '_> {
     fn unknown(&mut self, n: &str, span: Span, what: &str) {
         let mut d = Diagnostic::new(span, format!("unknown {what} `{n}`"), "not defined");
         if self.defining.as_deref() == Some(n) {
-            d = Diagnostic::new(span, format!("`{n}` is used in its own definition"), "not defined yet")
-                .with_note("a `let` can read only inputs, hyperparameters and earlier definitions");
+            d = Diagnostic::new(
+                span,
+                format!("`{n}` is used in its own definition"),
+                "not defined yet",
+            )
+            .with_note("a `let` can read only inputs, hyperparameters and earlier definitions");
         } else if Builtin::from_name(n).is_some() || self.file.fns.contains_key(n) {
             d = d.with_help(format!("`{n}` is a function: call it, e.g. `{n}(x)`"));
         } else {
@@ -217,8 +311,12 @@ impl LossCx<'_, '_> {
             Some(Binding::Def(d)) => ir::Tensor::Def(d),
             Some(Binding::Hyper(_)) => {
                 self.error(
-                    Diagnostic::new(tensor.span, format!("hyperparameter `{n}` is a scalar and takes no indices"), "a hyperparameter")
-                        .with_help(format!("write `{n}`")),
+                    Diagnostic::new(
+                        tensor.span,
+                        format!("hyperparameter `{n}` is a scalar and takes no indices"),
+                        "a hyperparameter",
+                    )
+                    .with_help(format!("write `{n}`")),
                 );
                 return None;
             }
@@ -228,7 +326,11 @@ impl LossCx<'_, '_> {
             }
             None => {
                 if self.scope.iter().any(|(s, _)| s == n) {
-                    self.error(Diagnostic::new(tensor.span, format!("`{n}` is an index variable and cannot be indexed"), "an index"));
+                    self.error(Diagnostic::new(
+                        tensor.span,
+                        format!("`{n}` is an index variable and cannot be indexed"),
+                        "an index",
+                    ));
                 } else {
                     self.unknown(n, tensor.span, "tensor");
                 }
@@ -244,8 +346,18 @@ impl LossCx<'_, '_> {
             let dims: Vec<&str> = shape.iter().map(|&d| self.loss.dims[d].as_str()).collect();
             let mut d = Diagnostic::new(
                 span,
-                format!("`{n}` has {} dimension{} but is read with {} ind{}", shape.len(), plural(shape.len()), indices.len(), if indices.len() == 1 { "ex" } else { "ices" }),
-                format!("expected {} ind{}", shape.len(), if shape.len() == 1 { "ex" } else { "ices" }),
+                format!(
+                    "`{n}` has {} dimension{} but is read with {} ind{}",
+                    shape.len(),
+                    plural(shape.len()),
+                    indices.len(),
+                    if indices.len() == 1 { "ex" } else { "ices" }
+                ),
+                format!(
+                    "expected {} ind{}",
+                    shape.len(),
+                    if shape.len() == 1 { "ex" } else { "ices" }
+                ),
             );
             d = if dims.is_empty() {
                 d.with_help(format!("`{n}` is a scalar: write `{n}`"))
@@ -263,11 +375,25 @@ impl LossCx<'_, '_> {
                 None => ok = false,
             }
         }
-        ok.then(|| (ir::Expr::Read { tensor: t, indices: out }, self.loss.dtype_of(t)))
+        ok.then(|| {
+            (
+                ir::Expr::Read {
+                    tensor: t,
+                    indices: out,
+                },
+                self.loss.dtype_of(t),
+            )
+        })
     }
 
     /// One index of a read: an index variable, an integer literal, or a gather.
-    fn index(&mut self, ix: &ast::Expr, dim: ir::DimId, tensor: &str, pos: usize) -> Option<ir::Expr> {
+    fn index(
+        &mut self,
+        ix: &ast::Expr,
+        dim: ir::DimId,
+        tensor: &str,
+        pos: usize,
+    ) -> Option<ir::Expr> {
         match &ix.kind {
             ExprKind::Paren(inner) => self.index(inner, dim, tensor, pos),
             ExprKind::Name(n) if self.scope.iter().any(|(s, _)| s == n) => {
@@ -276,7 +402,10 @@ impl LossCx<'_, '_> {
                 Some(ir::Expr::Index(v))
             }
             ExprKind::Int(k) if *k >= 0 => Some(ir::Expr::Int(*k)),
-            ExprKind::Unary { op: UnaryOp::Neg, operand } if matches!(operand.kind, ExprKind::Int(_)) => {
+            ExprKind::Unary {
+                op: UnaryOp::Neg,
+                operand,
+            } if matches!(operand.kind, ExprKind::Int(_)) => {
                 self.error(
                     Diagnostic::new(ix.span, "an index cannot be negative", "negative index")
                         .with_note("indices count from 0; there is no indexing from the end"),
@@ -287,9 +416,18 @@ impl LossCx<'_, '_> {
                 let (x, t) = self.expr(ix)?;
                 if t != DType::Int {
                     self.error(
-                        Diagnostic::new(ix.span, format!("a gather index must be an int tensor, found a {} tensor", t.name()), format!("{} values cannot index", t.name()))
-                            .with_note(format!("position {pos} of `{tensor}` is indexed by the values of this tensor"))
-                            .with_help("declare the index tensor as `int[...]`"),
+                        Diagnostic::new(
+                            ix.span,
+                            format!(
+                                "a gather index must be an int tensor, found a {} tensor",
+                                t.name()
+                            ),
+                            format!("{} values cannot index", t.name()),
+                        )
+                        .with_note(format!(
+                            "position {pos} of `{tensor}` is indexed by the values of this tensor"
+                        ))
+                        .with_help("declare the index tensor as `int[...]`"),
                     );
                     return None;
                 }
@@ -304,8 +442,12 @@ impl LossCx<'_, '_> {
                 );
                 if let ExprKind::Name(n) = &ix.kind {
                     d = match self.names.get(n).map(|(b, _)| *b) {
-                        Some(Binding::Hyper(_)) => d.with_note(format!("`{n}` is a hyperparameter; hyperparameters cannot index tensors")),
-                        Some(Binding::Input(_)) | Some(Binding::Def(_)) => d.with_note(format!("`{n}` is a scalar value, not an index variable")),
+                        Some(Binding::Hyper(_)) => d.with_note(format!(
+                            "`{n}` is a hyperparameter; hyperparameters cannot index tensors"
+                        )),
+                        Some(Binding::Input(_)) | Some(Binding::Def(_)) => {
+                            d.with_note(format!("`{n}` is a scalar value, not an index variable"))
+                        }
                         _ => d,
                     };
                 } else if found.is_some() {
@@ -325,7 +467,10 @@ impl LossCx<'_, '_> {
         let checked: Vec<Typed> = args.iter().map(|a| self.expr(a)).collect();
         if let Some(b) = Builtin::from_name(n) {
             if args.len() != b.arity() {
-                self.error(arity(func, b.arity(), args.len(), span).with_note(format!("`{n}{}`", b.signature())));
+                self.error(
+                    arity(func, b.arity(), args.len(), span)
+                        .with_note(format!("`{n}{}`", b.signature())),
+                );
                 return None;
             }
             let mut out = vec![];
@@ -333,8 +478,12 @@ impl LossCx<'_, '_> {
                 let (x, t) = c?;
                 if t == DType::Bool {
                     self.error(
-                        Diagnostic::new(a.span, format!("the argument of `{n}` must be a number, found a boolean"), "this is a boolean")
-                            .with_help("booleans are not numbers: write `if c then 1 else 0`"),
+                        Diagnostic::new(
+                            a.span,
+                            format!("the argument of `{n}` must be a number, found a boolean"),
+                            "this is a boolean",
+                        )
+                        .with_help("booleans are not numbers: write `if c then 1 else 0`"),
                     );
                     return None;
                 }
@@ -343,7 +492,11 @@ impl LossCx<'_, '_> {
             return Some((ir::Expr::Call(b, out), DType::Float));
         }
         let Some(f) = self.file.fns.get(n).copied() else {
-            let mut d = Diagnostic::new(func.span, format!("unknown function `{n}`"), "not a built-in or a `fn`");
+            let mut d = Diagnostic::new(
+                func.span,
+                format!("unknown function `{n}`"),
+                "not a built-in or a `fn`",
+            );
             if Reducer::ALL.iter().any(|r| r.keyword() == n) {
                 d = d.with_help(format!("`{n}` is a reduction: write `{n}[i](...)`"));
             } else if self.names.contains_key(n) {
@@ -359,14 +512,21 @@ impl LossCx<'_, '_> {
             return None;
         };
         if f.params.len() != args.len() {
-            self.error(arity(func, f.params.len(), args.len(), span).with_secondary(f.name.span, "defined here"));
+            self.error(
+                arity(func, f.params.len(), args.len(), span)
+                    .with_secondary(f.name.span, "defined here"),
+            );
             return None;
         }
         if self.file.recursive.contains(n) || self.inline_stack.iter().any(|s| s == n) {
             return None; // reported once, where the recursion is found
         }
         if self.inline_stack.len() >= MAX_INLINE_DEPTH {
-            self.error(Diagnostic::new(span, format!("`fn` calls nest more than {MAX_INLINE_DEPTH} deep"), "too deep"));
+            self.error(Diagnostic::new(
+                span,
+                format!("`fn` calls nest more than {MAX_INLINE_DEPTH} deep"),
+                "too deep",
+            ));
             return None;
         }
         let mut env = HashMap::new();
@@ -395,8 +555,12 @@ impl LossCx<'_, '_> {
         let kw = op.keyword();
         if !self.fn_env.is_empty() {
             self.error(
-                Diagnostic::new(span, "a `fn` body cannot contain a reduction", "reduction in a `fn`")
-                    .with_note("`fn` items are scalar functions applied elementwise"),
+                Diagnostic::new(
+                    span,
+                    "a `fn` body cannot contain a reduction",
+                    "reduction in a `fn`",
+                )
+                .with_note("`fn` items are scalar functions applied elementwise"),
             );
             return None;
         }
@@ -409,15 +573,21 @@ impl LossCx<'_, '_> {
             (Reducer::Count, Some(b)) => {
                 self.error(
                     Diagnostic::new(b.span, "`count` takes no expression", "remove this")
-                        .with_help("`count[j | condition]()` counts the terms that meet the condition"),
+                        .with_help(
+                            "`count[j | condition]()` counts the terms that meet the condition",
+                        ),
                 );
                 ok = false;
             }
             (Reducer::Count, None) => {}
             (_, None) => {
                 self.error(
-                    Diagnostic::new(op_span.to(span), format!("`{kw}` needs an expression to reduce"), "nothing to reduce")
-                        .with_help(format!("write `{kw}[...](expression)`")),
+                    Diagnostic::new(
+                        op_span.to(span),
+                        format!("`{kw}` needs an expression to reduce"),
+                        "nothing to reduce",
+                    )
+                    .with_help(format!("write `{kw}[...](expression)`")),
                 );
                 ok = false;
             }
@@ -436,8 +606,20 @@ impl LossCx<'_, '_> {
         if !ok {
             return None;
         }
-        let t = if op == Reducer::Count { DType::Int } else { DType::Float };
-        Some((ir::Expr::Reduce { op, vars: ids, filter, body }, t))
+        let t = if op == Reducer::Count {
+            DType::Int
+        } else {
+            DType::Float
+        };
+        Some((
+            ir::Expr::Reduce {
+                op,
+                vars: ids,
+                filter,
+                body,
+            },
+            t,
+        ))
     }
 }
 
@@ -448,21 +630,34 @@ fn plural(n: usize) -> &'static str {
 fn arity(func: &ast::Ident, expected: usize, found: usize, span: Span) -> Diagnostic {
     Diagnostic::new(
         span,
-        format!("`{}` takes {expected} argument{} but {found} {} given", func.name, plural(expected), if found == 1 { "was" } else { "were" }),
+        format!(
+            "`{}` takes {expected} argument{} but {found} {} given",
+            func.name,
+            plural(expected),
+            if found == 1 { "was" } else { "were" }
+        ),
         format!("expected {expected} argument{}", plural(expected)),
     )
 }
 
 fn metric_used(n: &str, span: Span) -> Diagnostic {
-    Diagnostic::new(span, format!("metric `{n}` cannot be used in an expression"), "a metric")
-        .with_note("metrics are reported beside the loss; they are not values to compute with")
-        .with_help("define the value with `let` and report it with `metric`")
+    Diagnostic::new(
+        span,
+        format!("metric `{n}` cannot be used in an expression"),
+        "a metric",
+    )
+    .with_note("metrics are reported beside the loss; they are not values to compute with")
+    .with_help("define the value with `let` and report it with `metric`")
 }
 
 /// Lower-case index names for an example read of a tensor with these dimensions.
 fn example_indices(dims: &[&str]) -> String {
     dims.iter()
-        .map(|d| d.chars().next().map_or("i".to_string(), |c| c.to_ascii_lowercase().to_string()))
+        .map(|d| {
+            d.chars()
+                .next()
+                .map_or("i".to_string(), |c| c.to_ascii_lowercase().to_string())
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -27,9 +27,13 @@ pub fn check(file: &ast::File) -> Result<Program, Vec<Diagnostic>> {
         let name = item.name();
         if let Some(first) = seen.get(name.name.as_str()) {
             diags.push(
-                Diagnostic::new(name.span, format!("`{}` is defined twice", name.name), "defined again here")
-                    .with_secondary(*first, "first defined here")
-                    .with_note("names are unique within a file"),
+                Diagnostic::new(
+                    name.span,
+                    format!("`{}` is defined twice", name.name),
+                    "defined again here",
+                )
+                .with_secondary(*first, "first defined here")
+                .with_note("names are unique within a file"),
             );
             continue;
         }
@@ -49,7 +53,10 @@ pub fn check(file: &ast::File) -> Result<Program, Vec<Diagnostic>> {
         if let ast::Item::Fn(f) = item {
             let mut params = HashMap::new();
             for p in &f.params {
-                if params.insert(p.name.clone(), (ir::Expr::Float(0.0), DType::Float)).is_some() {
+                if params
+                    .insert(p.name.clone(), (ir::Expr::Float(0.0), DType::Float))
+                    .is_some()
+                {
                     diags.push(Diagnostic::new(
                         p.span,
                         format!("parameter `{}` appears twice", p.name),
@@ -82,7 +89,10 @@ pub fn check(file: &ast::File) -> Result<Program, Vec<Diagnostic>> {
     } else {
         let mut unique: Vec<Diagnostic> = vec![];
         for d in diags {
-            if !unique.iter().any(|u| u.span == d.span && u.message == d.message) {
+            if !unique
+                .iter()
+                .any(|u| u.span == d.span && u.message == d.message)
+            {
                 unique.push(d);
             }
         }
@@ -92,12 +102,19 @@ pub fn check(file: &ast::File) -> Result<Program, Vec<Diagnostic>> {
 }
 
 fn reserved(name: &ast::Ident, kind: &str) -> Diagnostic {
-    Diagnostic::new(name.span, format!("`{}` is {kind} and cannot be used as a name", name.name), "reserved name")
-        .with_help("choose another name")
+    Diagnostic::new(
+        name.span,
+        format!("`{}` is {kind} and cannot be used as a name", name.name),
+        "reserved name",
+    )
+    .with_help("choose another name")
 }
 
 /// Reports every `fn` that calls itself, directly or through others; returns their names.
-fn find_recursion<'a>(fns: &HashMap<&'a str, &'a ast::FnItem>, diags: &mut Vec<Diagnostic>) -> HashSet<&'a str> {
+fn find_recursion<'a>(
+    fns: &HashMap<&'a str, &'a ast::FnItem>,
+    diags: &mut Vec<Diagnostic>,
+) -> HashSet<&'a str> {
     let mut calls: HashMap<&str, Vec<(&str, Span)>> = HashMap::new();
     for (name, f) in fns {
         let mut out = vec![];
@@ -118,7 +135,12 @@ fn find_recursion<'a>(fns: &HashMap<&'a str, &'a ast::FnItem>, diags: &mut Vec<D
                         diags.push(Diagnostic::new(span, format!("`{start}` calls itself"), "recursive call")
                             .with_note("`fn` items are inlined where they are called, so they cannot be recursive"));
                     } else if path.len() > 1 {
-                        let cycle = path.iter().chain([&start]).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" → ");
+                        let cycle = path
+                            .iter()
+                            .chain([&start])
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(" → ");
                         diags.push(
                             Diagnostic::new(fns[start].name.span, format!("`{start}` is recursive: {cycle}"), "part of a cycle of calls")
                                 .with_note("`fn` items are inlined where they are called, so they cannot be recursive"),
@@ -135,7 +157,11 @@ fn find_recursion<'a>(fns: &HashMap<&'a str, &'a ast::FnItem>, diags: &mut Vec<D
     recursive
 }
 
-fn collect_calls<'a>(e: &'a ast::Expr, fns: &HashMap<&'a str, &'a ast::FnItem>, out: &mut Vec<(&'a str, Span)>) {
+fn collect_calls<'a>(
+    e: &'a ast::Expr,
+    fns: &HashMap<&'a str, &'a ast::FnItem>,
+    out: &mut Vec<(&'a str, Span)>,
+) {
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
         match &e.kind {
@@ -146,11 +172,22 @@ fn collect_calls<'a>(e: &'a ast::Expr, fns: &HashMap<&'a str, &'a ast::FnItem>, 
                 stack.extend(args);
             }
             ast::ExprKind::Read { indices, .. } => stack.extend(indices),
-            ast::ExprKind::Reduce { filter, body, .. } => stack.extend(filter.iter().chain(body.iter()).map(|b| &**b)),
-            ast::ExprKind::If { cond, then, otherwise } => stack.extend([&**cond, &**then, &**otherwise]),
-            ast::ExprKind::Unary { operand, .. } | ast::ExprKind::Paren(operand) => stack.push(operand),
+            ast::ExprKind::Reduce { filter, body, .. } => {
+                stack.extend(filter.iter().chain(body.iter()).map(|b| &**b))
+            }
+            ast::ExprKind::If {
+                cond,
+                then,
+                otherwise,
+            } => stack.extend([&**cond, &**then, &**otherwise]),
+            ast::ExprKind::Unary { operand, .. } | ast::ExprKind::Paren(operand) => {
+                stack.push(operand)
+            }
             ast::ExprKind::Binary { lhs, rhs, .. } => stack.extend([&**lhs, &**rhs]),
-            ast::ExprKind::Int(_) | ast::ExprKind::Float(_) | ast::ExprKind::Bool(_) | ast::ExprKind::Name(_) => {}
+            ast::ExprKind::Int(_)
+            | ast::ExprKind::Float(_)
+            | ast::ExprKind::Bool(_)
+            | ast::ExprKind::Name(_) => {}
         }
     }
 }
@@ -225,8 +262,12 @@ impl<'f, 'd> LossCx<'f, 'd> {
         } else if let Some((_, first)) = self.names.get(&name.name) {
             let first = *first;
             self.error(
-                Diagnostic::new(name.span, format!("`{}` is defined twice", name.name), "defined again here")
-                    .with_secondary(first, "first defined here"),
+                Diagnostic::new(
+                    name.span,
+                    format!("`{}` is defined twice", name.name),
+                    "defined again here",
+                )
+                .with_secondary(first, "first defined here"),
             );
             return;
         }
@@ -252,12 +293,19 @@ impl<'f, 'd> LossCx<'f, 'd> {
                 ast::ElemType::Bool => DType::Bool,
             };
             let id = self.loss.inputs.len();
-            self.loss.inputs.push(ir::Input { name: input.name.name.clone(), dtype, shape });
+            self.loss.inputs.push(ir::Input {
+                name: input.name.name.clone(),
+                dtype,
+                shape,
+            });
             self.declare(&input.name, Binding::Input(id));
         }
         for h in &l.hypers {
             let id = self.loss.hypers.len();
-            self.loss.hypers.push(ir::Hyper { name: h.name.name.clone(), default: h.default });
+            self.loss.hypers.push(ir::Hyper {
+                name: h.name.name.clone(),
+                default: h.default,
+            });
             self.declare(&h.name, Binding::Hyper(id));
         }
         for st in &l.statements {
@@ -293,7 +341,13 @@ impl<'f, 'd> LossCx<'f, 'd> {
         self.defining = None;
         let (body, dtype) = body.unwrap_or((ir::Expr::Float(0.0), DType::Float));
         let id = self.loss.defs.len();
-        self.loss.defs.push(ir::Def { name: s.name.name.clone(), kind: DefKind::Let, indices: vars, dtype, body });
+        self.loss.defs.push(ir::Def {
+            name: s.name.name.clone(),
+            kind: DefKind::Let,
+            indices: vars,
+            dtype,
+            body,
+        });
         self.declare(&s.name, Binding::Def(id));
     }
 
@@ -307,23 +361,40 @@ impl<'f, 'd> LossCx<'f, 'd> {
             } else if let Some(&(_, v)) = self.scope.iter().rev().find(|(n, _)| *n == name.name) {
                 let first = self.var_info[v].0;
                 self.error(
-                    Diagnostic::new(name.span, format!("index `{}` is already bound", name.name), "bound again here")
-                        .with_secondary(first, "first bound here")
-                        .with_help("use a different name for the inner index"),
+                    Diagnostic::new(
+                        name.span,
+                        format!("index `{}` is already bound", name.name),
+                        "bound again here",
+                    )
+                    .with_secondary(first, "first bound here")
+                    .with_help("use a different name for the inner index"),
                 );
             } else if let Some((b, at)) = self.names.get(&name.name) {
                 let what = binding_kind(*b);
                 let at = *at;
                 self.error(
-                    Diagnostic::new(name.span, format!("index `{}` has the same name as {what} `{}`", name.name, name.name), "index named here")
-                        .with_secondary(at, format!("{what} declared here"))
-                        .with_help("rename the index"),
+                    Diagnostic::new(
+                        name.span,
+                        format!(
+                            "index `{}` has the same name as {what} `{}`",
+                            name.name, name.name
+                        ),
+                        "index named here",
+                    )
+                    .with_secondary(at, format!("{what} declared here"))
+                    .with_help("rename the index"),
                 );
             }
             let range = p.range.as_ref().and_then(|r| self.dim(r));
             let v = self.loss.vars.len();
-            self.loss.vars.push(ir::IndexVar { name: name.name.clone(), dim: range.unwrap_or(0) });
-            self.var_info.push((name.span, range.map(|d| (d, p.range.as_ref().unwrap().span))));
+            self.loss.vars.push(ir::IndexVar {
+                name: name.name.clone(),
+                dim: range.unwrap_or(0),
+            });
+            self.var_info.push((
+                name.span,
+                range.map(|d| (d, p.range.as_ref().unwrap().span)),
+            ));
             self.scope.push((name.name.clone(), v));
             ids.push(v);
         }
@@ -360,9 +431,16 @@ impl<'f, 'd> LossCx<'f, 'd> {
         if let Some(&d) = self.dims.get(&name.name) {
             return Some(d);
         }
-        let mut d = Diagnostic::new(name.span, format!("unknown dimension `{}`", name.name), "not a dimension of any input");
+        let mut d = Diagnostic::new(
+            name.span,
+            format!("unknown dimension `{}`", name.name),
+            "not a dimension of any input",
+        );
         if let Some((Binding::Hyper(_), _)) = self.names.get(&name.name) {
-            d = d.with_note(format!("`{}` is a hyperparameter; a range must be a dimension named in an input's type", name.name));
+            d = d.with_note(format!(
+                "`{}` is a hyperparameter; a range must be a dimension named in an input's type",
+                name.name
+            ));
         }
         let dims: Vec<&str> = self.loss.dims.iter().map(String::as_str).collect();
         d = match names::did_you_mean(&name.name, dims.iter().copied()) {
@@ -382,9 +460,13 @@ impl<'f, 'd> LossCx<'f, 'd> {
             Some((d, first)) => {
                 let name = &self.loss.vars[v].name;
                 let (a, b) = (&self.loss.dims[d], &self.loss.dims[dim]);
-                let diag = Diagnostic::new(span, format!("index `{name}` is used for two different dimensions"), format!("here it ranges over `{b}`"))
-                    .with_secondary(first, format!("here it ranges over `{a}`"))
-                    .with_help("use a separate index for each dimension");
+                let diag = Diagnostic::new(
+                    span,
+                    format!("index `{name}` is used for two different dimensions"),
+                    format!("here it ranges over `{b}`"),
+                )
+                .with_secondary(first, format!("here it ranges over `{a}`"))
+                .with_help("use a separate index for each dimension");
                 self.error(diag);
             }
         }
@@ -394,8 +476,12 @@ impl<'f, 'd> LossCx<'f, 'd> {
         let (x, t) = self.expr(e)?;
         if t == DType::Bool {
             self.error(
-                Diagnostic::new(e.span, format!("{what} must be a number, found a boolean"), "this is a boolean")
-                    .with_help("booleans are not numbers: write `if c then 1 else 0`"),
+                Diagnostic::new(
+                    e.span,
+                    format!("{what} must be a number, found a boolean"),
+                    "this is a boolean",
+                )
+                .with_help("booleans are not numbers: write `if c then 1 else 0`"),
             );
             return None;
         }
