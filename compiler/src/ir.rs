@@ -45,6 +45,15 @@ impl DType {
         }
     }
 
+    /// `a float`, `an int` or `a boolean`, for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            DType::Float => "a float",
+            DType::Int => "an int",
+            DType::Bool => "a boolean",
+        }
+    }
+
     /// True for `Float` and `Int`, the types arithmetic accepts.
     pub fn is_numeric(self) -> bool {
         self != DType::Bool

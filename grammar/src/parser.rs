@@ -551,7 +551,6 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::kw_loss | Rule::kw_fn => "an item (`loss` or `fn`)",
         Rule::metric_stmt | Rule::kw_metric => "`metric`",
         Rule::index_params | Rule::index_param | Rule::reduce_var => "an index variable",
-        Rule::filter => "`|` and a condition",
         Rule::expr
         | Rule::paren
         | Rule::if_expr
@@ -686,6 +685,94 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
     }
     // Point at the next token, not at the whitespace before it.
     pos += text[pos..].len() - text[pos..].trim_start().len();
+    let before = &text[..pos];
+    // Right after a name, "a name" only means the name could have been longer: drop it.
+    if before.ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        expected.retain(|e| e != "a name");
+    }
+    // A keyword where a name belongs.
+    let prev_word: String = before
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let word_here: String = text[pos..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let next_char = text[pos..].chars().next().unwrap_or(' ');
+    let prev_start = before.trim_end().len() - prev_word.len();
+    let declares = matches!(
+        prev_word.as_str(),
+        "loss" | "fn" | "let" | "metric" | "if" | "then" | "else"
+    );
+    let keyword_as_name = if is_keyword(&prev_word)
+        && prev_start < pos
+        && (matches!(next_char, '=' | ':')
+            || (declares && matches!(next_char, ',' | ')' | ']' | '[')))
+    {
+        Some((prev_word.as_str(), prev_start))
+    } else if is_keyword(&word_here) && expected.iter().any(|e| e == "a name") {
+        Some((word_here.as_str(), pos))
+    } else {
+        None
+    };
+    if let Some((word, start)) = keyword_as_name {
+        let span = Span::new(offset + start, offset + start + word.len());
+        return Diagnostic::new(
+            span,
+            format!("`{word}` is a keyword and cannot be used as a name"),
+            "a keyword",
+        )
+        .with_help("choose another name");
+    }
+    // Right after an operand (a name, a number, `)` or `]`) no expression can follow directly.
+    if !is_keyword(&prev_word)
+        && before
+            .trim_end()
+            .ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == ')' || c == ']')
+    {
+        expected.retain(|e| e != "an expression");
+    }
+    // A malformed number such as `1e` or `2.5e-`.
+    let mut token_start = before.len();
+    let bb = before.as_bytes();
+    while token_start > 0 {
+        let c = bb[token_start - 1] as char;
+        let sign_after_e =
+            (c == '-' || c == '+') && token_start > 1 && matches!(bb[token_start - 2], b'e' | b'E');
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || sign_after_e {
+            token_start -= 1;
+        } else {
+            break;
+        }
+    }
+    let mut token_end = token_start;
+    let bytes = text.as_bytes();
+    while token_end < text.len() {
+        let c = bytes[token_end] as char;
+        let sign_after_e = (c == '-' || c == '+')
+            && token_end > token_start
+            && matches!(bytes[token_end - 1], b'e' | b'E');
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || sign_after_e {
+            token_end += 1;
+        } else {
+            break;
+        }
+    }
+    let token = &text[token_start..token_end];
+    if token.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && token != "."
+        && token.parse::<f64>().is_err()
+    {
+        let span = Span::new(offset + token_start, offset + token_end);
+        return Diagnostic::new(span, format!("malformed number `{token}`"), "not a number")
+            .with_help("numbers look like `2`, `0.5`, `1e-4` or `inf`");
+    }
     expected.sort_by_key(|s| (s.starts_with('`'), s.clone()));
     let found = found_at(text, pos);
     let what = match expected.len() {
@@ -693,14 +780,39 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
         1 => expected[0].clone(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
-    let end = (pos + text[pos..].chars().next().map_or(0, char::len_utf8)).min(text.len());
+    let word_len = text[pos..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .count();
+    let end = (pos + text[pos..].chars().next().map_or(0, char::len_utf8))
+        .max(pos + word_len)
+        .min(text.len());
     let span = Span::new(offset + pos, offset + end);
     let mut d = Diagnostic::new(
         span,
         format!("expected {what}, found {found}"),
         format!("expected {what}"),
     );
-    if found == "`}`" && expected.iter().any(|e| e == "an expression") {
+    if found == "`}`" && expected.iter().any(|e| e.starts_with("an item")) {
+        // The loss body's last statement took what should have been the final expression.
+        return Diagnostic::new(span, "this loss has no final expression", "the loss body ends here")
+            .with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
+    }
+    if (found == "`[`" || found == "`(`")
+        && before.ends_with(char::is_whitespace)
+        && !prev_word.is_empty()
+        && !is_keyword(&prev_word)
+    {
+        d = d.with_help(format!(
+            "remove the space between `{prev_word}` and `{}`: reads, calls and reductions are written `{prev_word}{}...`",
+            &found[1..2],
+            &found[1..2]
+        ));
+    }
+    if found == "`}`"
+        && expected.iter().any(|e| e == "an expression")
+        && !expected.iter().any(|e| e == "`)`")
+    {
         d = d.with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
         // The common cause: a final expression starting with `-` continues the `let` above it.
         let before = &text[..pos];

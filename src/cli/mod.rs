@@ -59,13 +59,11 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
             let names: Vec<&str> = program.losses.iter().map(|l| l.name.as_str()).collect();
-            Ok(format!(
-                "{}: ok ({} loss{}: {})\n",
-                src.name,
-                names.len(),
-                if names.len() == 1 { "" } else { "es" },
-                names.join(", ")
-            ))
+            Ok(match names.len() {
+                0 => format!("{}: ok (no losses)\n", src.name),
+                1 => format!("{}: ok (loss {})\n", src.name, names[0]),
+                n => format!("{}: ok ({n} losses: {})\n", src.name, names.join(", ")),
+            })
         }
         Command::Eval(args) => eval::run(args),
         Command::Doc { name } => doc::run(name.as_deref()),

@@ -57,13 +57,13 @@ impl LossCx<'_, '_> {
                         }
                     }
                     _ => {
-                        self.error(
+                        self.type_error(
                             Diagnostic::new(
                                 e.span,
                                 format!(
                                     "the branches of `if` have different types: {} and {}",
-                                    ta.name(),
-                                    tb.name()
+                                    ta.with_article(),
+                                    tb.with_article()
                                 ),
                                 "branches differ",
                             )
@@ -118,10 +118,14 @@ impl LossCx<'_, '_> {
             let b = self.expr(rhs);
             let ((a, ta), (b, tb)) = (a?, b?);
             if ta.is_numeric() != tb.is_numeric() {
-                self.error(
+                self.type_error(
                     Diagnostic::new(
                         op_span,
-                        format!("`{sym}` compares a {} with a {}", ta.name(), tb.name()),
+                        format!(
+                            "`{sym}` compares {} with {}",
+                            ta.with_article(),
+                            tb.with_article()
+                        ),
                         "cannot compare these",
                     )
                     .with_secondary(lhs.span, ta.name())
@@ -151,7 +155,7 @@ impl LossCx<'_, '_> {
     fn number(&mut self, e: &ast::Expr, what: &str) -> Typed {
         let (x, t) = self.expr(e)?;
         if t == DType::Bool {
-            self.error(
+            self.type_error(
                 Diagnostic::new(
                     e.span,
                     format!("{what} must be a number, found a boolean"),
@@ -168,11 +172,11 @@ impl LossCx<'_, '_> {
     fn condition(&mut self, e: &ast::Expr, what: &str) -> Typed {
         let (x, t) = self.expr(e)?;
         if t != DType::Bool {
-            self.error(
+            self.type_error(
                 Diagnostic::new(
                     e.span,
-                    format!("{what} must be a condition, found a {}", t.name()),
-                    format!("this is a {}", t.name()),
+                    format!("{what} must be a condition, found {}", t.with_article()),
+                    format!("this is {}", t.with_article()),
                 )
                 .with_help("numbers are not conditions: compare it, e.g. `x > 0`"),
             );
@@ -185,7 +189,18 @@ impl LossCx<'_, '_> {
     fn name(&mut self, n: &str, span: Span) -> Typed {
         if let Some(env) = self.fn_env.last() {
             if let Some((x, t)) = env.get(n) {
-                return Some((x.clone(), *t));
+                let (x, t) = (x.clone(), *t);
+                let mut size = 0;
+                crate::print::visit(&x, &mut |_| size += 1);
+                self.inlined_nodes += size;
+                if self.inlined_nodes > super::MAX_INLINED_NODES {
+                    self.inline_limit(
+                        span,
+                        "inlining `fn` calls makes this loss too large".to_string(),
+                    );
+                    return None;
+                }
+                return Some((x, t));
             }
             let params: Vec<&str> = env.keys().map(String::as_str).collect();
             let mut d = Diagnostic::new(
@@ -253,7 +268,11 @@ impl LossCx<'_, '_> {
                 self.error(
                     Diagnostic::new(
                         span,
-                        format!("`{n}` is a tensor with {} indices", names.len()),
+                        format!(
+                            "`{n}` is a tensor with {} ind{}",
+                            names.len(),
+                            if names.len() == 1 { "ex" } else { "ices" }
+                        ),
                         "used without indices",
                     )
                     .with_help(format!(
@@ -284,8 +303,21 @@ impl LossCx<'_, '_> {
                 "not defined yet",
             )
             .with_note("a `let` can read only inputs, hyperparameters and earlier definitions");
+        } else if let Some(&at) = self.all_defs.get(n) {
+            d = Diagnostic::new(
+                span,
+                format!("`{n}` is used before its definition"),
+                "not defined yet",
+            )
+            .with_secondary(at, "defined here, later")
+            .with_help("move its `let` above this use: definitions are evaluated in order");
         } else if Builtin::from_name(n).is_some() || self.file.fns.contains_key(n) {
-            d = d.with_help(format!("`{n}` is a function: call it, e.g. `{n}(x)`"));
+            d = Diagnostic::new(
+                span,
+                format!("`{n}` is a function, not a value"),
+                "a function",
+            )
+            .with_help(format!("call it, e.g. `{n}(x)`"));
         } else {
             let mut candidates: Vec<&str> = self.names.keys().map(String::as_str).collect();
             candidates.extend(self.scope.iter().map(|(s, _)| s.as_str()));
@@ -367,9 +399,19 @@ impl LossCx<'_, '_> {
             self.error(d);
             return None;
         }
+        // A position whose range is unknown (already reported) constrains nothing.
+        let known: Vec<Option<ir::DimId>> = match t {
+            ir::Tensor::Def(d) => self.loss.defs[d]
+                .indices
+                .iter()
+                .zip(&shape)
+                .map(|(v, &dim)| (!self.unranged.contains(v)).then_some(dim))
+                .collect(),
+            ir::Tensor::Input(_) => shape.iter().map(|&d| Some(d)).collect(),
+        };
         let mut out = vec![];
         let mut ok = true;
-        for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
+        for (pos, (ix, &dim)) in indices.iter().zip(&known).enumerate() {
             match self.index(ix, dim, n, pos) {
                 Some(x) => out.push(x),
                 None => ok = false,
@@ -390,7 +432,7 @@ impl LossCx<'_, '_> {
     fn index(
         &mut self,
         ix: &ast::Expr,
-        dim: ir::DimId,
+        dim: Option<ir::DimId>,
         tensor: &str,
         pos: usize,
     ) -> Option<ir::Expr> {
@@ -398,7 +440,9 @@ impl LossCx<'_, '_> {
             ExprKind::Paren(inner) => self.index(inner, dim, tensor, pos),
             ExprKind::Name(n) if self.scope.iter().any(|(s, _)| s == n) => {
                 let v = self.scope.iter().rev().find(|(s, _)| s == n).unwrap().1;
-                self.unify(v, dim, ix.span);
+                if let Some(dim) = dim {
+                    self.unify(v, dim, ix.span);
+                }
                 Some(ir::Expr::Index(v))
             }
             ExprKind::Int(k) if *k >= 0 => Some(ir::Expr::Int(*k)),
@@ -432,6 +476,20 @@ impl LossCx<'_, '_> {
                     return None;
                 }
                 Some(x)
+            }
+            ExprKind::Name(n) if !self.names.contains_key(n) && self.fn_env.is_empty() => {
+                let mut d = Diagnostic::new(ix.span, format!("unknown index `{n}`"), "not bound")
+                    .with_help(format!(
+                        "bind it on the left side (`let t[{n}] = ...`) or in a reduction (`sum[{n}](...)`)"
+                    ));
+                let bound: Vec<&str> = self.scope.iter().map(|(s, _)| s.as_str()).collect();
+                if let Some(h) = names::did_you_mean(n, bound) {
+                    d = d.with_help(h);
+                } else if let Some(at) = self.all_defs.get(n) {
+                    d = d.with_secondary(*at, "a definition of this name, not an index");
+                }
+                self.error(d);
+                None
             }
             _ => {
                 let found = self.expr(ix);
@@ -477,7 +535,7 @@ impl LossCx<'_, '_> {
             for (a, c) in args.iter().zip(checked) {
                 let (x, t) = c?;
                 if t == DType::Bool {
-                    self.error(
+                    self.type_error(
                         Diagnostic::new(
                             a.span,
                             format!("the argument of `{n}` must be a number, found a boolean"),
@@ -522,12 +580,18 @@ impl LossCx<'_, '_> {
             return None; // reported once, where the recursion is found
         }
         if self.inline_stack.len() >= MAX_INLINE_DEPTH {
-            self.error(Diagnostic::new(
+            self.inline_limit(
                 span,
                 format!("`fn` calls nest more than {MAX_INLINE_DEPTH} deep"),
-                "too deep",
-            ));
+            );
             return None;
+        }
+        if self.generic_fn {
+            // A body checked on its own does not inline its callees: they are checked on their own.
+            return Some((ir::Expr::Float(0.0), DType::Float));
+        }
+        if self.inline_stack.is_empty() {
+            self.inline_call_sites.push(span);
         }
         let mut env = HashMap::new();
         for (p, c) in f.params.iter().zip(checked) {
@@ -536,10 +600,32 @@ impl LossCx<'_, '_> {
         }
         self.fn_env.push(env);
         self.inline_stack.push(n.to_string());
+        let errors_before = self.diags.len();
         let body = self.expr(&f.body);
+        // Errors inside a body come from the arguments of the call written in the loss: show it.
+        if self.inline_stack.len() == 1 {
+            for d in &mut self.diags[errors_before..] {
+                if d.span != span {
+                    d.secondary.push((span, format!("in this call of `{n}`")));
+                }
+            }
+        }
         self.inline_stack.pop();
         self.fn_env.pop();
         body
+    }
+
+    /// Reports, once per loss, that inlining `fn` calls went past a limit.
+    fn inline_limit(&mut self, span: Span, message: String) {
+        if !self.inline_limit_reported {
+            self.inline_limit_reported = true;
+            let outer = self.inline_call_sites.last().copied().unwrap_or(span);
+            self.error(
+                Diagnostic::new(outer, message, "inlining this call goes past the limit")
+                    .with_note("`fn` items are inlined where they are called")
+                    .with_help("compute shared values once with `let`"),
+            );
+        }
     }
 
     /// `R[i, j: D | filter](body)`.

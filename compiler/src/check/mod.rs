@@ -71,6 +71,7 @@ pub fn check(file: &ast::File) -> Result<Program, Vec<Diagnostic>> {
                 continue;
             }
             let mut cx = LossCx::new(&file_cx, &mut diags);
+            cx.generic_fn = true;
             cx.fn_env.push(params);
             cx.inline_stack.push(f.name.name.clone());
             let _ = cx.expr(&f.body);
@@ -198,6 +199,19 @@ struct FileCx<'a> {
     recursive: HashSet<&'a str>,
 }
 
+/// The most IR nodes `fn` inlining may copy into one loss.
+const MAX_INLINED_NODES: usize = 200_000;
+
+/// What the checker knows of an index variable.
+struct VarInfo {
+    /// Where it is bound.
+    span: Span,
+    /// Its dimension, once known, with the span that fixed it.
+    dim: Option<(ir::DimId, Span)>,
+    /// How many errors had been reported when it was bound.
+    errors_before: usize,
+}
+
 /// What a loss-level name refers to.
 #[derive(Debug, Clone, Copy)]
 enum Binding {
@@ -217,8 +231,24 @@ struct LossCx<'f, 'd> {
     dims: HashMap<String, ir::DimId>,
     /// Index variables in scope, innermost last.
     scope: Vec<(String, ir::VarId)>,
-    /// Where each variable was bound, and the dimension inferred so far with the span that set it.
-    var_info: Vec<(Span, Option<(ir::DimId, Span)>)>,
+    /// What is known of each index variable while its scope is checked.
+    var_info: Vec<VarInfo>,
+    /// Variables whose range could not be found (already reported): reads through them are
+    /// not unified, so one missing range does not cause more errors.
+    unranged: HashSet<ir::VarId>,
+    /// The `let` and `metric` names of the loss with where they are defined, to explain a
+    /// use before the definition.
+    all_defs: HashMap<String, Span>,
+    /// True while checking a `fn` body on its own, where parameter types are unknown: type
+    /// errors are then left to the call sites.
+    generic_fn: bool,
+    /// IR nodes copied so far by inlining `fn` arguments, bounded by [`MAX_INLINED_NODES`].
+    inlined_nodes: usize,
+    /// Set once an inlining limit has been reported, so it is reported once per loss.
+    inline_limit_reported: bool,
+    /// The calls written in the loss itself (outermost) that were inlined, for pointing
+    /// inlining errors at the user's own call.
+    inline_call_sites: Vec<Span>,
     /// Parameter bindings of the `fn` bodies being inlined, innermost last.
     fn_env: Vec<HashMap<String, (ir::Expr, DType)>>,
     inline_stack: Vec<String>,
@@ -245,6 +275,12 @@ impl<'f, 'd> LossCx<'f, 'd> {
             dims: HashMap::new(),
             scope: vec![],
             var_info: vec![],
+            unranged: HashSet::new(),
+            all_defs: HashMap::new(),
+            generic_fn: false,
+            inlined_nodes: 0,
+            inline_limit_reported: false,
+            inline_call_sites: vec![],
             fn_env: vec![],
             inline_stack: vec![],
             defining: None,
@@ -255,11 +291,20 @@ impl<'f, 'd> LossCx<'f, 'd> {
         self.diags.push(d);
     }
 
+    /// Reports a type error, except in a `fn` body checked on its own (its parameters'
+    /// types are known only at a call).
+    fn type_error(&mut self, d: Diagnostic) {
+        if !self.generic_fn {
+            self.diags.push(d);
+        }
+    }
+
     /// Declares a loss-level name, reporting duplicates and reserved words.
     fn declare(&mut self, name: &ast::Ident, binding: Binding) {
         if let Some(kind) = names::reserved_kind(&name.name) {
             self.error(reserved(name, kind));
-        } else if let Some((_, first)) = self.names.get(&name.name) {
+        }
+        if let Some((_, first)) = self.names.get(&name.name) {
             let first = *first;
             self.error(
                 Diagnostic::new(
@@ -277,6 +322,13 @@ impl<'f, 'd> LossCx<'f, 'd> {
     fn check_loss(mut self, l: &ast::LossItem) -> Loss {
         self.loss.name = l.name.name.clone();
         self.loss.doc = l.doc.clone();
+        for st in &l.statements {
+            let name = match st {
+                ast::Statement::Let(s) => &s.name,
+                ast::Statement::Metric(m) => &m.name,
+            };
+            self.all_defs.entry(name.name.clone()).or_insert(name.span);
+        }
         for input in &l.inputs {
             let mut shape = vec![];
             for d in &input.dims {
@@ -359,7 +411,7 @@ impl<'f, 'd> LossCx<'f, 'd> {
             if let Some(kind) = names::reserved_kind(&name.name) {
                 self.error(reserved(name, kind));
             } else if let Some(&(_, v)) = self.scope.iter().rev().find(|(n, _)| *n == name.name) {
-                let first = self.var_info[v].0;
+                let first = self.var_info[v].span;
                 self.error(
                     Diagnostic::new(
                         name.span,
@@ -385,36 +437,55 @@ impl<'f, 'd> LossCx<'f, 'd> {
                     .with_help("rename the index"),
                 );
             }
+            let errors_before = self.diags.len();
             let range = p.range.as_ref().and_then(|r| self.dim(r));
             let v = self.loss.vars.len();
             self.loss.vars.push(ir::IndexVar {
                 name: name.name.clone(),
                 dim: range.unwrap_or(0),
             });
-            self.var_info.push((
-                name.span,
-                range.map(|d| (d, p.range.as_ref().unwrap().span)),
-            ));
+            self.var_info.push(VarInfo {
+                span: name.span,
+                dim: range.map(|d| (d, p.range.as_ref().unwrap().span)),
+                errors_before,
+            });
             self.scope.push((name.name.clone(), v));
             ids.push(v);
         }
         ids
     }
 
-    /// Takes index variables out of scope; each must have a range by now.
+    /// Takes index variables out of scope; each must have a range by now. A missing range is
+    /// not reported when other errors came up in the variable's scope: it is then most likely
+    /// their consequence.
     fn unbind(&mut self, vars: &[ir::VarId], lhs_of: Option<&ast::LetStmt>) {
         for &v in vars {
-            match self.var_info[v].1 {
+            let info = &self.var_info[v];
+            match info.dim {
                 Some((d, _)) => self.loss.vars[v].dim = d,
                 None => {
+                    self.unranged.insert(v);
+                    if self.diags.len() > info.errors_before {
+                        continue;
+                    }
                     let name = self.loss.vars[v].name.clone();
                     let dims = self.loss.dims.join(", ");
+                    // Suggest the dimension named like the index (`k` → `K`), else the first.
+                    let example = self
+                        .loss
+                        .dims
+                        .iter()
+                        .find(|d| d.eq_ignore_ascii_case(&name))
+                        .or(self.loss.dims.first())
+                        .map_or("D", String::as_str);
                     let mut d = Diagnostic::new(
-                        self.var_info[v].0,
+                        info.span,
                         format!("index `{name}` has no range"),
                         "no tensor is read with this index",
                     )
-                    .with_help(format!("annotate its dimension where it is bound, e.g. `{name}: {}` (dimensions: {dims})", self.loss.dims.first().map_or("D", String::as_str)));
+                    .with_help(format!(
+                        "annotate its dimension where it is bound, e.g. `{name}: {example}` (dimensions: {dims})"
+                    ));
                     if lhs_of.is_some() {
                         d = d.with_note("an index of the left side that the right side never uses to read a tensor broadcasts, so its range must be written");
                     }
@@ -454,8 +525,8 @@ impl<'f, 'd> LossCx<'f, 'd> {
 
     /// Records that variable `v` indexes dimension `dim` at `span`.
     fn unify(&mut self, v: ir::VarId, dim: ir::DimId, span: Span) {
-        match self.var_info[v].1 {
-            None => self.var_info[v].1 = Some((dim, span)),
+        match self.var_info[v].dim {
+            None => self.var_info[v].dim = Some((dim, span)),
             Some((d, _)) if d == dim => {}
             Some((d, first)) => {
                 let name = &self.loss.vars[v].name;
@@ -475,7 +546,7 @@ impl<'f, 'd> LossCx<'f, 'd> {
     fn expect_number(&mut self, e: &ast::Expr, what: &str) -> Option<ir::Expr> {
         let (x, t) = self.expr(e)?;
         if t == DType::Bool {
-            self.error(
+            self.type_error(
                 Diagnostic::new(
                     e.span,
                     format!("{what} must be a number, found a boolean"),

@@ -17,6 +17,9 @@ pub fn reserved_kind(name: &str) -> Option<&'static str> {
 
 /// The candidate closest to `name`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if name.chars().count() < 3 {
+        return None; // every short name is "close" to every other
+    }
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
