@@ -46,8 +46,15 @@ fn assert_user_error(o: &Output, what: &str) {
     assert!(err.contains("error"), "{what}: no error message:\n{err}");
 }
 
+const DPO_GRADS: [&str; 4] = [
+    "grad_policy_chosen_logps",
+    "grad_policy_rejected_logps",
+    "grad_reference_chosen_logps",
+    "grad_reference_rejected_logps",
+];
+
 #[test]
-fn eval_dpo_random_prints_loss_and_metrics() {
+fn eval_dpo_random_prints_loss_metrics_and_gradients() {
     let o = lossc(&["eval", "dpo", "--random", "B=8"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
@@ -55,25 +62,41 @@ fn eval_dpo_random_prints_loss_and_metrics() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or(""))
         .collect();
-    assert_eq!(
-        names,
-        [
-            "loss",
-            "chosen_reward",
-            "rejected_reward",
-            "reward_accuracy",
-            "reward_margin"
-        ]
-    );
-    for line in out.lines() {
+    let mut want = vec![
+        "loss",
+        "chosen_reward",
+        "rejected_reward",
+        "reward_accuracy",
+        "reward_margin",
+    ];
+    want.extend(DPO_GRADS);
+    assert_eq!(names, want);
+    for line in out.lines().take(5) {
         let v: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(v.is_finite(), "{line}");
     }
+    assert!(out.lines().nth(5).unwrap().contains("[8] ["), "{out}");
     // The same seed gives the same numbers; another seed does not.
     assert_eq!(stdout(&lossc(&["eval", "dpo", "--random", "B=8"])), out);
     assert_ne!(
         stdout(&lossc(&["eval", "dpo", "--random", "B=8", "--seed", "1"])),
         out
+    );
+    // --no-grad and --wrt choose the gradients.
+    let o = stdout(&lossc(&["eval", "dpo", "--random", "B=8", "--no-grad"]));
+    assert!(!o.contains("grad_"), "{o}");
+    let o = stdout(&lossc(&[
+        "eval",
+        "dpo",
+        "--random",
+        "B=8",
+        "--wrt",
+        "policy_chosen_logps",
+    ]));
+    assert_eq!(
+        o.lines().filter(|l| l.starts_with("grad_")).count(),
+        1,
+        "{o}"
     );
 }
 
@@ -87,17 +110,23 @@ fn eval_json_is_one_flat_object() {
     let obj = v.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(
-        keys,
-        [
-            "chosen_reward",
-            "loss",
-            "rejected_reward",
-            "reward_accuracy",
-            "reward_margin"
-        ]
-    );
-    assert!(obj.values().all(|x| x.is_f64()));
+    let mut want = vec![
+        "chosen_reward",
+        "loss",
+        "rejected_reward",
+        "reward_accuracy",
+        "reward_margin",
+    ];
+    want.extend(DPO_GRADS);
+    want.sort();
+    assert_eq!(keys, want);
+    for (k, x) in obj {
+        if k.starts_with("grad_") {
+            assert_eq!(x.as_array().map(Vec::len), Some(8), "{k}");
+        } else {
+            assert!(x.is_f64(), "{k}");
+        }
+    }
     // --set changes the value.
     let base: serde_json::Value = serde_json::from_str(&stdout(&lossc(&[
         "eval", "dpo", "--random", "B=8", "--json",
@@ -135,7 +164,13 @@ fn eval_reads_and_writes_every_format() {
             other => panic!("loss is {other:?}"),
         }
         assert!(t.contains_key("accuracy"));
+        assert_eq!(
+            t["grad_logits"].shape,
+            vec![10, 6],
+            "grad_<input> has the input's shape"
+        );
     }
+    // (the fixture's gradient itself is compared in tests/stdlib.rs)
     let want = case["expected"]["loss"].as_f64().unwrap();
     for l in losses {
         assert!((l - want).abs() <= 1e-9 * want.abs(), "{l} vs {want}");

@@ -25,6 +25,16 @@ fn every_stdlib_loss_checks_and_prints() {
         let loss = checked(e.name);
         assert!(!loss.doc.is_empty(), "{} has a doc comment", e.name);
         insta::assert_snapshot!(format!("ir_{}", e.name), compiler::print::loss(&loss));
+        let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+        let grad = compiler::print::loss(&compiler::grad::gradient(&loss, &wrt));
+        compiler::check_source(&grad).unwrap_or_else(|d| {
+            panic!(
+                "gradient of {} does not check:\n{}",
+                e.name,
+                grammar::render("grad", &grad, &d)
+            )
+        });
+        insta::assert_snapshot!(format!("grad_{}", e.name), grad);
     }
 }
 
@@ -134,4 +144,73 @@ fn interpreter_matches_reference_fixtures() {
         checked_cases >= 25,
         "only {checked_cases} fixture cases found"
     );
+}
+
+#[test]
+fn interpreter_gradients_match_reference_fixtures() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
+    let mut cases = 0;
+    let mut failures = vec![];
+    for dir in std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let case: Value =
+                serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+            let name = case["loss"].as_str().unwrap();
+            let label = format!("{name}/{}", f.file_name().to_string_lossy());
+            let loss = checked(name);
+            let inputs = data::parse_tensors(
+                Format::Json,
+                case["inputs"].to_string().as_bytes(),
+                "fixture",
+            )
+            .unwrap();
+            let set: Vec<(String, f64)> = case["hyperparameters"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            let bound = runtime::bind(&loss, &inputs, &set).unwrap();
+            let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+            let (out, grads) = runtime::eval_with_grad(&loss, &bound, &wrt).unwrap();
+            let want = case["expected"]["loss"].as_f64().unwrap();
+            assert!(
+                close(out.loss, want, 1e-9),
+                "{label}: gradient program changed the loss"
+            );
+            let expected = case["expected"]["grad"].as_object().unwrap();
+            assert_eq!(
+                expected.len(),
+                grads.len(),
+                "{label}: one gradient per float input"
+            );
+            for (i, g) in grads {
+                let input = &loss.inputs[i].name;
+                let want: Vec<f64> = flatten(&expected[input]);
+                assert_eq!(want.len(), g.len(), "{label}: grad_{input} size");
+                for (k, (a, w)) in g.iter().zip(&want).enumerate() {
+                    // Gradients are compared relative to the largest entry: entries that cancel to
+                    // ~1e-17 carry no relative precision in either implementation.
+                    let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+                    if (a - w).abs() > 1e-9 * scale {
+                        failures.push(format!("{label}: grad_{input}[{k}] = {a}, reference {w}"));
+                    }
+                }
+            }
+            cases += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(cases >= 25);
+}
+
+fn flatten(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(xs) => xs.iter().flat_map(flatten).collect(),
+        x => vec![x.as_f64().unwrap()],
+    }
 }

@@ -386,3 +386,42 @@ impl Loss {
         }
     }
 }
+
+impl Expr {
+    /// Calls `f` on this expression and every subexpression, parents first.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
+            Expr::Read { indices, .. } => indices.iter().for_each(|i| i.visit(f)),
+            Expr::Unary(_, a) => a.visit(f),
+            Expr::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Call(_, args) => args.iter().for_each(|a| a.visit(f)),
+            Expr::Select(c, a, b) => {
+                c.visit(f);
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Reduce { filter, body, .. } => {
+                filter.iter().chain(body.iter()).for_each(|x| x.visit(f));
+            }
+        }
+    }
+
+    /// True when `pred` holds for this expression or a subexpression.
+    pub fn any(&self, pred: &mut impl FnMut(&Expr) -> bool) -> bool {
+        let mut found = false;
+        self.visit(&mut |e| found = found || pred(e));
+        found
+    }
+
+    /// The number of nodes.
+    pub fn size(&self) -> usize {
+        let mut n = 0;
+        self.visit(&mut |_| n += 1);
+        n
+    }
+}

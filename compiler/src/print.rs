@@ -106,7 +106,7 @@ fn binder(l: &Loss, v: VarId, scope: &[&Expr]) -> String {
 /// True when some read in `e` uses `v` itself as one of its indices.
 fn indexes_directly(e: &Expr, v: VarId) -> bool {
     let mut found = false;
-    visit(e, &mut |x| {
+    e.visit(&mut |x| {
         if let Expr::Read { indices, .. } = x
             && indices.contains(&Expr::Index(v))
         {
@@ -114,29 +114,6 @@ fn indexes_directly(e: &Expr, v: VarId) -> bool {
         }
     });
     found
-}
-
-/// Calls `f` on `e` and every subexpression.
-pub fn visit(e: &Expr, f: &mut impl FnMut(&Expr)) {
-    f(e);
-    match e {
-        Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
-        Expr::Read { indices, .. } => indices.iter().for_each(|i| visit(i, f)),
-        Expr::Unary(_, a) => visit(a, f),
-        Expr::Binary(_, a, b) => {
-            visit(a, f);
-            visit(b, f);
-        }
-        Expr::Call(_, args) => args.iter().for_each(|a| visit(a, f)),
-        Expr::Select(c, a, b) => {
-            visit(c, f);
-            visit(a, f);
-            visit(b, f);
-        }
-        Expr::Reduce { filter, body, .. } => {
-            filter.iter().chain(body.iter()).for_each(|x| visit(x, f));
-        }
-    }
 }
 
 /// Precedence of an expression as printed: larger binds tighter (see `BinOp::precedence`).

@@ -362,4 +362,17 @@ proptest! {
         prop_assert_eq!(program.losses.len(), 1);
         prop_assert_eq!(&program.losses[0], &loss, "printed:\n{}", printed);
     }
+
+    #[test]
+    fn gradient_programs_print_as_valid_source(seed in any::<u64>()) {
+        let loss = generate(seed);
+        let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+        let grad = compiler::grad::gradient(&loss, &wrt);
+        let printed = compiler::print::loss(&grad);
+        let program = compiler::check_source(&printed).map_err(|d| {
+            TestCaseError::fail(format!("{printed}\n{}", grammar::render("gradient", &printed, &d)))
+        })?;
+        let outputs = compiler::grad::gradient_outputs(&program.losses[0]);
+        prop_assert_eq!(outputs.len(), wrt.len());
+    }
 }

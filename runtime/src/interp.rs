@@ -25,6 +25,12 @@ pub struct Outputs {
 
 /// Evaluates the loss and its metrics on bound inputs.
 pub fn eval(loss: &Loss, bound: &Bound) -> Result<Outputs, RunError> {
+    eval_all(loss, bound).map(|(out, _)| out)
+}
+
+/// Evaluates the loss and its metrics, and returns every definition's values too (row-major,
+/// indexed by `DefId`): a gradient program's `grad_<input>` definitions are read from there.
+pub fn eval_all(loss: &Loss, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
     let mut ev = Evaluator::new(loss, bound);
     let mut metrics = vec![];
     for (id, def) in loss.defs.iter().enumerate() {
@@ -35,10 +41,30 @@ pub fn eval(loss: &Loss, bound: &Bound) -> Result<Outputs, RunError> {
         ev.defs.push(values);
     }
     let value = ev.eval(&loss.result)?;
-    Ok(Outputs {
-        loss: value,
-        metrics,
-    })
+    Ok((
+        Outputs {
+            loss: value,
+            metrics,
+        },
+        ev.defs,
+    ))
+}
+
+/// Evaluates a loss and its gradient with respect to the inputs in `wrt`: the outputs, and
+/// for each input in `wrt` its gradient, shaped like the input.
+pub fn eval_with_grad(
+    loss: &Loss,
+    bound: &Bound,
+    wrt: &[compiler::ir::InputId],
+) -> Result<(Outputs, Vec<(compiler::ir::InputId, Vec<f64>)>), RunError> {
+    let program = compiler::grad::gradient(loss, wrt);
+    let (out, defs) = eval_all(&program, bound)?;
+    let grads = compiler::grad::gradient_outputs(&program)
+        .into_iter()
+        .filter(|(i, _)| wrt.contains(i))
+        .map(|(i, d)| (i, defs[d].clone()))
+        .collect();
+    Ok((out, grads))
 }
 
 /// Evaluation state: materialised definitions and the current value of each index variable.

@@ -10,5 +10,5 @@ pub mod tensor;
 
 pub use bind::{Bound, bind};
 pub use error::RunError;
-pub use interp::{Outputs, eval};
+pub use interp::{Outputs, eval, eval_all, eval_with_grad};
 pub use tensor::{Data, Tensor};

@@ -111,8 +111,8 @@ fn index_ranges(loss: &Loss) -> Vec<Vec<usize>> {
         }
     };
     for d in &loss.defs {
-        compiler::print::visit(&d.body, &mut visit);
+        d.body.visit(&mut visit);
     }
-    compiler::print::visit(&loss.result, &mut visit);
+    loss.result.visit(&mut visit);
     ranges
 }

@@ -36,6 +36,17 @@ pub struct EvalArgs {
     /// Print one flat JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// The float inputs to differentiate with respect to (default: all of them).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "INPUT,..",
+        conflicts_with = "no_grad"
+    )]
+    wrt: Vec<String>,
+    /// Compute only the loss and metrics.
+    #[arg(long)]
+    no_grad: bool,
 }
 
 /// Dimension sizes for `--random`.
@@ -111,12 +122,32 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
     let set: Vec<(String, f64)> = args.set.into_iter().flat_map(|s| s.0).collect();
     let bound =
         runtime::bind(loss, &tensors, &set).map_err(|e| UserError(format!("error: {e}")))?;
-    let outputs = interp::eval(loss, &bound).map_err(|e| UserError(format!("error: {e}")))?;
+    let wrt = if args.no_grad {
+        vec![]
+    } else {
+        compiler::grad::resolve_wrt(loss, &args.wrt)
+            .map_err(|e| UserError(format!("error: {e}")))?
+    };
+    let (outputs, grads) =
+        interp::eval_with_grad(loss, &bound, &wrt).map_err(|e| UserError(format!("error: {e}")))?;
 
     let mut results = TensorMap::new();
     results.insert("loss".to_string(), Tensor::scalar(outputs.loss));
     for (name, v) in &outputs.metrics {
         results.insert(name.clone(), Tensor::scalar(*v));
+    }
+    let mut grad_rows = vec![];
+    for (i, g) in grads {
+        let name = format!("grad_{}", loss.inputs[i].name);
+        let shape = bound.inputs[i].shape.clone();
+        grad_rows.push((name.clone(), shape.clone(), summary(&g)));
+        results.insert(
+            name,
+            Tensor {
+                shape,
+                data: runtime::Data::F64(g),
+            },
+        );
     }
     if let Some(out) = &args.out {
         data::write_tensors(out, &results).map_err(|e| UserError(format!("error: {e}")))?;
@@ -126,10 +157,37 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
     }
     let mut ordered = vec![("loss".to_string(), outputs.loss)];
     ordered.extend(outputs.metrics);
-    let width = ordered.iter().map(|(n, _)| n.len()).max().unwrap_or(4);
+    let width = ordered
+        .iter()
+        .map(|(n, _)| n.len())
+        .chain(grad_rows.iter().map(|(n, _, _)| n.len()))
+        .max()
+        .unwrap_or(4);
     let mut s = String::new();
     for (name, v) in ordered {
         let _ = writeln!(s, "{name:width$}  {v}");
     }
+    for (name, shape, values) in grad_rows {
+        let _ = writeln!(s, "{name:width$}  {shape:?} {values}");
+    }
     Ok(s)
+}
+
+/// The values of a flat tensor as `[a, b, c, ..., y, z]`, like numpy truncates them.
+fn summary(values: &[f64]) -> String {
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.6}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if values.len() <= 6 {
+        format!("[{}]", show(values))
+    } else {
+        format!(
+            "[{}, ..., {}]",
+            show(&values[..3]),
+            show(&values[values.len() - 3..])
+        )
+    }
 }

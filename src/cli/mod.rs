@@ -24,6 +24,17 @@ enum Command {
     },
     /// Compute a loss and its metrics on data or on seeded random inputs.
     Eval(eval::EvalArgs),
+    /// Print the gradient program: the loss with adjoint and `grad_<input>` definitions.
+    Grad {
+        /// A `.loss` file, or the name of a stdlib loss.
+        file: String,
+        /// The loss to differentiate, when the file defines several.
+        #[arg(long)]
+        loss: Option<String>,
+        /// The float inputs to differentiate with respect to (default: all of them).
+        #[arg(long, value_delimiter = ',', value_name = "INPUT,..")]
+        wrt: Vec<String>,
+    },
     /// List the standard library, or show one loss.
     Doc {
         /// A stdlib loss's name.
@@ -66,6 +77,14 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             })
         }
         Command::Eval(args) => eval::run(args),
+        Command::Grad { file, loss, wrt } => {
+            let src = source::load(&file)?;
+            let program = source::check(&src)?;
+            let loss = source::select(&program, &src, loss.as_deref())?;
+            let wrt = compiler::grad::resolve_wrt(loss, &wrt)
+                .map_err(|e| UserError(format!("error: {e}")))?;
+            Ok(compiler::print::loss(&compiler::grad::gradient(loss, &wrt)))
+        }
         Command::Doc { name } => doc::run(name.as_deref()),
     }
 }

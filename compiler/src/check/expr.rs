@@ -190,9 +190,7 @@ impl LossCx<'_, '_> {
         if let Some(env) = self.fn_env.last() {
             if let Some((x, t)) = env.get(n) {
                 let (x, t) = (x.clone(), *t);
-                let mut size = 0;
-                crate::print::visit(&x, &mut |_| size += 1);
-                self.inlined_nodes += size;
+                self.inlined_nodes += x.size();
                 if self.inlined_nodes > super::MAX_INLINED_NODES {
                     self.inline_limit(
                         span,

@@ -12,6 +12,15 @@ use std::collections::{HashMap, HashSet};
 
 pub use names::{did_you_mean, nearest};
 
+/// True for names a program cannot use: built-ins, reductions, type names and keywords.
+pub fn is_reserved(name: &str) -> bool {
+    names::reserved_kind(name).is_some()
+        || matches!(
+            name,
+            "loss" | "fn" | "let" | "metric" | "if" | "then" | "else" | "true" | "false" | "inf"
+        )
+}
+
 /// Parses and checks a source file.
 pub fn check_source(source: &str) -> Result<Program, Vec<Diagnostic>> {
     let file = grammar::parse(source)?;
