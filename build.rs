@@ -7,7 +7,10 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut entries = vec![];
-    let mut families: Vec<_> = fs::read_dir(&root).expect("stdlib/ exists").flatten().collect();
+    let mut families: Vec<_> = fs::read_dir(&root)
+        .expect("stdlib/ exists")
+        .flatten()
+        .collect();
     families.sort_by_key(|e| e.file_name());
     for family in families {
         let path = family.path();
@@ -15,7 +18,10 @@ fn main() {
             continue;
         }
         println!("cargo:rerun-if-changed={}", path.display());
-        let mut files: Vec<_> = fs::read_dir(&path).expect("family folder").flatten().collect();
+        let mut files: Vec<_> = fs::read_dir(&path)
+            .expect("family folder")
+            .flatten()
+            .collect();
         files.sort_by_key(|e| e.file_name());
         for f in files {
             let p = f.path();

@@ -50,13 +50,16 @@ pub fn eval_all(loss: &Loss, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), 
     ))
 }
 
+/// Gradients by input: each differentiated input with its gradient (row-major, its shape).
+pub type Gradients = Vec<(compiler::ir::InputId, Vec<f64>)>;
+
 /// Evaluates a loss and its gradient with respect to the inputs in `wrt`: the outputs, and
 /// for each input in `wrt` its gradient, shaped like the input.
 pub fn eval_with_grad(
     loss: &Loss,
     bound: &Bound,
     wrt: &[compiler::ir::InputId],
-) -> Result<(Outputs, Vec<(compiler::ir::InputId, Vec<f64>)>), RunError> {
+) -> Result<(Outputs, Gradients), RunError> {
     let program = compiler::grad::gradient(loss, wrt);
     let (out, defs) = eval_all(&program, bound)?;
     let grads = compiler::grad::gradient_outputs(&program)

@@ -234,10 +234,7 @@ impl Grad {
             Tensor::Def(t) => t + 1,
             Tensor::Input(_) => 0,
         };
-        for u in first..active.len() {
-            if !active[u] {
-                continue;
-            }
+        for (u, _) in active.iter().enumerate().skip(first).filter(|(_, a)| **a) {
             let def = self.out.defs[u].clone();
             let mut map = HashMap::new();
             let j: Vec<VarId> = def
