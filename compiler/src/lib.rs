@@ -5,5 +5,6 @@ pub mod check;
 pub mod grad;
 pub mod ir;
 pub mod print;
+pub mod simplify;
 
 pub use check::{check, check_source};

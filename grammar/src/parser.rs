@@ -274,13 +274,22 @@ impl Builder<'_> {
         if text == "inf" {
             return Ok(f64::INFINITY);
         }
-        text.parse::<f64>().map_err(|_| {
-            Box::new(Diagnostic::new(
+        match text.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            Ok(_) => Err(Box::new(
+                Diagnostic::new(
+                    self.span(pair),
+                    format!("`{text}` is too large for a float"),
+                    "overflows to infinity",
+                )
+                .with_help("write `inf` for infinity"),
+            )),
+            Err(_) => Err(Box::new(Diagnostic::new(
                 self.span(pair),
                 format!("`{text}` is not a number"),
                 "not a number",
-            ))
-        })
+            ))),
+        }
     }
 
     fn let_stmt(&self, pair: Pair<Rule>) -> PResult<LetStmt> {

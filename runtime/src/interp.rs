@@ -28,10 +28,36 @@ pub fn eval(loss: &Loss, bound: &Bound) -> Result<Outputs, RunError> {
     eval_all(loss, bound).map(|(out, _)| out)
 }
 
+/// The arithmetic the interpreter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Every value in f64: the reference.
+    #[default]
+    F64,
+    /// Every input and every intermediate value rounded to f32, as compiled code computes:
+    /// shows whether a form overflows, underflows or cancels in single precision.
+    F32,
+}
+
 /// Evaluates the loss and its metrics, and returns every definition's values too (row-major,
 /// indexed by `DefId`): a gradient program's `grad_<input>` definitions are read from there.
 pub fn eval_all(loss: &Loss, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
+    eval_all_in(loss, bound, Precision::F64)
+}
+
+/// [`eval_all`] in the given precision.
+pub fn eval_all_in(
+    loss: &Loss,
+    bound: &Bound,
+    precision: Precision,
+) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
     let mut ev = Evaluator::new(loss, bound);
+    ev.f32 = precision == Precision::F32;
+    if ev.f32 {
+        for v in &mut ev.inputs {
+            v.iter_mut().for_each(|x| *x = round32(*x));
+        }
+    }
     let mut metrics = vec![];
     for (id, def) in loss.defs.iter().enumerate() {
         let values = ev.materialize(id)?;
@@ -60,8 +86,18 @@ pub fn eval_with_grad(
     bound: &Bound,
     wrt: &[compiler::ir::InputId],
 ) -> Result<(Outputs, Gradients), RunError> {
+    eval_with_grad_in(loss, bound, wrt, Precision::F64)
+}
+
+/// [`eval_with_grad`] in the given precision.
+pub fn eval_with_grad_in(
+    loss: &Loss,
+    bound: &Bound,
+    wrt: &[compiler::ir::InputId],
+    precision: Precision,
+) -> Result<(Outputs, Gradients), RunError> {
     let program = compiler::grad::gradient(loss, wrt);
-    let (out, defs) = eval_all(&program, bound)?;
+    let (out, defs) = eval_all_in(&program, bound, precision)?;
     let grads = compiler::grad::gradient_outputs(&program)
         .into_iter()
         .filter(|(i, _)| wrt.contains(i))
@@ -77,6 +113,13 @@ struct Evaluator<'a> {
     inputs: Vec<Vec<f64>>,
     defs: Vec<Vec<f64>>,
     vars: Vec<i64>,
+    /// Round every value to f32 ([`Precision::F32`]).
+    f32: bool,
+}
+
+/// `x` rounded to the nearest f32.
+fn round32(x: f64) -> f64 {
+    x as f32 as f64
 }
 
 impl<'a> Evaluator<'a> {
@@ -96,6 +139,7 @@ impl<'a> Evaluator<'a> {
             inputs,
             defs: vec![],
             vars: vec![0; loss.vars.len()],
+            f32: false,
         }
     }
 
@@ -139,6 +183,12 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval(&mut self, e: &Expr) -> Result<f64, RunError> {
+        let v = self.eval_exact(e)?;
+        Ok(if self.f32 { round32(v) } else { v })
+    }
+
+    /// One operation in f64 on already-evaluated (and, in f32 mode, rounded) operands.
+    fn eval_exact(&mut self, e: &Expr) -> Result<f64, RunError> {
         Ok(match e {
             Expr::Float(x) => *x,
             Expr::Int(x) => *x as f64,

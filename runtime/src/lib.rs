@@ -10,5 +10,7 @@ pub mod tensor;
 
 pub use bind::{Bound, bind};
 pub use error::RunError;
-pub use interp::{Outputs, eval, eval_all, eval_with_grad};
+pub use interp::{
+    Outputs, Precision, eval, eval_all, eval_all_in, eval_with_grad, eval_with_grad_in,
+};
 pub use tensor::{Data, Tensor};

@@ -24,6 +24,14 @@ enum Command {
     },
     /// Compute a loss and its metrics on data or on seeded random inputs.
     Eval(eval::EvalArgs),
+    /// Print the loss simplified and made numerically stable, as `.loss` source.
+    Simplify {
+        /// A `.loss` file, or the name of a stdlib loss.
+        file: String,
+        /// The loss to simplify, when the file defines several.
+        #[arg(long)]
+        loss: Option<String>,
+    },
     /// Print the gradient program: the loss with adjoint and `grad_<input>` definitions.
     Grad {
         /// A `.loss` file, or the name of a stdlib loss.
@@ -77,13 +85,22 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             })
         }
         Command::Eval(args) => eval::run(args),
+        Command::Simplify { file, loss } => {
+            let src = source::load(&file)?;
+            let program = source::check(&src)?;
+            let loss = source::select(&program, &src, loss.as_deref())?;
+            Ok(compiler::print::loss(&compiler::simplify::simplify(loss)))
+        }
         Command::Grad { file, loss, wrt } => {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
             let loss = source::select(&program, &src, loss.as_deref())?;
             let wrt = compiler::grad::resolve_wrt(loss, &wrt)
                 .map_err(|e| UserError(format!("error: {e}")))?;
-            Ok(compiler::print::loss(&compiler::grad::gradient(loss, &wrt)))
+            // The gradient of the stabilised loss, simplified in turn.
+            let stable = compiler::simplify::simplify(loss);
+            let grad = compiler::grad::gradient(&stable, &wrt);
+            Ok(compiler::print::loss(&compiler::simplify::simplify(&grad)))
         }
         Command::Doc { name } => doc::run(name.as_deref()),
     }
