@@ -144,3 +144,49 @@ fn detach_stops_the_gradient() {
     }
     assert!(grads[1].1.iter().all(|g| *g == 0.0));
 }
+
+#[test]
+fn multi_similarity_pair_weights_match_the_gradient_of_the_similarity_matrix() {
+    let e = lossc::stdlib::get("multi_similarity").unwrap();
+    let loss =
+        compiler::simplify::simplify(&compiler::check_source(e.source).unwrap().losses.remove(0));
+    let s = compiler::grad::pair_matrices(&loss)[0];
+    assert_eq!(loss.defs[s].name, "s");
+    let weights = compiler::simplify::simplify(&compiler::grad::pair_weights(&loss, s).unwrap());
+    insta::assert_snapshot!("pairs_multi_similarity", compiler::print::loss(&weights));
+    let w = weights
+        .defs
+        .iter()
+        .position(|d| d.name == "pair_weight")
+        .unwrap();
+
+    // The same loss taking the similarity matrix as an input: its gradient is the pair weights.
+    let on_s = compiler::check_source(
+        "loss ms_on_s(s: [B, B], labels: int[B]; alpha = 2, beta = 50, base = 0.5) {
+            mean[i](1 / alpha * log(1 + sum[j | labels[j] == labels[i] && j != i](exp(-alpha * (s[i, j] - base))))
+                  + 1 / beta * log(1 + sum[j | labels[j] != labels[i]](exp(beta * (s[i, j] - base)))))
+        }",
+    )
+    .unwrap()
+    .losses
+    .remove(0);
+    for seed in 0..3 {
+        let inputs = runtime::random::random_inputs(&loss, &sizes("B=7,D=3"), seed).unwrap();
+        let bound = runtime::bind(&weights, &inputs, &[]).unwrap();
+        let (_, defs) = runtime::eval_all(&weights, &bound).unwrap();
+        let s_values = Tensor {
+            shape: vec![7, 7],
+            data: Data::F64(defs[s].clone()),
+        };
+        let mut on_s_inputs = BTreeMap::from([("s".to_string(), s_values)]);
+        on_s_inputs.insert("labels".to_string(), inputs["labels"].clone());
+        let b = runtime::bind(&on_s, &on_s_inputs, &[]).unwrap();
+        let (_, grads) = runtime::eval_with_grad(&on_s, &b, &[0]).unwrap();
+        for (k, (a, g)) in defs[w].iter().zip(&grads[0].1).enumerate() {
+            assert!(
+                (a - g).abs() <= 1e-12 * g.abs().max(1e-3),
+                "pair {k}: {a} vs {g}"
+            );
+        }
+    }
+}

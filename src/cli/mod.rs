@@ -40,8 +40,19 @@ enum Command {
         #[arg(long)]
         loss: Option<String>,
         /// The float inputs to differentiate with respect to (default: all of them).
-        #[arg(long, value_delimiter = ',', value_name = "INPUT,..")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "INPUT,..",
+            conflicts_with = "pairs"
+        )]
         wrt: Vec<String>,
+        /// Print the pair weights ∂L/∂s[i, j] of a loss built on a similarity matrix instead.
+        #[arg(long)]
+        pairs: bool,
+        /// With --pairs: the matrix (default: the two-index `let` named `s`, or the first).
+        #[arg(long, value_name = "NAME", requires = "pairs")]
+        matrix: Option<String>,
     },
     /// List the standard library, or show one loss.
     Doc {
@@ -91,7 +102,60 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             let loss = source::select(&program, &src, loss.as_deref())?;
             Ok(compiler::print::loss(&compiler::simplify::simplify(loss)))
         }
-        Command::Grad { file, loss, wrt } => {
+        Command::Grad {
+            file,
+            loss,
+            pairs: true,
+            matrix,
+            ..
+        } => {
+            let matrix = matrix.unwrap_or_default();
+            let src = source::load(&file)?;
+            let program = source::check(&src)?;
+            let loss = source::select(&program, &src, loss.as_deref())?;
+            let stable = compiler::simplify::simplify(loss);
+            let candidates = compiler::grad::pair_matrices(&stable);
+            let names: Vec<&str> = candidates
+                .iter()
+                .map(|&d| stable.defs[d].name.as_str())
+                .collect();
+            let chosen = if matrix.is_empty() {
+                candidates.first().copied()
+            } else {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|&d| stable.defs[d].name == matrix)
+            };
+            let Some(d) = chosen else {
+                return Err(UserError(format!(
+                    "error: loss `{}` has no pair matrix{}: --pairs needs a float `let` with two indices over one dimension (candidates: {})",
+                    stable.name,
+                    if matrix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" named `{matrix}`")
+                    },
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )));
+            };
+            let weights = compiler::grad::pair_weights(&stable, d).ok_or_else(|| {
+                UserError(format!(
+                    "error: the loss does not depend on `{}`",
+                    stable.defs[d].name
+                ))
+            })?;
+            Ok(compiler::print::loss(&compiler::simplify::simplify(
+                &weights,
+            )))
+        }
+        Command::Grad {
+            file, loss, wrt, ..
+        } => {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
             let loss = source::select(&program, &src, loss.as_deref())?;

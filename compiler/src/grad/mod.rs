@@ -110,6 +110,54 @@ pub fn gradient(loss: &Loss, wrt: &[InputId]) -> Loss {
     g.out
 }
 
+/// The pair weights of a loss built on a matrix `pairs[i, j]` (a float `let` with two indices
+/// over one dimension): `∂L/∂pairs[i, j]` as a definition `pair_weight[i, j]`, after the
+/// forward definitions and the adjoints it needs — the General Pair Weighting view of
+/// Wang et al. (2019). Returns `None` when the loss does not depend on `pairs`.
+pub fn pair_weights(loss: &Loss, pairs: DefId) -> Option<Loss> {
+    let all: Vec<InputId> = (0..loss.inputs.len())
+        .filter(|&i| loss.inputs[i].dtype == DType::Float)
+        .collect();
+    // Every definition that depends on some float input and that the loss uses gets an
+    // adjoint; the matrix must be one of them.
+    let active = active_defs(loss, &all);
+    if !active[pairs] {
+        return None;
+    }
+    let mut g = Grad {
+        out: loss.clone(),
+        fresh: Fresh::new(loss),
+        adjoint: HashMap::new(),
+    };
+    for t in (pairs..loss.defs.len()).rev().filter(|&t| active[t]) {
+        let name = if t == pairs {
+            g.fresh.def_name("pair_weight")
+        } else {
+            g.fresh.def_name(&format!("d_{}", loss.defs[t].name))
+        };
+        let id = g.differentiate(Tensor::Def(t), &loss.defs[t].indices, name, &active);
+        g.adjoint.insert(t, id);
+    }
+    g.out.vars = g.fresh.vars;
+    Some(g.out)
+}
+
+/// The candidates for [`pair_weights`]: float `let`s with two indices over one dimension,
+/// with a definition named `s`, `sim` or `similarity` first.
+pub fn pair_matrices(loss: &Loss) -> Vec<DefId> {
+    let mut found: Vec<DefId> = (0..loss.defs.len())
+        .filter(|&d| {
+            let def = &loss.defs[d];
+            def.kind == DefKind::Let
+                && def.dtype == DType::Float
+                && def.indices.len() == 2
+                && loss.vars[def.indices[0]].dim == loss.vars[def.indices[1]].dim
+        })
+        .collect();
+    found.sort_by_key(|&d| !matches!(loss.defs[d].name.as_str(), "s" | "sim" | "similarity"));
+    found
+}
+
 /// The `grad_<input>` definitions of a gradient program, with the input each belongs to.
 pub fn gradient_outputs(grad: &Loss) -> Vec<(InputId, DefId)> {
     grad.inputs
