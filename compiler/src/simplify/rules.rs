@@ -178,7 +178,6 @@ pub fn stability() -> Vec<Rule> {
             rw!("log-one-minus-sigmoid"; "(log1p (neg (sigmoid ?x)))" => "(log_sigmoid (neg ?x))"),
         ),
         stable(rw!("one-minus-sigmoid"; "(- 1 (sigmoid ?x))" => "(sigmoid (neg ?x))")),
-        stable(rw!("neg-softplus"; "(neg (softplus ?x))" => "(log_sigmoid (neg ?x))")),
         stable(rw!("sigmoid"; "(/ 1 (+ 1 (exp (neg ?x))))" => "(sigmoid ?x)")),
         stable(rw!("logsumexp"; "(log (sum ?v ?f (exp ?e)))" => "(logsumexp ?v ?f ?e)")),
         stable(
