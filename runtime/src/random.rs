@@ -1,4 +1,5 @@
-//! Seeded random inputs for `--random B=8,C=10 --seed N`: floats from a standard normal,
+//! Seeded random inputs for `--random B=8,C=10 --seed N`: floats from a standard normal
+//! (inputs named like log-probabilities, `*_logps`, from `-0.05 - |N(0, 1)|`),
 //! int tensors that index a dimension drawn in range, other int tensors (labels) drawn from a
 //! few classes with every class appearing at least twice when the size allows, so that both
 //! positive and negative pairs occur; booleans fair coin flips.
@@ -58,6 +59,9 @@ pub fn random_inputs(
             )));
         };
         let data = match input.dtype {
+            DType::Float if is_log_probability(&input.name) => Data::F64(
+                (0..n).map(|_| -0.05 - f64::abs(StandardNormal.sample(&mut rng))).collect(),
+            ),
             DType::Float => Data::F64((0..n).map(|_| StandardNormal.sample(&mut rng)).collect()),
             DType::Bool => Data::Bool((0..n).map(|_| rng.random_bool(0.5)).collect()),
             DType::Int => match ranges[id].iter().map(|&d| dims[d]).min() {
@@ -72,6 +76,13 @@ pub fn random_inputs(
         out.insert(input.name.clone(), Tensor { shape, data });
     }
     Ok(out)
+}
+
+/// Inputs named like log-probabilities (`*logps`, `*logp`, `*logprob*`) are drawn below 0, as
+/// log-probabilities are, so losses such as ORPO's `log1mexp(logp)` are defined on them.
+fn is_log_probability(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with("logps") || n.ends_with("logp") || n.contains("logprob")
 }
 
 fn dims_list(loss: &Loss) -> String {

@@ -165,7 +165,7 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
         .unwrap_or(4);
     let mut s = String::new();
     for (name, v) in ordered {
-        let _ = writeln!(s, "{name:width$}  {v}");
+        let _ = writeln!(s, "{name:width$}  {}", number(v));
     }
     for (name, shape, values) in grad_rows {
         let _ = writeln!(s, "{name:width$}  {shape:?} {values}");
@@ -173,11 +173,32 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
     Ok(s)
 }
 
+/// A number for the table: plain when that is short, scientific notation otherwise.
+fn number(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() || (1e-4..1e6).contains(&a) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
+/// A number in a truncated tensor listing: six decimals, or four significant digits in
+/// scientific notation when it is very large or small.
+fn short(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() || (1e-4..1e6).contains(&a) {
+        format!("{x:.6}")
+    } else {
+        format!("{x:.4e}")
+    }
+}
+
 /// The values of a flat tensor as `[a, b, c, ..., y, z]`, like numpy truncates them.
 fn summary(values: &[f64]) -> String {
     let show = |v: &[f64]| {
         v.iter()
-            .map(|x| format!("{x:.6}"))
+            .map(|x| short(*x))
             .collect::<Vec<_>>()
             .join(", ")
     };
