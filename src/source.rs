@@ -30,7 +30,8 @@ impl std::fmt::Display for UserError {
 /// Resolves `FILE`: an existing path, else a stdlib name.
 pub fn load(file: &str) -> Result<Source, UserError> {
     let path = Path::new(file);
-    if path.exists() {
+    // A stdlib name wins over a folder of the same name (`lossc eval dco` inside fixtures/).
+    if path.exists() && !(path.is_dir() && stdlib::get(file).is_some()) {
         let bytes = std::fs::read(path)
             .map_err(|e| UserError(format!("error: cannot read `{file}`: {e}")))?;
         if bytes.len() > MAX_SOURCE_BYTES {

@@ -196,7 +196,13 @@ fn interpreter_gradients_match_reference_fixtures() {
                     // Gradients are compared relative to the largest entry: entries that cancel to
                     // ~1e-17 carry no relative precision in either implementation.
                     let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
-                    if (a - w).abs() > 1e-9 * scale {
+                    // (written so that a NaN where the reference is finite fails)
+                    let same = if w.is_nan() {
+                        a.is_nan()
+                    } else {
+                        (a - w).abs() <= 1e-9 * scale
+                    };
+                    if !same {
                         failures.push(format!("{label}: grad_{input}[{k}] = {a}, reference {w}"));
                     }
                 }
@@ -213,4 +219,42 @@ fn flatten(v: &Value) -> Vec<f64> {
         Value::Array(xs) => xs.iter().flat_map(flatten).collect(),
         x => vec![x.as_f64().unwrap()],
     }
+}
+
+#[test]
+fn stdlib_signatures_and_listing_are_snapshot_tested() {
+    // The public contract of stdlib.md: every name, input (in order) and hyperparameter.
+    let mut sigs = String::new();
+    for e in stdlib::ENTRIES {
+        let l = checked(e.name);
+        let inputs: Vec<String> = l
+            .inputs
+            .iter()
+            .map(|i| runtime::bind::signature(&l, i))
+            .collect();
+        let hypers: Vec<String> = l
+            .hypers
+            .iter()
+            .map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default)))
+            .collect();
+        let metrics: Vec<&str> = l.metrics().map(|m| m.name.as_str()).collect();
+        let hypers = if hypers.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", hypers.join(", "))
+        };
+        sigs.push_str(&format!(
+            "{}/{}({}{hypers}) metrics [{}]\n",
+            e.family,
+            e.name,
+            inputs.join(", "),
+            metrics.join(", ")
+        ));
+    }
+    insta::assert_snapshot!("signatures", sigs);
+    let listing = std::process::Command::new(env!("CARGO_BIN_EXE_lossc"))
+        .arg("doc")
+        .output()
+        .unwrap();
+    insta::assert_snapshot!("doc_listing", String::from_utf8_lossy(&listing.stdout));
 }

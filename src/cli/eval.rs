@@ -196,12 +196,7 @@ fn short(x: f64) -> String {
 
 /// The values of a flat tensor as `[a, b, c, ..., y, z]`, like numpy truncates them.
 fn summary(values: &[f64]) -> String {
-    let show = |v: &[f64]| {
-        v.iter()
-            .map(|x| short(*x))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let show = |v: &[f64]| v.iter().map(|x| short(*x)).collect::<Vec<_>>().join(", ");
     if values.len() <= 6 {
         format!("[{}]", show(values))
     } else {

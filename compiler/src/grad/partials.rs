@@ -146,7 +146,16 @@ fn partial(f: Builtin, args: &[Expr], i: usize) -> Option<Expr> {
 
 /// The derivative of `a ^ c` with respect to the base (`i = 0`) or the exponent.
 fn pow_partial(a: &Expr, c: &Expr, i: usize) -> Option<Expr> {
+    let constant = match c {
+        Expr::Int(k) => Some(*k as f64),
+        Expr::Float(k) => Some(*k),
+        _ => None,
+    };
     Some(if i == 0 {
+        // d/da a^c = c·a^(c-1), and 0 where c == 0 (PyTorch's pow_backward; avoids 0·inf at a = 0).
+        if constant == Some(0.0) {
+            return None;
+        }
         let exponent = match c {
             Expr::Int(k) => Expr::Int(k - 1),
             Expr::Float(k) => Expr::Float(k - 1.0),
@@ -157,12 +166,28 @@ fn pow_partial(a: &Expr, c: &Expr, i: usize) -> Option<Expr> {
         } else {
             bin(BinOp::Pow, a.clone(), exponent)
         };
-        mul(c.clone(), power)
+        let d = mul(c.clone(), power);
+        if constant.is_some() {
+            d
+        } else {
+            Expr::Select(
+                b(bin(BinOp::Eq, c.clone(), Expr::Int(0))),
+                b(Expr::Int(0)),
+                b(d),
+            )
+        }
     } else {
-        mul(
+        // d/dc a^c = a^c·log(a), and 0 where a == 0 and c >= 0 (PyTorch's pow_backward_exponent).
+        let d = mul(
             bin(BinOp::Pow, a.clone(), c.clone()),
             call(Builtin::Log, vec![a.clone()]),
-        )
+        );
+        let zero_base = bin(
+            BinOp::And,
+            bin(BinOp::Eq, a.clone(), Expr::Int(0)),
+            bin(BinOp::Ge, c.clone(), Expr::Int(0)),
+        );
+        Expr::Select(b(zero_base), b(Expr::Int(0)), b(d))
     })
 }
 
