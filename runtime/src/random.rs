@@ -60,7 +60,9 @@ pub fn random_inputs(
         };
         let data = match input.dtype {
             DType::Float if is_log_probability(&input.name) => Data::F64(
-                (0..n).map(|_| -0.05 - f64::abs(StandardNormal.sample(&mut rng))).collect(),
+                (0..n)
+                    .map(|_| -0.05 - f64::abs(StandardNormal.sample(&mut rng)))
+                    .collect(),
             ),
             DType::Float => Data::F64((0..n).map(|_| StandardNormal.sample(&mut rng)).collect()),
             DType::Bool => Data::Bool((0..n).map(|_| rng.random_bool(0.5)).collect()),
