@@ -275,3 +275,38 @@ fn broken_data_files_are_user_errors() {
         );
     }
 }
+
+#[test]
+fn edge_case_sources_check_simplify_and_differentiate() {
+    for f in corpus("ok_sources") {
+        let path = f.to_str().unwrap();
+        let o = lossc(&["check", path]);
+        assert_eq!(o.status.code(), Some(0), "check {path}:\n{}", stderr(&o));
+        if stdout(&o).contains("no losses") {
+            continue;
+        }
+        for cmd in [
+            &["simplify", path][..],
+            &["grad", path],
+            &["grad", "--pairs", path],
+        ] {
+            let o = lossc(cmd);
+            let err = stderr(&o);
+            assert!(!err.contains("panicked"), "{cmd:?} panicked:\n{err}");
+            // --pairs may rightly find no pair matrix; everything else must succeed.
+            let ok = o.status.code() == Some(0)
+                || (cmd[1] == "--pairs" && err.contains("no pair matrix"));
+            assert!(ok, "{cmd:?}: exit {:?}\n{err}", o.status.code());
+        }
+    }
+}
+
+#[test]
+fn edge_case_data_files_evaluate() {
+    for f in corpus("ok_data") {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let loss = name.split("__").next().unwrap();
+        let o = lossc(&["eval", loss, "--inputs", f.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{name}:\n{}", stderr(&o));
+    }
+}

@@ -58,6 +58,42 @@ impl Diagnostic {
     }
 }
 
+/// At most this many diagnostics are rendered; a line says how many more there were.
+const MAX_SHOWN: usize = 50;
+
+/// True for characters that must not be echoed to a terminal: controls (except newline and
+/// tab), and Unicode format characters such as bidirectional overrides and the BOM.
+fn unprintable(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// `text` with unprintable characters escaped (`\u{1b}`).
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if unprintable(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` with each unprintable character replaced by as many `?` as it has bytes.
+fn printable_same_length(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if unprintable(c) {
+                "?".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = clamp_to_char_boundary(source, offset);
@@ -93,9 +129,25 @@ fn clamp_span(source: &str, span: Span) -> std::ops::Range<usize> {
 
 /// Renders diagnostics as plain text (no colour), each followed by a blank line.
 pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> String {
-    let file = SimpleFile::new(file_name, source);
+    // Control and direction-changing characters must not reach the terminal: each becomes
+    // `?`s of the same byte length, so spans stay valid.
+    let shown = printable_same_length(source);
+    let source = shown.as_str();
+    let file = SimpleFile::new(printable(file_name), source);
     let mut out = String::new();
-    for d in diagnostics {
+    for d in diagnostics.iter().take(MAX_SHOWN) {
+        let d = &Diagnostic {
+            message: printable(&d.message),
+            label: printable(&d.label),
+            secondary: d
+                .secondary
+                .iter()
+                .map(|(s, l)| (*s, printable(l)))
+                .collect(),
+            notes: d.notes.iter().map(|n| printable(n)).collect(),
+            help: d.help.as_deref().map(printable),
+            span: d.span,
+        };
         let mut config = Config::default();
         let spans = std::iter::once(d.span).chain(d.secondary.iter().map(|(s, _)| *s));
         let long_line = spans.into_iter().any(|s| {
@@ -131,6 +183,12 @@ pub fn render(file_name: &str, source: &str, diagnostics: &[Diagnostic]) -> Stri
                 ));
             }
         }
+    }
+    if diagnostics.len() > MAX_SHOWN {
+        out.push_str(&format!(
+            "error: ... and {} more errors\n\n",
+            diagnostics.len() - MAX_SHOWN
+        ));
     }
     out
 }

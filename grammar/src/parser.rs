@@ -20,6 +20,9 @@ struct LossParser;
 /// long operator chains are bounded. Later stages recurse over these trees.
 pub const MAX_NESTING: usize = 1024;
 
+/// After this many parse errors the parser stops looking for more.
+pub const MAX_PARSE_ERRORS: usize = 20;
+
 /// Parses a whole file. On failure, returns every parse error found (at most one per item).
 pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
     let mut items = vec![];
@@ -46,6 +49,9 @@ pub fn parse(source: &str) -> Result<File, Vec<Diagnostic>> {
                 let d = describe_error(rest, offset, &e);
                 let at = d.span.start;
                 errors.push(d);
+                if errors.len() >= MAX_PARSE_ERRORS {
+                    break; // each resumption re-reads the rest of the file: stay linear
+                }
                 match next_item_start(source, at) {
                     Some(next) if next > offset => offset = next,
                     _ => break,

@@ -113,8 +113,20 @@ pub fn position(shape: &[usize], mut flat: usize) -> Vec<usize> {
     pos
 }
 
+/// The largest integer magnitude an f64 holds exactly (2^53).
+const EXACT_INTS: u64 = 1 << 53;
+
 /// Converts a tensor to the declared element type, or explains why it cannot be.
 fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
+    if let Data::I64(v) = &t.data
+        && let Some(k) = v.iter().position(|x| x.unsigned_abs() > EXACT_INTS)
+    {
+        return Err(RunError::new(format!(
+            "input `{name}` holds {} at {:?}: lossc represents integers exactly only up to 2^53",
+            v[k],
+            position(&t.shape, k)
+        )));
+    }
     let data = match (dtype, &t.data) {
         (DType::Float, Data::F64(_))
         | (DType::Int, Data::I64(_))

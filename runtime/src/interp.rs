@@ -11,8 +11,12 @@ use crate::bind::Bound;
 use crate::{Data, RunError};
 use compiler::ir::{BinOp, Builtin, DefKind, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
 
-/// The most elements one definition may hold (2^28, 2 GiB of f64).
-pub const MAX_ELEMENTS: usize = 1 << 28;
+/// The most elements one definition may hold (2^26, 512 MiB of f64).
+pub const MAX_ELEMENTS: usize = 1 << 26;
+/// The most elements all definitions together may hold (2^27, 1 GiB of f64).
+pub const MAX_TOTAL_ELEMENTS: usize = 1 << 27;
+/// The most terms the interpreter evaluates for one loss, estimated before it starts.
+pub const MAX_WORK: f64 = 2e9;
 
 /// What evaluating a loss gives.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,7 @@ pub fn eval_all_in(
     bound: &Bound,
     precision: Precision,
 ) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
+    check_budget(loss, bound)?;
     let mut ev = Evaluator::new(loss, bound);
     ev.f32 = precision == Precision::F32;
     if ev.f32 {
@@ -104,6 +109,60 @@ pub fn eval_with_grad_in(
         .map(|(i, d)| (i, defs[d].clone()))
         .collect();
     Ok((out, grads))
+}
+
+/// Refuses, before any work, a loss whose definitions would hold more than
+/// [`MAX_TOTAL_ELEMENTS`] values or whose evaluation would take more than [`MAX_WORK`] terms.
+fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
+    let size =
+        |dims: &mut dyn Iterator<Item = usize>| dims.map(|d| bound.dims[d] as f64).product::<f64>();
+    let mut elements = 0.0;
+    let mut work = work_of(loss, bound, &loss.result);
+    for def in &loss.defs {
+        let n = size(&mut def.indices.iter().map(|&v| loss.vars[v].dim));
+        elements += n;
+        work += n * work_of(loss, bound, &def.body);
+    }
+    if elements > MAX_TOTAL_ELEMENTS as f64 {
+        return Err(RunError::new(format!(
+            "the definitions of `{}` would hold {elements:.0} values at these sizes, more than the limit of {MAX_TOTAL_ELEMENTS}",
+            loss.name
+        )));
+    }
+    if work > MAX_WORK {
+        return Err(RunError::new(format!(
+            "evaluating `{}` at these sizes would take about {work:.1e} steps in the reference interpreter (limit {MAX_WORK:.0e}): use smaller sizes",
+            loss.name
+        )));
+    }
+    Ok(())
+}
+
+/// An upper estimate of the terms evaluated for one value of `e`.
+fn work_of(loss: &Loss, bound: &Bound, e: &Expr) -> f64 {
+    match e {
+        Expr::Reduce {
+            vars, filter, body, ..
+        } => {
+            let n: f64 = vars
+                .iter()
+                .map(|&v| bound.dims[loss.vars[v].dim] as f64)
+                .product();
+            let inner = filter.as_deref().map_or(0.0, |f| work_of(loss, bound, f))
+                + body.as_deref().map_or(1.0, |b| work_of(loss, bound, b));
+            1.0 + n * inner
+        }
+        Expr::Read { indices, .. } => {
+            1.0 + indices.iter().map(|i| work_of(loss, bound, i)).sum::<f64>()
+        }
+        Expr::Unary(_, a) => 1.0 + work_of(loss, bound, a),
+        Expr::Binary(_, a, b) => 1.0 + work_of(loss, bound, a) + work_of(loss, bound, b),
+        Expr::Call(_, args) => 1.0 + args.iter().map(|a| work_of(loss, bound, a)).sum::<f64>(),
+        Expr::Select(c, a, b) => {
+            1.0 + work_of(loss, bound, c) + work_of(loss, bound, a).max(work_of(loss, bound, b))
+        }
+        _ => 1.0,
+    }
 }
 
 /// Evaluation state: materialised definitions and the current value of each index variable.

@@ -11,6 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
 
+/// The most elements `--random` draws for one input (as a data file may hold).
+pub const MAX_RANDOM_ELEMENTS: usize = 1 << 26;
+
 /// Makes inputs for `loss` with the given dimension sizes.
 pub fn random_inputs(
     loss: &Loss,
@@ -51,7 +54,7 @@ pub fn random_inputs(
         let n = shape
             .iter()
             .try_fold(1usize, |a, &s| a.checked_mul(s))
-            .filter(|&n| n <= crate::interp::MAX_ELEMENTS);
+            .filter(|&n| n <= MAX_RANDOM_ELEMENTS);
         let Some(n) = n else {
             return Err(RunError::new(format!(
                 "input `{}` would be too large: shape {shape:?}",
@@ -113,12 +116,8 @@ fn index_ranges(loss: &Loss) -> Vec<Vec<usize>> {
         if let Expr::Read { tensor, indices } = e {
             let shape = loss.shape_of(*tensor);
             for (ix, &dim) in indices.iter().zip(&shape) {
-                if let Expr::Read {
-                    tensor: TensorRef::Input(i),
-                    ..
-                } = ix
-                {
-                    ranges[*i].push(dim);
+                if let Some(i) = gathered_input(loss, ix, 0) {
+                    ranges[i].push(dim);
                 }
             }
         }
@@ -128,4 +127,20 @@ fn index_ranges(loss: &Loss) -> Vec<Vec<usize>> {
     }
     loss.result.visit(&mut visit);
     ranges
+}
+
+/// The int input whose values an index expression passes on: a read of the input itself, or
+/// of a `let` whose body is such a read (`let t[b] = y[b]` then `x[b, t[b]]`).
+fn gathered_input(loss: &Loss, ix: &Expr, depth: usize) -> Option<usize> {
+    match ix {
+        Expr::Read {
+            tensor: TensorRef::Input(i),
+            ..
+        } => Some(*i),
+        Expr::Read {
+            tensor: TensorRef::Def(d),
+            ..
+        } if depth < 16 => gathered_input(loss, &loss.defs[*d].body, depth + 1),
+        _ => None,
+    }
 }

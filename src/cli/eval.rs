@@ -93,6 +93,9 @@ fn pairs<T>(
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!("`{k}` is not a name"));
         }
+        if out.iter().any(|(name, _)| name == k) {
+            return Err(format!("`{k}` is given twice"));
+        }
         out.push((k.to_string(), value(v.trim())?));
     }
     if out.is_empty() {

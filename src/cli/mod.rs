@@ -76,7 +76,8 @@ pub fn main() -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("{e}");
+            // Names and values from user files may hold control characters: escape them.
+            eprintln!("{}", grammar::diagnostic::printable(&e.0));
             1
         }
     }

@@ -17,13 +17,16 @@ pub fn reserved_kind(name: &str) -> Option<&'static str> {
 
 /// The candidate closest to `name`, if it is close enough to be a likely typo.
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    if name.chars().count() < 3 {
-        return None; // every short name is "close" to every other
+    let len = name.chars().count();
+    // Short names are "close" to every other; very long ones are not typos (and the edit
+    // distance is quadratic in their length).
+    if !(3..=64).contains(&len) {
+        return None;
     }
-    let limit = (name.chars().count() / 3).max(1);
+    let limit = (len / 3).max(1);
     candidates
         .into_iter()
-        .filter(|c| *c != name)
+        .filter(|c| *c != name && c.chars().count().abs_diff(len) <= limit)
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, c)| (*d, *c))

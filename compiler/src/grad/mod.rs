@@ -46,8 +46,13 @@ pub fn resolve_wrt(loss: &Loss, wrt: &[String]) -> Result<Vec<InputId>, GradErro
             .collect());
     }
     let mut ids = vec![];
-    for name in wrt {
+    for name in wrt.iter().map(|n| n.trim()) {
         match loss.input(name) {
+            _ if name.is_empty() => {
+                return Err(GradError {
+                    message: "--wrt names an empty input".to_string(),
+                });
+            }
             Some((i, input)) if input.dtype == DType::Float => {
                 if !ids.contains(&i) {
                     ids.push(i);

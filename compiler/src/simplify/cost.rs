@@ -39,6 +39,15 @@ impl<'a> StableCost<'a> {
     }
 }
 
+/// The cost of a reduction: [`TERMS`] times (its own work per term + filter + body),
+/// saturating so that deeply nested reductions cannot overflow.
+fn per_term(own: usize, filter: usize, body: usize) -> usize {
+    own.saturating_add(filter)
+        .saturating_add(body)
+        .saturating_mul(TERMS)
+        .saturating_add(2)
+}
+
 impl CostFunction<Math> for StableCost<'_> {
     type Cost = usize;
 
@@ -65,10 +74,10 @@ impl CostFunction<Math> for StableCost<'_> {
             | Math::Mean([_, f, b])
             | Math::RMax([_, f, b])
             | Math::RMin([_, f, b]) => {
-                return 2 + TERMS * (1 + costs(*f) + costs(*b));
+                return per_term(1, costs(*f), costs(*b));
             }
-            Math::LogSumExp([_, f, b]) => return 2 + TERMS * (11 + costs(*f) + costs(*b)),
-            Math::Count([_, f]) => return 2 + TERMS * (1 + costs(*f)),
+            Math::LogSumExp([_, f, b]) => return per_term(11, costs(*f), costs(*b)),
+            Math::Count([_, f]) => return per_term(1, costs(*f), 0),
         };
         let penalty = match self.egraph.lookup(enode.clone()) {
             Some(id)
