@@ -190,3 +190,20 @@ fn multi_similarity_pair_weights_match_the_gradient_of_the_similarity_matrix() {
         }
     }
 }
+
+#[path = "../compiler/tests/support/generate.rs"]
+mod generate;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+    /// On random well-typed programs, the gradient agrees with central finite differences.
+    #[test]
+    fn generated_program_gradients_match_finite_differences(seed in proptest::prelude::any::<u64>()) {
+        let loss = generate::generate(seed);
+        // Finite differences see through `detach`: such programs are not comparable.
+        let detaches = |e: &compiler::ir::Expr| e.any(&mut |x| matches!(x, compiler::ir::Expr::Call(compiler::ir::Builtin::Detach, _)));
+        proptest::prop_assume!(!loss.defs.iter().any(|d| detaches(&d.body)) && !detaches(&loss.result));
+        let failures = check_gradient(&loss, &sizes("B=3,D=2"), seed % 7);
+        proptest::prop_assert!(failures.is_empty(), "{}\n{}", compiler::print::loss(&loss), failures.join("\n"));
+    }
+}

@@ -446,3 +446,26 @@ fn reduction_and_boolean_rules_fire_where_they_may() {
         "sum[j](y[j])"
     );
 }
+
+#[path = "../compiler/tests/support/generate.rs"]
+mod generate;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+    /// On random well-typed programs, the simplified program computes what the original does
+    /// (up to rounding; where the original overflows the stable form may be finite).
+    #[test]
+    fn generated_programs_keep_their_value(seed in proptest::prelude::any::<u64>()) {
+        let loss = generate::generate(seed);
+        let simple = simplify::simplify(&loss);
+        let inputs = random_inputs(&loss, "B=3,D=2", seed % 5);
+        let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+        let (Ok((a, _)), Ok((b, _))) = (runtime::eval_all(&loss, &bound), runtime::eval_all(&simple, &bound)) else {
+            return Ok(());
+        };
+        let same = |x: f64, y: f64| {
+            !x.is_finite() || x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        };
+        proptest::prop_assert!(same(a.loss, b.loss), "{}\nsimplified:\n{}\n{} vs {}", compiler::print::loss(&loss), compiler::print::loss(&simple), a.loss, b.loss);
+    }
+}
