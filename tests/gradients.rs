@@ -207,3 +207,76 @@ proptest::proptest! {
         proptest::prop_assert!(failures.is_empty(), "{}\n{}", compiler::print::loss(&loss), failures.join("\n"));
     }
 }
+
+#[test]
+fn every_derivative_rule_matches_finite_differences() {
+    // One program per operation, on inputs where every function is defined and smooth.
+    let ops = [
+        "exp(x[b])",
+        "log(y[b])",
+        "log1p(y[b])",
+        "expm1(x[b])",
+        "log1mexp(-y[b])",
+        "sqrt(y[b])",
+        "abs(x[b])",
+        "sigmoid(x[b])",
+        "log_sigmoid(x[b])",
+        "softplus(x[b])",
+        "tanh(x[b])",
+        "relu(x[b])",
+        "cos(x[b])",
+        "sin(x[b])",
+        "min(x[b], z[b])",
+        "max(x[b], z[b])",
+        "clamp(x[b], z[b] - 1, z[b] + 1)",
+        "pow(y[b], z[b])",
+        "y[b] ^ z[b]",
+        "x[b] * z[b]",
+        "x[b] / y[b]",
+        "x[b] + z[b]",
+        "x[b] - z[b]",
+        "-x[b]",
+        "x[b] ^ 3",
+        "detach(x[b]) * z[b]",
+    ];
+    let mut failures = vec![];
+    for op in ops {
+        let source = format!("loss l(x: [B], y: [B], z: [B]) {{ sum[b]({op}) }}");
+        let loss = compiler::check_source(&source).unwrap().losses.remove(0);
+        // y must be positive (log, sqrt, pow): square the draws and keep them away from 0.
+        let mut inputs = runtime::random::random_inputs(&loss, &sizes("B=6"), 3).unwrap();
+        if let Data::F64(v) = &mut inputs.get_mut("y").unwrap().data {
+            v.iter_mut().for_each(|x| *x = 0.5 + *x * *x);
+        }
+        let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+        let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+        let (_, grads) = runtime::eval_with_grad(&loss, &bound, &wrt).unwrap();
+        for (i, g) in grads {
+            let name = &loss.inputs[i].name;
+            let Data::F64(base) = &inputs[name].data else {
+                unreachable!()
+            };
+            for k in 0..g.len() {
+                let at = |h: f64| {
+                    let mut moved = inputs.clone();
+                    if let Data::F64(v) = &mut moved.get_mut(name).unwrap().data {
+                        v[k] = base[k] + h;
+                    }
+                    runtime::eval(&loss, &runtime::bind(&loss, &moved, &[]).unwrap())
+                        .unwrap()
+                        .loss
+                };
+                let fd = (at(1e-6) - at(-1e-6)) / 2e-6;
+                let detached = op.starts_with("detach") && name == "x";
+                let want = if detached { 0.0 } else { fd };
+                if (g[k] - want).abs() > 1e-5 * want.abs().max(1.0) {
+                    failures.push(format!(
+                        "{op}: d/d{name}[{k}] = {}, finite difference {want}",
+                        g[k]
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

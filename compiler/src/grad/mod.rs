@@ -17,6 +17,7 @@
 //! its `grad_<input>` definitions again.
 
 mod fresh;
+mod local;
 mod partials;
 
 use crate::ir::{BinOp, DType, Def, DefId, DefKind, Expr, InputId, Loss, Tensor, VarId};

@@ -9,6 +9,7 @@
 
 use super::Term;
 use super::fresh::Fresh;
+use super::local::{self, Op};
 use crate::ir::{BinOp, Builtin, Expr, Reducer, Tensor, UnaryOp, VarId};
 use std::collections::HashMap;
 
@@ -49,11 +50,6 @@ fn call(f: Builtin, args: Vec<Expr>) -> Expr {
     Expr::Call(f, args)
 }
 
-/// `if c then 1 else 0`.
-fn indicator(c: Expr) -> Expr {
-    Expr::Select(b(c), b(Expr::Int(1)), b(Expr::Int(0)))
-}
-
 /// A copy of `e` to use as a value inside a factor: its reductions bind new variables, so
 /// they cannot capture the variables the factor is summed over.
 fn value(fresh: &mut Fresh, e: &Expr) -> Expr {
@@ -63,132 +59,6 @@ fn value(fresh: &mut Fresh, e: &Expr) -> Expr {
 /// True when `e` reads `target`.
 fn reads(e: &Expr, target: Tensor) -> bool {
     e.any(&mut |x| matches!(x, Expr::Read { tensor, .. } if *tensor == target))
-}
-
-/// The derivative of `f(args)` with respect to argument `i`.
-fn partial(f: Builtin, args: &[Expr], i: usize) -> Option<Expr> {
-    let x = args[0].clone();
-    Some(match (f, i) {
-        (Builtin::Exp, _) | (Builtin::Expm1, _) => call(Builtin::Exp, vec![x]),
-        (Builtin::Log, _) => bin(BinOp::Div, Expr::Int(1), x),
-        (Builtin::Log1p, _) => bin(BinOp::Div, Expr::Int(1), bin(BinOp::Add, Expr::Int(1), x)),
-        // d/dx log(1 - e^x) = -1 / (e^-x - 1)
-        (Builtin::Log1mexp, _) => neg(bin(
-            BinOp::Div,
-            Expr::Int(1),
-            call(Builtin::Expm1, vec![neg(x)]),
-        )),
-        (Builtin::Sqrt, _) => bin(BinOp::Div, Expr::Float(0.5), call(Builtin::Sqrt, vec![x])),
-        (Builtin::Abs, _) => Expr::Select(
-            b(bin(BinOp::Gt, x.clone(), Expr::Int(0))),
-            b(Expr::Int(1)),
-            b(Expr::Select(
-                b(bin(BinOp::Lt, x, Expr::Int(0))),
-                b(Expr::Int(-1)),
-                b(Expr::Int(0)),
-            )),
-        ),
-        (Builtin::Sigmoid, _) => mul(
-            call(Builtin::Sigmoid, vec![x.clone()]),
-            call(Builtin::Sigmoid, vec![neg(x)]),
-        ),
-        (Builtin::LogSigmoid, _) => call(Builtin::Sigmoid, vec![neg(x)]),
-        (Builtin::Softplus, _) => call(Builtin::Sigmoid, vec![x]),
-        (Builtin::Tanh, _) => bin(
-            BinOp::Sub,
-            Expr::Int(1),
-            bin(BinOp::Pow, call(Builtin::Tanh, vec![x]), Expr::Int(2)),
-        ),
-        (Builtin::Relu, _) => indicator(bin(BinOp::Gt, x, Expr::Int(0))),
-        (Builtin::Cos, _) => neg(call(Builtin::Sin, vec![x])),
-        (Builtin::Sin, _) => call(Builtin::Cos, vec![x]),
-        (Builtin::Min | Builtin::Max, _) => {
-            let (me, other) = (args[i].clone(), args[1 - i].clone());
-            let wins = if f == Builtin::Min {
-                BinOp::Lt
-            } else {
-                BinOp::Gt
-            };
-            Expr::Select(
-                b(bin(wins, me.clone(), other.clone())),
-                b(Expr::Int(1)),
-                b(Expr::Select(
-                    b(bin(BinOp::Eq, me, other)),
-                    b(Expr::Float(0.5)),
-                    b(Expr::Int(0)),
-                )),
-            )
-        }
-        (Builtin::Clamp, _) => {
-            let (lo, hi) = (args[1].clone(), args[2].clone());
-            indicator(match i {
-                0 => bin(
-                    BinOp::And,
-                    bin(BinOp::Le, lo, x.clone()),
-                    bin(BinOp::Le, x, hi),
-                ),
-                1 => bin(
-                    BinOp::And,
-                    bin(BinOp::Lt, x, lo.clone()),
-                    bin(BinOp::Le, lo, hi),
-                ),
-                _ => bin(
-                    BinOp::Or,
-                    bin(BinOp::Gt, x, hi.clone()),
-                    bin(BinOp::Gt, lo, hi),
-                ),
-            })
-        }
-        (Builtin::Pow, _) => return pow_partial(&args[0], &args[1], i),
-        (Builtin::Detach, _) => return None,
-    })
-}
-
-/// The derivative of `a ^ c` with respect to the base (`i = 0`) or the exponent.
-fn pow_partial(a: &Expr, c: &Expr, i: usize) -> Option<Expr> {
-    let constant = match c {
-        Expr::Int(k) => Some(*k as f64),
-        Expr::Float(k) => Some(*k),
-        _ => None,
-    };
-    Some(if i == 0 {
-        // d/da a^c = c·a^(c-1), and 0 where c == 0 (PyTorch's pow_backward; avoids 0·inf at a = 0).
-        if constant == Some(0.0) {
-            return None;
-        }
-        let exponent = match c {
-            Expr::Int(k) => Expr::Int(k - 1),
-            Expr::Float(k) => Expr::Float(k - 1.0),
-            c => bin(BinOp::Sub, c.clone(), Expr::Int(1)),
-        };
-        let power = if matches!(exponent, Expr::Int(1)) {
-            a.clone()
-        } else {
-            bin(BinOp::Pow, a.clone(), exponent)
-        };
-        let d = mul(c.clone(), power);
-        if constant.is_some() {
-            d
-        } else {
-            Expr::Select(
-                b(bin(BinOp::Eq, c.clone(), Expr::Int(0))),
-                b(Expr::Int(0)),
-                b(d),
-            )
-        }
-    } else {
-        // d/dc a^c = a^c·log(a), and 0 where a == 0 and c >= 0 (PyTorch's pow_backward_exponent).
-        let d = mul(
-            bin(BinOp::Pow, a.clone(), c.clone()),
-            call(Builtin::Log, vec![a.clone()]),
-        );
-        let zero_base = bin(
-            BinOp::And,
-            bin(BinOp::Eq, a.clone(), Expr::Int(0)),
-            bin(BinOp::Ge, c.clone(), Expr::Int(0)),
-        );
-        Expr::Select(b(zero_base), b(Expr::Int(0)), b(d))
-    })
 }
 
 /// Adds to `out` every differentiable read of `target` in `e`, where `factor` is the
@@ -240,30 +110,10 @@ pub(super) fn collect_at(
                     collect(fresh, x, target, factor.clone(), vars, conds, out);
                     collect(fresh, y, target, neg(factor), vars, conds, out);
                 }
-                BinOp::Mul => {
-                    let (vx, vy) = (value(fresh, x), value(fresh, y));
-                    collect(fresh, x, target, mul(factor.clone(), vy), vars, conds, out);
-                    collect(fresh, y, target, mul(factor, vx), vars, conds, out);
-                }
-                BinOp::Div => {
-                    let (vx, vy) = (value(fresh, x), value(fresh, y));
-                    collect(
-                        fresh,
-                        x,
-                        target,
-                        bin(BinOp::Div, factor.clone(), vy.clone()),
-                        vars,
-                        conds,
-                        out,
-                    );
-                    // d(x/y)/dy = -x / y^2
-                    let dy = neg(bin(BinOp::Div, vx, bin(BinOp::Pow, vy, Expr::Int(2))));
-                    collect(fresh, y, target, mul(factor, dy), vars, conds, out);
-                }
-                BinOp::Pow => {
-                    let (vx, vy) = (value(fresh, x), value(fresh, y));
+                BinOp::Mul | BinOp::Div | BinOp::Pow => {
+                    let values = [value(fresh, x), value(fresh, y)];
                     for (k, arg) in [x, y].into_iter().enumerate() {
-                        if let Some(p) = pow_partial(&vx, &vy, k) {
+                        if let Some(p) = local::partial(Op::Bin(*op), &values, k) {
                             collect(fresh, arg, target, mul(factor.clone(), p), vars, conds, out);
                         }
                     }
@@ -275,7 +125,7 @@ pub(super) fn collect_at(
         Expr::Call(f, args) => {
             let values: Vec<Expr> = args.iter().map(|a| value(fresh, a)).collect();
             for (k, arg) in args.iter().enumerate() {
-                if let Some(p) = partial(*f, &values, k) {
+                if let Some(p) = local::partial(Op::Call(*f), &values, k) {
                     collect(fresh, arg, target, mul(factor.clone(), p), vars, conds, out);
                 }
             }

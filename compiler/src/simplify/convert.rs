@@ -190,6 +190,7 @@ pub fn from_term(t: &RecExpr<Math>, id: Id) -> Expr {
             body: None,
         },
         Math::Vars(_) => unreachable!("vars appear only inside reductions"),
+        Math::D(_) => unreachable!("extraction never picks an unresolved derivative"),
     }
 }
 

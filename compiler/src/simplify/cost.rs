@@ -78,6 +78,8 @@ impl CostFunction<Math> for StableCost<'_> {
             }
             Math::LogSumExp([_, f, b]) => return per_term(11, costs(*f), costs(*b)),
             Math::Count([_, f]) => return per_term(1, costs(*f), 0),
+            // A derivative not yet worked out is never the answer.
+            Math::D(_) => return UNSTABLE.saturating_mul(1000),
         };
         let penalty = match self.egraph.lookup(enode.clone()) {
             Some(id)

@@ -124,6 +124,7 @@ define_language! {
         "rmin" = RMin([Id; 3]),
         "logsumexp" = LogSumExp([Id; 3]),
         "count" = Count([Id; 2]),
+        "d" = D([Id; 2]),
         Leaf(Leaf),
     }
 }
@@ -134,6 +135,8 @@ define_language! {
 pub struct Data {
     /// The constant value.
     pub constant: Option<f64>,
+    /// The constant truth value of a condition.
+    pub truth: Option<bool>,
     /// Free index variables.
     pub free: BTreeSet<u32>,
 }
@@ -157,11 +160,30 @@ fn fold(egraph: &EGraph<Math, Facts>, enode: &Math) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+fn fold_truth(egraph: &EGraph<Math, Facts>, enode: &Math) -> Option<bool> {
+    let c = |i: &Id| egraph[*i].data.constant;
+    let t = |i: &Id| egraph[*i].data.truth;
+    Some(match enode {
+        Math::Leaf(Leaf::Bool(b)) => *b,
+        Math::Eq([a, b]) => c(a)? == c(b)?,
+        Math::Ne([a, b]) => c(a)? != c(b)?,
+        Math::Lt([a, b]) => c(a)? < c(b)?,
+        Math::Le([a, b]) => c(a)? <= c(b)?,
+        Math::Gt([a, b]) => c(a)? > c(b)?,
+        Math::Ge([a, b]) => c(a)? >= c(b)?,
+        Math::Not(a) => !t(a)?,
+        Math::And([a, b]) => t(a)? && t(b)?,
+        Math::Or([a, b]) => t(a)? || t(b)?,
+        _ => return None,
+    })
+}
+
 impl Analysis<Math> for Facts {
     type Data = Data;
 
     fn make(egraph: &mut EGraph<Math, Facts>, enode: &Math, _id: Id) -> Data {
         let constant = fold(egraph, enode);
+        let truth = fold_truth(egraph, enode);
         let free = match enode {
             Math::Leaf(Leaf::Var(v)) => BTreeSet::from([*v]),
             Math::Sum([vars, f, b])
@@ -194,13 +216,21 @@ impl Analysis<Math> for Facts {
                 .flat_map(|c| egraph[*c].data.free.iter().copied())
                 .collect(),
         };
-        Data { constant, free }
+        Data {
+            constant,
+            truth,
+            free,
+        }
     }
 
     fn merge(&mut self, to: &mut Data, from: Data) -> DidMerge {
         let mut changed_to = false;
         if to.constant.is_none() && from.constant.is_some() {
             to.constant = from.constant;
+            changed_to = true;
+        }
+        if to.truth.is_none() && from.truth.is_some() {
+            to.truth = from.truth;
             changed_to = true;
         }
         let before = to.free.len();
@@ -213,6 +243,10 @@ impl Analysis<Math> for Facts {
     fn modify(egraph: &mut EGraph<Math, Facts>, id: Id) {
         if let Some(c) = egraph[id].data.constant {
             let node = egraph.add(Math::Leaf(Leaf::float(c)));
+            egraph.union(id, node);
+        }
+        if let Some(t) = egraph[id].data.truth {
+            let node = egraph.add(Math::Leaf(Leaf::Bool(t)));
             egraph.union(id, node);
         }
     }

@@ -194,6 +194,60 @@ pub fn stability() -> Vec<Rule> {
     ]
 }
 
+/// The derivative operator `(d $v e)`: the chain rule for every operation and built-in, in
+/// the style of egg's math example, with PyTorch's conventions where a function is not
+/// differentiable (`relu'(0) = 0`, `abs'(0) = 0`, ties of `min`/`max` split evenly, `clamp`
+/// passes the gradient on `lo <= x <= hi`, `x^c` has zero derivative in `x` where `c == 0` and
+/// in `c` where `x == 0 <= c`, `detach` stops it). Used by [`crate::grad`] to find the local
+/// derivatives of each operation; not part of [`all`].
+pub fn derivative() -> Vec<Rule> {
+    let d = |r| rule(r, Tag::ExactInReals);
+    vec![
+        d(rw!("d-self"; "(d ?v ?v)" => "1")),
+        d(rw!("d-const"; "(d ?v ?c)" => "0" if free_of("?c", "?v"))),
+        d(rw!("d-add"; "(d ?v (+ ?a ?b))" => "(+ (d ?v ?a) (d ?v ?b))")),
+        d(rw!("d-sub"; "(d ?v (- ?a ?b))" => "(- (d ?v ?a) (d ?v ?b))")),
+        d(rw!("d-neg"; "(d ?v (neg ?a))" => "(neg (d ?v ?a))")),
+        d(rw!("d-mul"; "(d ?v (* ?a ?b))" => "(+ (* ?b (d ?v ?a)) (* ?a (d ?v ?b)))")),
+        d(rw!("d-div"; "(d ?v (/ ?a ?b))" => "(- (/ (d ?v ?a) ?b) (* (/ ?a (^ ?b 2)) (d ?v ?b)))")),
+        d(rw!("d-pow"; "(d ?v (^ ?a ?c))" =>
+            "(+ (* (if (== ?c 0) 0 (* ?c (^ ?a (- ?c 1)))) (d ?v ?a))
+                (* (if (&& (== ?a 0) (>= ?c 0)) 0 (* (^ ?a ?c) (log ?a))) (d ?v ?c)))")),
+        d(rw!("d-exp"; "(d ?v (exp ?u))" => "(* (exp ?u) (d ?v ?u))")),
+        d(rw!("d-expm1"; "(d ?v (expm1 ?u))" => "(* (exp ?u) (d ?v ?u))")),
+        d(rw!("d-log"; "(d ?v (log ?u))" => "(/ (d ?v ?u) ?u)")),
+        d(rw!("d-log1p"; "(d ?v (log1p ?u))" => "(/ (d ?v ?u) (+ 1 ?u))")),
+        d(rw!("d-log1mexp"; "(d ?v (log1mexp ?u))" => "(neg (/ (d ?v ?u) (expm1 (neg ?u))))")),
+        d(rw!("d-sqrt"; "(d ?v (sqrt ?u))" => "(* (/ 0.5 (sqrt ?u)) (d ?v ?u))")),
+        d(rw!("d-abs"; "(d ?v (abs ?u))" => "(* (if (> ?u 0) 1 (if (< ?u 0) -1 0)) (d ?v ?u))")),
+        d(
+            rw!("d-sigmoid"; "(d ?v (sigmoid ?u))" => "(* (* (sigmoid ?u) (sigmoid (neg ?u))) (d ?v ?u))"),
+        ),
+        d(rw!("d-log-sigmoid"; "(d ?v (log_sigmoid ?u))" => "(* (sigmoid (neg ?u)) (d ?v ?u))")),
+        d(rw!("d-softplus"; "(d ?v (softplus ?u))" => "(* (sigmoid ?u) (d ?v ?u))")),
+        d(rw!("d-tanh"; "(d ?v (tanh ?u))" => "(* (- 1 (^ (tanh ?u) 2)) (d ?v ?u))")),
+        d(rw!("d-relu"; "(d ?v (relu ?u))" => "(* (if (> ?u 0) 1 0) (d ?v ?u))")),
+        d(rw!("d-cos"; "(d ?v (cos ?u))" => "(* (neg (sin ?u)) (d ?v ?u))")),
+        d(rw!("d-sin"; "(d ?v (sin ?u))" => "(* (cos ?u) (d ?v ?u))")),
+        d(rw!("d-min"; "(d ?v (min ?a ?b))" =>
+            "(+ (* (if (< ?a ?b) 1 (if (== ?a ?b) 0.5 0)) (d ?v ?a))
+                (* (if (< ?b ?a) 1 (if (== ?a ?b) 0.5 0)) (d ?v ?b)))")),
+        d(rw!("d-max"; "(d ?v (max ?a ?b))" =>
+            "(+ (* (if (> ?a ?b) 1 (if (== ?a ?b) 0.5 0)) (d ?v ?a))
+                (* (if (> ?b ?a) 1 (if (== ?a ?b) 0.5 0)) (d ?v ?b)))")),
+        d(rw!("d-clamp"; "(d ?v (clamp ?x ?lo ?hi))" =>
+            "(+ (* (if (&& (<= ?lo ?x) (<= ?x ?hi)) 1 0) (d ?v ?x))
+                (+ (* (if (&& (< ?x ?lo) (<= ?lo ?hi)) 1 0) (d ?v ?lo))
+                   (* (if (|| (> ?x ?hi) (> ?lo ?hi)) 1 0) (d ?v ?hi))))")),
+        d(rw!("d-detach"; "(d ?v (detach ?u))" => "0")),
+        // In a derivative a 0 means "does not depend": it annihilates whatever it meets.
+        d(rw!("mul-0"; "(* ?a 0)" => "0")),
+        d(rw!("div-0"; "(/ 0 ?a)" => "0")),
+        d(rw!("neg-0"; "(neg 0)" => "0")),
+        d(rw!("mul-0-left"; "(* 0 ?a)" => "0")),
+    ]
+}
+
 /// Every rule.
 pub fn all() -> Vec<Rule> {
     let mut r = algebra();
