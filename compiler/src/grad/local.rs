@@ -28,9 +28,12 @@ pub(super) fn partial(op: Op, args: &[Expr], i: usize) -> Option<Expr> {
     Some(substitute(&template, args))
 }
 
+/// Derivative templates by operation and operand.
+type Templates = HashMap<(Op, usize), Option<Expr>>;
+
 /// The derivative template of `op` with respect to operand `i`.
 fn template(op: Op, arity: usize, i: usize) -> Option<Expr> {
-    static CACHE: OnceLock<Mutex<HashMap<(Op, usize), Option<Expr>>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<Templates>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(t) = cache.lock().expect("cache lock").get(&(op, i)) {
         return t.clone();
@@ -71,7 +74,7 @@ fn derive(op: Op, arity: usize, i: usize) -> Option<Expr> {
     let (_, best) = Extractor::new(&runner.egraph, cost).find_best(runner.roots[0]);
     let result = convert::from_term(&best, Id::from(best.as_ref().len() - 1));
     match result {
-        Expr::Float(x) if x == 0.0 => None,
+        Expr::Float(0.0) => None,
         Expr::Int(0) => None,
         e => Some(e),
     }
