@@ -405,6 +405,11 @@ fn reduction_and_boolean_rules_fire_where_they_may() {
     );
     either("mean[j](-x[j])", &["-mean[j](x[j])"]);
     either("sum[j](x[j] * x[j])", &["sum[j](x[j] * x[j])"]);
+    // Not out of a filtered reduction: it may be empty, and the factor infinite.
+    either(
+        "sum[j | m[j]](alpha * x[j])",
+        &["sum[j | m[j]](alpha * x[j])", "sum[j | m[j]](x[j] * alpha)"],
+    );
     either(
         "sum[i](sum[j](x[i] * y[j]))",
         &[

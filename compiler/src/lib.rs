@@ -2,6 +2,7 @@
 //! printer. Later stages (simplification, differentiation, code generation) work on the IR.
 
 pub mod check;
+pub mod clif;
 pub mod grad;
 pub mod ir;
 pub mod print;

@@ -113,7 +113,7 @@ pub fn eval_with_grad_in(
 
 /// Refuses, before any work, a loss whose definitions would hold more than
 /// [`MAX_TOTAL_ELEMENTS`] values or whose evaluation would take more than [`MAX_WORK`] terms.
-fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
+pub fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
     let size =
         |dims: &mut dyn Iterator<Item = usize>| dims.map(|d| bound.dims[d] as f64).product::<f64>();
     let mut elements = 0.0;

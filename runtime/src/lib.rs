@@ -2,6 +2,7 @@
 //! random inputs, and the f64 reference interpreter that defines what every loss means.
 
 pub mod bind;
+pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod interp;

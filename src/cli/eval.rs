@@ -27,7 +27,7 @@ pub struct EvalArgs {
     /// Override hyperparameters: `--set beta=0.2 --set gamma=1` or `--set beta=0.2,gamma=1`.
     #[arg(long = "set", value_name = "NAME=VALUE,..", value_parser = parse_sets)]
     set: Vec<Sets>,
-    /// Where to compute: the f64 reference interpreter (compiled backends come later).
+    /// Where to compute: the f64 reference interpreter, or native f32 code (Cranelift JIT).
     #[arg(long, default_value = "interp", value_parser = ["interp", "cpu", "gpu"])]
     backend: String,
     /// Write the loss and metrics to a .json, .npz or .safetensors file.
@@ -105,11 +105,11 @@ fn pairs<T>(
 }
 
 pub fn run(args: EvalArgs) -> Result<String, UserError> {
-    if args.backend != "interp" {
-        return Err(UserError(format!(
-            "error: the `{}` backend is not built yet; use --backend interp",
-            args.backend
-        )));
+    if args.backend == "gpu" {
+        return Err(UserError(
+            "error: the `gpu` backend is not built yet; use --backend interp or --backend cpu"
+                .to_string(),
+        ));
     }
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
@@ -131,8 +131,12 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
         compiler::grad::resolve_wrt(loss, &args.wrt)
             .map_err(|e| UserError(format!("error: {e}")))?
     };
-    let (outputs, grads) =
-        interp::eval_with_grad(loss, &bound, &wrt).map_err(|e| UserError(format!("error: {e}")))?;
+    let run = if args.backend == "cpu" {
+        runtime::cpu::eval_with_grad
+    } else {
+        interp::eval_with_grad
+    };
+    let (outputs, grads) = run(loss, &bound, &wrt).map_err(|e| UserError(format!("error: {e}")))?;
 
     let mut results = TensorMap::new();
     results.insert("loss".to_string(), Tensor::scalar(outputs.loss));

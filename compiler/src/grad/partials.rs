@@ -151,7 +151,7 @@ pub(super) fn collect_at(
             let local = match op {
                 Reducer::Sum => Expr::Int(1),
                 Reducer::Mean => {
-                    // 1 / count of the kept terms
+                    // 1 / (number of kept terms)
                     let mut map = HashMap::new();
                     let k2: Vec<VarId> = k
                         .iter()
@@ -168,7 +168,13 @@ pub(super) fn collect_at(
                         filter: f2,
                         body: None,
                     };
-                    bin(BinOp::Div, Expr::Int(1), count)
+                    // max(count, 1): the same where terms exist, and finite where there are
+                    // none, so that factoring it out of an empty sum gives 0, not 0·inf.
+                    bin(
+                        BinOp::Div,
+                        Expr::Int(1),
+                        call(Builtin::Max, vec![count, Expr::Int(1)]),
+                    )
                 }
                 Reducer::LogSumExp => {
                     let total = value_of_e.cloned().unwrap_or_else(|| value(fresh, e));

@@ -129,20 +129,23 @@ pub fn algebra() -> Vec<Rule> {
     ]
 }
 
-/// Moving factors out of reductions, when they do not depend on the reduced indices.
+/// Moving factors out of reductions, when they do not mention the reduced indices. Only out
+/// of unfiltered reductions: a filtered one may be empty, and then the original never
+/// evaluates the factor while the factored form would compute `factor · 0` (NaN when the factor
+/// is infinite, e.g. `exp(-lse)` of an empty `logsumexp`).
 pub fn reductions() -> Vec<Rule> {
     use Tag::*;
     vec![
         rule(
-            rw!("sum-factor-left"; "(sum ?v ?f (* ?c ?e))" => "(* ?c (sum ?v ?f ?e))" if free_of("?c", "?v")),
+            rw!("sum-factor-left"; "(sum ?v true (* ?c ?e))" => "(* ?c (sum ?v true ?e))" if free_of("?c", "?v")),
             ExactInReals,
         ),
         rule(
-            rw!("sum-factor-right"; "(sum ?v ?f (* ?e ?c))" => "(* (sum ?v ?f ?e) ?c)" if free_of("?c", "?v")),
+            rw!("sum-factor-right"; "(sum ?v true (* ?e ?c))" => "(* (sum ?v true ?e) ?c)" if free_of("?c", "?v")),
             ExactInReals,
         ),
         rule(
-            rw!("sum-divide"; "(sum ?v ?f (/ ?e ?c))" => "(/ (sum ?v ?f ?e) ?c)" if free_of("?c", "?v")),
+            rw!("sum-divide"; "(sum ?v true (/ ?e ?c))" => "(/ (sum ?v true ?e) ?c)" if free_of("?c", "?v")),
             ExactInReals,
         ),
         rule(
@@ -150,11 +153,11 @@ pub fn reductions() -> Vec<Rule> {
             FloatSafe,
         ),
         rule(
-            rw!("mean-factor-left"; "(mean ?v ?f (* ?c ?e))" => "(* ?c (mean ?v ?f ?e))" if free_of("?c", "?v")),
+            rw!("mean-factor-left"; "(mean ?v true (* ?c ?e))" => "(* ?c (mean ?v true ?e))" if free_of("?c", "?v")),
             ExactInReals,
         ),
         rule(
-            rw!("mean-factor-right"; "(mean ?v ?f (* ?e ?c))" => "(* (mean ?v ?f ?e) ?c)" if free_of("?c", "?v")),
+            rw!("mean-factor-right"; "(mean ?v true (* ?e ?c))" => "(* (mean ?v true ?e) ?c)" if free_of("?c", "?v")),
             ExactInReals,
         ),
         rule(

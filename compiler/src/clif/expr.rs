@@ -1,0 +1,595 @@
+//! Lowering definitions, loops and expressions.
+
+use super::ClifError;
+use crate::ir::{BinOp, DType, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{Block, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_module::Module;
+use std::collections::HashMap;
+
+/// A lowered value with its IR type: f32 numbers, i64 integers, i8 truth values.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Val {
+    F(Value),
+    I(Value),
+    B(Value),
+}
+
+/// The state of lowering one loss into one function.
+pub(super) struct Lowering<'a, M: Module> {
+    pub(super) loss: &'a Loss,
+    pub(super) module: &'a mut M,
+    pub(super) b: FunctionBuilder<'a>,
+    ptr: Type,
+    inputs: Vec<Value>,
+    hypers: Value,
+    work: Value,
+    result: Value,
+    error: Value,
+    dims: Vec<Value>,
+    offsets: Vec<Value>,
+    vars: HashMap<VarId, Variable>,
+    error_block: Option<Block>,
+    pub(super) funcs: HashMap<&'static str, FuncRef>,
+}
+
+fn trusted() -> MemFlagsData {
+    MemFlagsData::trusted()
+}
+
+impl<'a, M: Module> Lowering<'a, M> {
+    pub(super) fn new(loss: &'a Loss, module: &'a mut M, b: FunctionBuilder<'a>) -> Self {
+        let ptr = module.target_config().pointer_type();
+        let placeholder = Value::from_u32(0);
+        Lowering {
+            loss,
+            module,
+            b,
+            ptr,
+            inputs: vec![],
+            hypers: placeholder,
+            work: placeholder,
+            result: placeholder,
+            error: placeholder,
+            dims: vec![],
+            offsets: vec![],
+            vars: HashMap::new(),
+            error_block: None,
+            funcs: HashMap::new(),
+        }
+    }
+
+    /// Emits the whole function.
+    pub(super) fn function(mut self) -> Result<(), ClifError> {
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let params = self.b.block_params(entry).to_vec();
+        let (inputs, dims, hypers) = (params[0], params[1], params[2]);
+        (self.work, self.result, self.error) = (params[3], params[4], params[5]);
+        self.hypers = hypers;
+        let word = self.ptr.bytes() as i32;
+        for i in 0..self.loss.inputs.len() {
+            let p = self
+                .b
+                .ins()
+                .load(self.ptr, trusted(), inputs, i as i32 * word);
+            self.inputs.push(p);
+        }
+        for d in 0..self.loss.dims.len() {
+            let n = self.b.ins().load(types::I64, trusted(), dims, d as i32 * 8);
+            self.dims.push(n);
+        }
+        let mut off = self.b.ins().iconst(types::I64, 0);
+        for def in &self.loss.defs {
+            self.offsets.push(off);
+            let mut n = self.b.ins().iconst(types::I64, 1);
+            for &v in &def.indices {
+                n = self.b.ins().imul(n, self.dims[self.loss.vars[v].dim]);
+            }
+            off = self.b.ins().iadd(off, n);
+        }
+        for d in 0..self.loss.defs.len() {
+            self.definition(d)?;
+        }
+        let value = self.expr(&self.loss.result.clone())?;
+        let value = self.float(value);
+        self.b.ins().store(trusted(), value, self.result, 0);
+        let ok = self.b.ins().iconst(types::I64, 0);
+        self.b.ins().return_(&[ok]);
+        if let Some(err) = self.error_block {
+            self.b.switch_to_block(err);
+            let one = self.b.ins().iconst(types::I64, 1);
+            self.b.ins().return_(&[one]);
+        }
+        self.b.seal_all_blocks();
+        let config = self.module.target_config();
+        self.b.finalize(config);
+        Ok(())
+    }
+
+    fn var(&mut self, v: VarId) -> Variable {
+        if let Some(&x) = self.vars.get(&v) {
+            return x;
+        }
+        let x = self.b.declare_var(types::I64);
+        self.vars.insert(v, x);
+        x
+    }
+
+    /// Runs `body` for every point of `vars` (row-major nested loops).
+    fn for_each(
+        &mut self,
+        vars: &[VarId],
+        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
+        let Some((&v, rest)) = vars.split_first() else {
+            return body(self);
+        };
+        let x = self.var(v);
+        let size = self.dims[self.loss.vars[v].dim];
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(x, zero);
+        let (header, inner, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(x);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, size);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        self.for_each(rest, body)?;
+        let i = self.b.use_var(x);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(x, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Emits the loop nest that fills definition `d`.
+    fn definition(&mut self, d: usize) -> Result<(), ClifError> {
+        let def = self.loss.defs[d].clone();
+        let mut body = |s: &mut Self| -> Result<(), ClifError> {
+            let mut flat = s.b.ins().iconst(types::I64, 0);
+            for &v in &def.indices {
+                let size = s.dims[s.loss.vars[v].dim];
+                let x = s.var(v);
+                let i = s.b.use_var(x);
+                flat = s.b.ins().imul(flat, size);
+                flat = s.b.ins().iadd(flat, i);
+            }
+            let value = s.expr(&def.body)?;
+            let value = s.float(value);
+            let at = s.b.ins().iadd(flat, s.offsets[d]);
+            let addr = s.element(s.work, at);
+            s.b.ins().store(trusted(), value, addr, 0);
+            Ok(())
+        };
+        self.for_each(&def.indices, &mut body)
+    }
+
+    /// The address of f32/i32 element `index` of `base`.
+    fn element(&mut self, base: Value, index: Value) -> Value {
+        let bytes = self.b.ins().imul_imm_s(index, 4);
+        let bytes = if self.ptr == types::I64 {
+            bytes
+        } else {
+            self.b.ins().ireduce(self.ptr, bytes)
+        };
+        self.b.ins().iadd(base, bytes)
+    }
+
+    pub(super) fn float(&mut self, v: Val) -> Value {
+        match v {
+            Val::F(x) => x,
+            Val::I(x) => self.b.ins().fcvt_from_sint(types::F32, x),
+            Val::B(x) => {
+                let wide = self.b.ins().uextend(types::I32, x);
+                self.b.ins().fcvt_from_uint(types::F32, wide)
+            }
+        }
+    }
+
+    fn int(&mut self, v: Val) -> Value {
+        match v {
+            Val::I(x) => x,
+            Val::F(x) => self.b.ins().fcvt_to_sint_sat(types::I64, x),
+            Val::B(x) => self.b.ins().uextend(types::I64, x),
+        }
+    }
+
+    fn truth(&mut self, v: Val) -> Value {
+        match v {
+            Val::B(x) => x,
+            Val::I(x) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+            Val::F(x) => {
+                let zero = self.b.ins().f32const(0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
+            }
+        }
+    }
+
+    pub(super) fn f32(&mut self, x: f32) -> Value {
+        self.b.ins().f32const(x)
+    }
+
+    /// The shared block that returns the error status.
+    fn error_exit(&mut self) -> Block {
+        *self
+            .error_block
+            .get_or_insert_with(|| self.b.create_block())
+    }
+
+    /// Lowers an expression.
+    pub(super) fn expr(&mut self, e: &Expr) -> Result<Val, ClifError> {
+        Ok(match e {
+            Expr::Float(x) => Val::F(self.f32(*x as f32)),
+            Expr::Int(k) => Val::I(self.b.ins().iconst(types::I64, *k)),
+            Expr::Bool(t) => Val::B(self.b.ins().iconst(types::I8, i64::from(*t))),
+            Expr::Index(v) => {
+                let x = self.var(*v);
+                Val::I(self.b.use_var(x))
+            }
+            Expr::Hyper(h) => Val::F(self.b.ins().load(
+                types::F32,
+                trusted(),
+                self.hypers,
+                *h as i32 * 4,
+            )),
+            Expr::Read { tensor, indices } => self.read(*tensor, indices)?,
+            Expr::Unary(UnaryOp::Neg, a) => match self.expr(a)? {
+                Val::I(x) => Val::I(self.b.ins().ineg(x)),
+                v => {
+                    let x = self.float(v);
+                    Val::F(self.b.ins().fneg(x))
+                }
+            },
+            Expr::Unary(UnaryOp::Not, a) => {
+                let v = self.expr(a)?;
+                let t = self.truth(v);
+                Val::B(self.b.ins().icmp_imm_s(IntCC::Equal, t, 0))
+            }
+            Expr::Binary(op @ (BinOp::And | BinOp::Or), a, c) => self.logic(*op, a, c)?,
+            Expr::Binary(op, a, c) => {
+                let (x, y) = (self.expr(a)?, self.expr(c)?);
+                self.binary(*op, x, y)
+            }
+            Expr::Call(f, args) => {
+                let mut vals = vec![];
+                for a in args {
+                    let v = self.expr(a)?;
+                    vals.push(self.float(v));
+                }
+                Val::F(self.builtin(*f, &vals)?)
+            }
+            Expr::Select(c, a, d) => self.select(e, c, a, d)?,
+            Expr::Reduce {
+                op,
+                vars,
+                filter,
+                body,
+            } => self.reduce(*op, vars, filter.as_deref(), body.as_deref())?,
+        })
+    }
+
+    fn binary(&mut self, op: BinOp, x: Val, y: Val) -> Val {
+        if let (Val::I(a), Val::I(c)) = (x, y) {
+            match op {
+                BinOp::Add => return Val::I(self.b.ins().iadd(a, c)),
+                BinOp::Sub => return Val::I(self.b.ins().isub(a, c)),
+                BinOp::Mul => return Val::I(self.b.ins().imul(a, c)),
+                _ if op.is_comparison() => return Val::B(self.b.ins().icmp(int_cc(op), a, c)),
+                _ => {}
+            }
+        }
+        if let (Val::B(a), Val::B(c)) = (x, y)
+            && op.is_comparison()
+        {
+            return Val::B(self.b.ins().icmp(int_cc(op), a, c));
+        }
+        let (a, c) = (self.float(x), self.float(y));
+        match op {
+            BinOp::Add => Val::F(self.b.ins().fadd(a, c)),
+            BinOp::Sub => Val::F(self.b.ins().fsub(a, c)),
+            BinOp::Mul => Val::F(self.b.ins().fmul(a, c)),
+            BinOp::Div => Val::F(self.b.ins().fdiv(a, c)),
+            BinOp::Pow => Val::F(self.libm2("powf", a, c)),
+            _ => Val::B(self.b.ins().fcmp(float_cc(op), a, c)),
+        }
+    }
+
+    /// `&&` and `||`, evaluating the right side only when the left does not decide.
+    fn logic(&mut self, op: BinOp, a: &Expr, c: &Expr) -> Result<Val, ClifError> {
+        let out = self.b.declare_var(types::I8);
+        let left = self.expr(a)?;
+        let left = self.truth(left);
+        self.b.def_var(out, left);
+        let (right, done) = (self.b.create_block(), self.b.create_block());
+        if op == BinOp::And {
+            self.b.ins().brif(left, right, &[], done, &[]);
+        } else {
+            self.b.ins().brif(left, done, &[], right, &[]);
+        }
+        self.b.switch_to_block(right);
+        let r = self.expr(c)?;
+        let r = self.truth(r);
+        self.b.def_var(out, r);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        Ok(Val::B(self.b.use_var(out)))
+    }
+
+    /// `if c then a else d`, evaluating only the taken branch.
+    fn select(&mut self, e: &Expr, c: &Expr, a: &Expr, d: &Expr) -> Result<Val, ClifError> {
+        let ty = self.loss.type_of(e);
+        let out = self.b.declare_var(match ty {
+            DType::Float => types::F32,
+            DType::Int => types::I64,
+            DType::Bool => types::I8,
+        });
+        let cond = self.expr(c)?;
+        let cond = self.truth(cond);
+        let (yes, no, done) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(cond, yes, &[], no, &[]);
+        for (block, branch) in [(yes, a), (no, d)] {
+            self.b.switch_to_block(block);
+            let v = self.expr(branch)?;
+            let v = match ty {
+                DType::Float => self.float(v),
+                DType::Int => self.int(v),
+                DType::Bool => self.truth(v),
+            };
+            self.b.def_var(out, v);
+            self.b.ins().jump(done, &[]);
+        }
+        self.b.switch_to_block(done);
+        let v = self.b.use_var(out);
+        Ok(match ty {
+            DType::Float => Val::F(v),
+            DType::Int => Val::I(v),
+            DType::Bool => Val::B(v),
+        })
+    }
+
+    /// An element of an input or definition, every index checked against its dimension.
+    fn read(&mut self, t: Tensor, indices: &[Expr]) -> Result<Val, ClifError> {
+        let shape = self.loss.shape_of(t);
+        let mut flat = self.b.ins().iconst(types::I64, 0);
+        for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
+            let size = self.dims[dim];
+            let i = match ix {
+                // A loop variable over this dimension is in range by construction.
+                Expr::Index(v) if self.loss.vars[*v].dim == dim => {
+                    let x = self.var(*v);
+                    self.b.use_var(x)
+                }
+                other => {
+                    let v = self.expr(other)?;
+                    let i = self.int(v);
+                    self.check(t, pos, i, size);
+                    i
+                }
+            };
+            flat = self.b.ins().imul(flat, size);
+            flat = self.b.ins().iadd(flat, i);
+        }
+        Ok(match t {
+            Tensor::Input(k) => {
+                let addr = match self.loss.inputs[k].dtype {
+                    DType::Bool => self.b.ins().iadd(self.inputs[k], flat),
+                    _ => self.element(self.inputs[k], flat),
+                };
+                match self.loss.inputs[k].dtype {
+                    DType::Float => Val::F(self.b.ins().load(types::F32, trusted(), addr, 0)),
+                    DType::Int => {
+                        let x = self.b.ins().load(types::I32, trusted(), addr, 0);
+                        Val::I(self.b.ins().sextend(types::I64, x))
+                    }
+                    DType::Bool => {
+                        let x = self.b.ins().load(types::I8, trusted(), addr, 0);
+                        Val::B(self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0))
+                    }
+                }
+            }
+            Tensor::Def(d) => {
+                let at = self.b.ins().iadd(flat, self.offsets[d]);
+                let addr = self.element(self.work, at);
+                let x = self.b.ins().load(types::F32, trusted(), addr, 0);
+                match self.loss.defs[d].dtype {
+                    DType::Float => Val::F(x),
+                    DType::Int => Val::I(self.b.ins().fcvt_to_sint_sat(types::I64, x)),
+                    DType::Bool => {
+                        let zero = self.f32(0.0);
+                        Val::B(self.b.ins().fcmp(FloatCC::NotEqual, x, zero))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Leaves through the error exit, with `error = {tensor, position, value, is_def}`, when
+    /// `i` is outside `0..size`.
+    fn check(&mut self, t: Tensor, pos: usize, i: Value, size: Value) {
+        let bad = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, i, size);
+        let (report, ok) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(bad, report, &[], ok, &[]);
+        self.b.switch_to_block(report);
+        let (tensor, is_def) = match t {
+            Tensor::Input(k) => (k as i64, 0),
+            Tensor::Def(d) => (d as i64, 1),
+        };
+        let fields = [tensor, pos as i64];
+        for (k, f) in fields.iter().enumerate() {
+            let v = self.b.ins().iconst(types::I64, *f);
+            self.b.ins().store(trusted(), v, self.error, k as i32 * 8);
+        }
+        self.b.ins().store(trusted(), i, self.error, 16);
+        let v = self.b.ins().iconst(types::I64, is_def);
+        self.b.ins().store(trusted(), v, self.error, 24);
+        let exit = self.error_exit();
+        self.b.ins().jump(exit, &[]);
+        self.b.switch_to_block(ok);
+    }
+
+    /// A reduction: nested loops over its variables, kept terms accumulated in registers.
+    fn reduce(
+        &mut self,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: Option<&Expr>,
+    ) -> Result<Val, ClifError> {
+        match op {
+            Reducer::Count => {
+                let n = self.b.declare_var(types::I64);
+                let zero = self.b.ins().iconst(types::I64, 0);
+                self.b.def_var(n, zero);
+                self.terms(vars, filter, &mut |s| {
+                    let x = s.b.use_var(n);
+                    let x = s.b.ins().iadd_imm_s(x, 1);
+                    s.b.def_var(n, x);
+                    Ok(())
+                })?;
+                Ok(Val::I(self.b.use_var(n)))
+            }
+            Reducer::Sum | Reducer::Mean => {
+                let body = body.expect("sum and mean have a body");
+                let (acc, n) = (
+                    self.b.declare_var(types::F32),
+                    self.b.declare_var(types::I64),
+                );
+                let (z, zi) = (self.f32(0.0), self.b.ins().iconst(types::I64, 0));
+                self.b.def_var(acc, z);
+                self.b.def_var(n, zi);
+                self.terms(vars, filter, &mut |s| {
+                    let v = s.expr(body)?;
+                    let v = s.float(v);
+                    let a = s.b.use_var(acc);
+                    let a = s.b.ins().fadd(a, v);
+                    s.b.def_var(acc, a);
+                    let k = s.b.use_var(n);
+                    let k = s.b.ins().iadd_imm_s(k, 1);
+                    s.b.def_var(n, k);
+                    Ok(())
+                })?;
+                let total = self.b.use_var(acc);
+                if op == Reducer::Sum {
+                    return Ok(Val::F(total));
+                }
+                // mean: 0 over an empty set.
+                let k = self.b.use_var(n);
+                let one = self.b.ins().iconst(types::I64, 1);
+                let k = self.b.ins().smax(k, one);
+                let k = self.b.ins().fcvt_from_sint(types::F32, k);
+                Ok(Val::F(self.b.ins().fdiv(total, k)))
+            }
+            Reducer::Max | Reducer::Min | Reducer::LogSumExp => {
+                let body = body.expect("max, min and logsumexp have a body");
+                let start = if op == Reducer::Min {
+                    f32::INFINITY
+                } else {
+                    f32::NEG_INFINITY
+                };
+                let acc = self.b.declare_var(types::F32);
+                let s0 = self.f32(start);
+                self.b.def_var(acc, s0);
+                self.terms(vars, filter, &mut |s| {
+                    let v = s.expr(body)?;
+                    let v = s.float(v);
+                    let a = s.b.use_var(acc);
+                    let a = if op == Reducer::Min {
+                        s.b.ins().fmin(a, v)
+                    } else {
+                        s.b.ins().fmax(a, v)
+                    };
+                    s.b.def_var(acc, a);
+                    Ok(())
+                })?;
+                let m = self.b.use_var(acc);
+                if op != Reducer::LogSumExp {
+                    return Ok(Val::F(m));
+                }
+                // Second pass: sum of exp(x - max); the max itself when it is not finite.
+                let sum = self.b.declare_var(types::F32);
+                let z = self.f32(0.0);
+                self.b.def_var(sum, z);
+                self.terms(vars, filter, &mut |s| {
+                    let v = s.expr(body)?;
+                    let v = s.float(v);
+                    let d = s.b.ins().fsub(v, m);
+                    let e = s.libm1("expf", d);
+                    let a = s.b.use_var(sum);
+                    let a = s.b.ins().fadd(a, e);
+                    s.b.def_var(sum, a);
+                    Ok(())
+                })?;
+                let total = self.b.use_var(sum);
+                let log = self.libm1("logf", total);
+                let shifted = self.b.ins().fadd(m, log);
+                let inf = self.f32(f32::INFINITY);
+                let magnitude = self.b.ins().fabs(m);
+                let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf);
+                Ok(Val::F(self.b.ins().select(finite, shifted, m)))
+            }
+        }
+    }
+
+    /// Runs `kept` for every term of `vars` that passes `filter`.
+    fn terms(
+        &mut self,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        kept: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
+        self.for_each(vars, &mut |s| match filter {
+            None => kept(s),
+            Some(f) => {
+                let c = s.expr(f)?;
+                let c = s.truth(c);
+                let (yes, next) = (s.b.create_block(), s.b.create_block());
+                s.b.ins().brif(c, yes, &[], next, &[]);
+                s.b.switch_to_block(yes);
+                kept(s)?;
+                s.b.ins().jump(next, &[]);
+                s.b.switch_to_block(next);
+                Ok(())
+            }
+        })
+    }
+}
+
+fn int_cc(op: BinOp) -> IntCC {
+    match op {
+        BinOp::Eq => IntCC::Equal,
+        BinOp::Ne => IntCC::NotEqual,
+        BinOp::Lt => IntCC::SignedLessThan,
+        BinOp::Le => IntCC::SignedLessThanOrEqual,
+        BinOp::Gt => IntCC::SignedGreaterThan,
+        BinOp::Ge => IntCC::SignedGreaterThanOrEqual,
+        other => unreachable!("{other:?} is not a comparison"),
+    }
+}
+
+fn float_cc(op: BinOp) -> FloatCC {
+    match op {
+        BinOp::Eq => FloatCC::Equal,
+        BinOp::Ne => FloatCC::NotEqual,
+        BinOp::Lt => FloatCC::LessThan,
+        BinOp::Le => FloatCC::LessThanOrEqual,
+        BinOp::Gt => FloatCC::GreaterThan,
+        BinOp::Ge => FloatCC::GreaterThanOrEqual,
+        other => unreachable!("{other:?} is not a comparison"),
+    }
+}

@@ -1,0 +1,130 @@
+//! Built-in functions in f32: native instructions where Cranelift has them (`sqrt`, `abs`,
+//! `min`, `max`), calls of the C math library's `expf`, `logf`, `log1pf`, `expm1f`, `tanhf`,
+//! `sinf`, `cosf`, `powf` otherwise, and the stable compositions of numerics.md for
+//! `sigmoid`, `softplus`, `log_sigmoid` and `log1mexp`.
+
+use super::ClifError;
+use super::expr::Lowering;
+use crate::ir::Builtin;
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
+use cranelift_module::{Linkage, Module};
+
+/// The C math functions the generated code calls, with their arity.
+pub const LIBM: [(&str, usize); 8] = [
+    ("expf", 1),
+    ("logf", 1),
+    ("log1pf", 1),
+    ("expm1f", 1),
+    ("tanhf", 1),
+    ("sinf", 1),
+    ("cosf", 1),
+    ("powf", 2),
+];
+
+impl<M: Module> Lowering<'_, M> {
+    fn libm(&mut self, name: &'static str, args: &[Value]) -> Value {
+        let f = match self.funcs.get(name) {
+            Some(f) => *f,
+            None => {
+                let mut sig = self.module.make_signature();
+                for _ in args {
+                    sig.params.push(AbiParam::new(types::F32));
+                }
+                sig.returns.push(AbiParam::new(types::F32));
+                let id = self
+                    .module
+                    .declare_function(name, Linkage::Import, &sig)
+                    .expect("declaring a libm import");
+                let f = self.module.declare_func_in_func(id, self.b.func);
+                self.funcs.insert(name, f);
+                f
+            }
+        };
+        let call = self.b.ins().call(f, args);
+        self.b.inst_results(call)[0]
+    }
+
+    pub(super) fn libm1(&mut self, name: &'static str, x: Value) -> Value {
+        self.libm(name, &[x])
+    }
+
+    pub(super) fn libm2(&mut self, name: &'static str, x: Value, y: Value) -> Value {
+        self.libm(name, &[x, y])
+    }
+
+    /// `log1p(exp(-|x|))`, the shared tail of the softplus family.
+    fn softplus_tail(&mut self, x: Value) -> Value {
+        let a = self.b.ins().fabs(x);
+        let n = self.b.ins().fneg(a);
+        let e = self.libm1("expf", n);
+        self.libm1("log1pf", e)
+    }
+
+    /// A built-in applied to f32 arguments.
+    pub(super) fn builtin(&mut self, f: Builtin, a: &[Value]) -> Result<Value, ClifError> {
+        let x = a[0];
+        Ok(match f {
+            Builtin::Exp => self.libm1("expf", x),
+            Builtin::Log => self.libm1("logf", x),
+            Builtin::Log1p => self.libm1("log1pf", x),
+            Builtin::Expm1 => self.libm1("expm1f", x),
+            Builtin::Tanh => self.libm1("tanhf", x),
+            Builtin::Sin => self.libm1("sinf", x),
+            Builtin::Cos => self.libm1("cosf", x),
+            Builtin::Pow => self.libm2("powf", x, a[1]),
+            Builtin::Sqrt => self.b.ins().sqrt(x),
+            Builtin::Abs => self.b.ins().fabs(x),
+            Builtin::Min => self.b.ins().fmin(x, a[1]),
+            Builtin::Max => self.b.ins().fmax(x, a[1]),
+            Builtin::Clamp => {
+                let lo = self.b.ins().fmax(x, a[1]);
+                self.b.ins().fmin(lo, a[2])
+            }
+            Builtin::Detach => x,
+            Builtin::Relu => {
+                // x <= 0 → 0; NaN stays NaN.
+                let zero = self.f32(0.0);
+                let le = self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, zero);
+                self.b.ins().select(le, zero, x)
+            }
+            Builtin::Sigmoid => {
+                // e = exp(-|x|); x >= 0: 1/(1+e), else e/(1+e).
+                let a = self.b.ins().fabs(x);
+                let n = self.b.ins().fneg(a);
+                let e = self.libm1("expf", n);
+                let one = self.f32(1.0);
+                let d = self.b.ins().fadd(one, e);
+                let r = self.b.ins().fdiv(one, d);
+                let small = self.b.ins().fmul(e, r);
+                let zero = self.f32(0.0);
+                let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
+                self.b.ins().select(ge, r, small)
+            }
+            Builtin::Softplus => {
+                let zero = self.f32(0.0);
+                let m = self.b.ins().fmax(x, zero);
+                let t = self.softplus_tail(x);
+                self.b.ins().fadd(m, t)
+            }
+            Builtin::LogSigmoid => {
+                let zero = self.f32(0.0);
+                let m = self.b.ins().fmin(x, zero);
+                let t = self.softplus_tail(x);
+                self.b.ins().fsub(m, t)
+            }
+            Builtin::Log1mexp => {
+                // x > -ln 2: log(-expm1(x)); else log1p(-exp(x)).
+                let em1 = self.libm1("expm1f", x);
+                let n = self.b.ins().fneg(em1);
+                let near = self.libm1("logf", n);
+                let e = self.libm1("expf", x);
+                let ne = self.b.ins().fneg(e);
+                let far = self.libm1("log1pf", ne);
+                let cut = self.f32(-std::f32::consts::LN_2);
+                let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, cut);
+                self.b.ins().select(gt, near, far)
+            }
+        })
+    }
+}

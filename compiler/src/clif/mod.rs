@@ -1,0 +1,144 @@
+//! Lowering the IR to Cranelift: one function per loss that evaluates every definition in
+//! order (each a loop nest over its indices, reductions as inner loops accumulating in
+//! registers), then the loss. Generic over [`cranelift_module::Module`], so the JIT
+//! (`runtime::cpu`) and object files share one code path.
+//!
+//! The entry point has the C ABI
+//! `int64_t loss(const void *const *inputs, const int64_t *dims, const float *hypers,
+//!               float *work, float *result, int64_t *error)`:
+//! `inputs[i]` points to input `i` (f32 for float inputs, i32 for int inputs, u8 for bool
+//! inputs), `dims[d]` is the size of dimension `d`, `work` holds every definition one after the
+//! other (row-major f32, [`Layout`]), the loss goes to `*result`. It returns 0, or 1 after
+//! writing `error[0..4] = {tensor, position, value, is_def}` when an index (a gather or a
+//! literal) is out of range: compiled code never reads outside its buffers.
+
+mod expr;
+mod math;
+
+pub use math::LIBM;
+
+use crate::ir::{DType, Loss};
+use cranelift_codegen::ir::{AbiParam, Signature, UserFuncName, types};
+use cranelift_codegen::settings::Configurable;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{FuncId, Linkage, Module, ModuleError};
+
+/// A lowering failure (a Cranelift error; the IR itself is always lowerable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClifError {
+    /// What failed.
+    pub message: String,
+}
+
+impl std::fmt::Display for ClifError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ClifError {}
+
+impl From<ModuleError> for ClifError {
+    fn from(e: ModuleError) -> ClifError {
+        ClifError {
+            message: format!("cranelift: {e:?}"),
+        }
+    }
+}
+
+/// Where each definition lives in the `work` buffer, for given dimension sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Offset (in f32 elements) of each definition.
+    pub offsets: Vec<usize>,
+    /// Number of elements of each definition.
+    pub sizes: Vec<usize>,
+    /// Total elements.
+    pub total: usize,
+}
+
+impl Layout {
+    /// The layout of `loss`'s definitions when its dimensions have sizes `dims`.
+    pub fn new(loss: &Loss, dims: &[usize]) -> Layout {
+        let mut offsets = vec![];
+        let mut sizes = vec![];
+        let mut total = 0;
+        for d in &loss.defs {
+            let n: usize = d.indices.iter().map(|&v| dims[loss.vars[v].dim]).product();
+            offsets.push(total);
+            sizes.push(n);
+            total += n;
+        }
+        Layout {
+            offsets,
+            sizes,
+            total,
+        }
+    }
+}
+
+/// The element type an input is passed in.
+pub fn input_type(dtype: DType) -> cranelift_codegen::ir::Type {
+    match dtype {
+        DType::Float => types::F32,
+        DType::Int => types::I32,
+        DType::Bool => types::I8,
+    }
+}
+
+/// Flags for the host ISA: optimised code; `pic` for object files.
+pub fn flags(pic: bool) -> cranelift_codegen::settings::Flags {
+    let mut b = cranelift_codegen::settings::builder();
+    b.set("opt_level", "speed").expect("known setting");
+    b.set("is_pic", if pic { "true" } else { "false" })
+        .expect("known setting");
+    b.set("use_colocated_libcalls", "false")
+        .expect("known setting");
+    cranelift_codegen::settings::Flags::new(b)
+}
+
+/// The entry point's signature.
+pub fn signature<M: Module>(module: &M) -> Signature {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..6 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    sig.returns.push(AbiParam::new(types::I64));
+    sig
+}
+
+/// Lowers `loss` into `module` as the exported function `name`.
+pub fn lower<M: Module>(loss: &Loss, module: &mut M, name: &str) -> Result<FuncId, ClifError> {
+    let sig = signature(module);
+    let id = module.declare_function(name, Linkage::Export, &sig)?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        expr::Lowering::new(loss, module, builder).function()?;
+    }
+    module
+        .define_function(id, &mut ctx)
+        .map_err(|e| ClifError {
+            message: format!("cranelift: {e:?}"),
+        })?;
+    Ok(id)
+}
+
+/// The Cranelift IR text of `loss`'s function (for `lossc compile --emit clif`).
+pub fn clif_text<M: Module>(loss: &Loss, module: &mut M) -> Result<String, ClifError> {
+    let sig = signature(module);
+    let id = module.declare_function("loss", Linkage::Export, &sig)?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        expr::Lowering::new(loss, module, builder).function()?;
+    }
+    Ok(ctx.func.display().to_string())
+}

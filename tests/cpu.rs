@@ -1,0 +1,241 @@
+//! The CPU backend (Cranelift JIT, f32) against the reference: every stdlib fixture (loss,
+//! metrics, gradients) and every pass-corpus program against the f64 interpreter.
+
+use compiler::ir::Loss;
+use runtime::data::{self, Format};
+use serde_json::Value;
+use std::path::Path;
+
+/// f32 agreement: relative 1e-4 of the value, or of the largest entry for tensors.
+fn close(got: f64, want: f64, scale: f64) -> bool {
+    (got.is_nan() && want.is_nan())
+        || got == want
+        || (got - want).abs() <= 1e-4 * scale.max(want.abs()).max(1e-6)
+}
+
+fn flatten(v: &Value) -> Vec<f64> {
+    match v {
+        Value::Array(xs) => xs.iter().flat_map(flatten).collect(),
+        x => vec![x.as_f64().unwrap_or(f64::NAN)],
+    }
+}
+
+/// Fixtures whose inputs lie beyond what f32 can represent or condition: (case, why).
+const BEYOND_F32: &[(&str, &str)] = &[
+    (
+        "dco/extreme_b8.json",
+        "exp(logp) at logp = -705 underflows f32 (the f64 reference needs e^-705)",
+    ),
+    (
+        "binary_kl_norm/extreme_b5_c4.json",
+        "the reference's clamp bound 1 - 1e-8 rounds to 1 in f32, so log(1 - d) = log 0",
+    ),
+    (
+        "z_loss_spherical/shifted_b5_c3.json",
+        "logits shifted by 1e4: f32 keeps about 3 decimals of their differences",
+    ),
+];
+
+/// Fixtures that are ill-conditioned in f32 (large inputs whose differences matter): compared at 1e-3.
+const ILL_CONDITIONED: &[&str] = &[
+    "normalized_softmax/large_mixed_scale.json",
+    "exo_pair/random_b8.json",
+];
+
+#[test]
+fn cpu_matches_every_stdlib_fixture() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
+    let mut failures = vec![];
+    let mut cases = 0;
+    for dir in std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+    {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let text = std::fs::read_to_string(f.path()).unwrap();
+            let case: Value = serde_json::from_str(&text).unwrap();
+            let name = case["loss"].as_str().unwrap();
+            let Some(entry) = lossc::stdlib::get(name) else {
+                continue;
+            };
+            let label = format!("{name}/{}", f.file_name().to_string_lossy());
+            if BEYOND_F32.iter().any(|(c, _)| *c == label) {
+                continue;
+            }
+            let ill = ILL_CONDITIONED.contains(&label.as_str());
+            let close = |got: f64, want: f64, scale: f64| {
+                close(got, want, scale)
+                    || (ill && (got - want).abs() <= 1e-3 * scale.max(want.abs()))
+            };
+            let loss = compiler::check_source(entry.source)
+                .unwrap()
+                .losses
+                .remove(0);
+            let inputs = data::parse_tensors(
+                Format::Json,
+                case["inputs"].to_string().as_bytes(),
+                "fixture",
+            )
+            .unwrap();
+            let set: Vec<(String, f64)> = case["hyperparameters"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            let bound = runtime::bind(&loss, &inputs, &set).unwrap();
+            let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+            let (out, grads) = match runtime::cpu::eval_with_grad(&loss, &bound, &wrt) {
+                Ok(r) => r,
+                Err(e) => {
+                    failures.push(format!("{label}: {e}"));
+                    continue;
+                }
+            };
+            let want = case["expected"]["loss"].as_f64().unwrap();
+            if !close(out.loss, want, 0.0) {
+                failures.push(format!("{label}: loss {} vs {want}", out.loss));
+            }
+            for (m, v) in &out.metrics {
+                let w = case["expected"]["metrics"][m].as_f64().unwrap();
+                if !close(*v, w, 0.0) {
+                    failures.push(format!("{label}: metric {m} {v} vs {w}"));
+                }
+            }
+            for (i, g) in grads {
+                let input = &loss.inputs[i].name;
+                let want = flatten(&case["expected"]["grad"][input]);
+                let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                if let Some((k, (a, w))) = g
+                    .iter()
+                    .zip(&want)
+                    .enumerate()
+                    .find(|(_, (a, w))| !close(**a, **w, scale))
+                {
+                    failures.push(format!(
+                        "{label}: grad_{input}[{k}] {a} vs {w} (largest {scale})"
+                    ));
+                }
+            }
+            cases += 1;
+        }
+    }
+    assert!(cases >= 100, "only {cases} cases");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn sizes(spec: &str) -> Vec<(String, usize)> {
+    spec.split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// CPU and interpreter agree on `loss` at seeded random inputs (values and gradients).
+fn agree(loss: &Loss, spec: &str, seed: u64) -> Vec<String> {
+    let inputs = runtime::random::random_inputs(loss, &sizes(spec), seed).unwrap();
+    let bound = runtime::bind(loss, &inputs, &[]).unwrap();
+    let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
+    let reference = runtime::eval_with_grad(loss, &bound, &wrt);
+    let compiled = runtime::cpu::eval_with_grad(loss, &bound, &wrt);
+    let (Ok((a, ga)), Ok((b, gb))) = (reference, compiled) else {
+        return vec![]; // both may refuse (e.g. a random gather out of range)
+    };
+    let mut failures = vec![];
+    if a.loss.is_finite() && !close(b.loss, a.loss, 0.0) {
+        failures.push(format!("{}: loss {} vs {}", loss.name, b.loss, a.loss));
+    }
+    for ((_, x), (_, y)) in ga.iter().zip(&gb) {
+        let scale = x
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        if let Some((k, (p, q))) = x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find(|(_, (p, q))| p.is_finite() && !close(**q, **p, scale))
+        {
+            failures.push(format!("{}: gradient [{k}] {q} vs {p}", loss.name));
+        }
+    }
+    failures
+}
+
+#[test]
+fn cpu_matches_the_interpreter_on_pass_programs() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/loss/pass");
+    let mut failures = vec![];
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let source = std::fs::read_to_string(entry.path()).unwrap();
+        let Some(spec) = source.lines().find_map(|l| l.split("--random ").nth(1)) else {
+            continue;
+        };
+        let spec = spec.split_whitespace().next().unwrap().to_string();
+        for loss in compiler::check_source(&source).unwrap().losses {
+            failures.extend(
+                agree(&loss, &spec, 11)
+                    .into_iter()
+                    .map(|f| format!("{}: {f}", entry.path().display())),
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 25);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cpu_reports_out_of_range_gathers_instead_of_reading_them() {
+    let e = lossc::stdlib::get("cross_entropy").unwrap();
+    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+    let inputs = data::parse_tensors(
+        Format::Json,
+        br#"{"logits": [[1.0, 2.0], [3.0, 4.0]], "target": [1, 7]}"#,
+        "t",
+    )
+    .unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let err = runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap_err();
+    assert!(
+        err.message.contains("index out of range") && err.message.contains("got 7"),
+        "{err}"
+    );
+    // An ignored row's target is never read.
+    let inputs = data::parse_tensors(
+        Format::Json,
+        br#"{"logits": [[1.0, 2.0], [3.0, 4.0]], "target": [1, -100]}"#,
+        "t",
+    )
+    .unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let (out, _) = runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap();
+    assert!(
+        (out.loss - (1.0 + (-1f64).exp()).ln()).abs() < 1e-6,
+        "{}",
+        out.loss
+    );
+}
+
+#[path = "../compiler/tests/support/generate.rs"]
+mod generate;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// On random well-typed programs the compiled code computes what the interpreter does.
+    #[test]
+    fn cpu_matches_the_interpreter_on_generated_programs(seed in proptest::prelude::any::<u64>()) {
+        let loss = generate::generate(seed);
+        let failures = agree(&loss, "B=3,D=2", seed % 5);
+        proptest::prop_assert!(failures.is_empty(), "{}\n{}", compiler::print::loss(&loss), failures.join("\n"));
+    }
+}
