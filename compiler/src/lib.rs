@@ -4,7 +4,9 @@
 pub mod check;
 pub mod clif;
 pub mod grad;
+pub mod hoist;
 pub mod ir;
+pub mod logic;
 pub mod print;
 pub mod simplify;
 

@@ -104,7 +104,7 @@ impl CpuLoss {
     /// Runs on bound inputs: the outputs and every definition's values (as f64).
     pub fn run(&self, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
         let loss = &self.program;
-        crate::interp::check_budget(loss, bound)?;
+        crate::interp::check_memory(loss, bound)?;
         // Inputs in the element types the code reads: f32, i32, u8.
         let mut buffers: Vec<Vec<u8>> = vec![];
         for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
@@ -217,11 +217,14 @@ pub fn eval_with_grad(
     Ok((out, grads))
 }
 
-/// The program compiled backends run: the loss made stable, differentiated, simplified.
+/// The program compiled backends run: the loss made stable, differentiated, simplified, with
+/// loop-invariant reductions hoisted.
 pub fn gradient_program(loss: &Loss, wrt: &[InputId]) -> Loss {
     let stable = compiler::simplify::simplify(loss);
-    if wrt.is_empty() {
-        return stable;
-    }
-    compiler::simplify::simplify(&compiler::grad::gradient(&stable, wrt))
+    let program = if wrt.is_empty() {
+        stable
+    } else {
+        compiler::simplify::simplify(&compiler::grad::gradient(&stable, wrt))
+    };
+    compiler::hoist::hoist(&program)
 }

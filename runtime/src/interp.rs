@@ -114,24 +114,42 @@ pub fn eval_with_grad_in(
 /// Refuses, before any work, a loss whose definitions would hold more than
 /// [`MAX_TOTAL_ELEMENTS`] values or whose evaluation would take more than [`MAX_WORK`] terms.
 pub fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
-    let size =
-        |dims: &mut dyn Iterator<Item = usize>| dims.map(|d| bound.dims[d] as f64).product::<f64>();
-    let mut elements = 0.0;
-    let mut work = work_of(loss, bound, &loss.result);
-    for def in &loss.defs {
-        let n = size(&mut def.indices.iter().map(|&v| loss.vars[v].dim));
-        elements += n;
-        work += n * work_of(loss, bound, &def.body);
-    }
-    if elements > MAX_TOTAL_ELEMENTS as f64 {
+    check_memory(loss, bound)?;
+    let work = (0..loss.defs.len())
+        .map(|d| {
+            let n: f64 = loss.defs[d]
+                .indices
+                .iter()
+                .map(|&v| bound.dims[loss.vars[v].dim] as f64)
+                .product();
+            n * work_of(loss, bound, &loss.defs[d].body)
+        })
+        .sum::<f64>()
+        + work_of(loss, bound, &loss.result);
+    if work > MAX_WORK {
         return Err(RunError::new(format!(
-            "the definitions of `{}` would hold {elements:.0} values at these sizes, more than the limit of {MAX_TOTAL_ELEMENTS}",
+            "evaluating `{}` at these sizes would take about {work:.1e} steps in the reference interpreter (limit {MAX_WORK:.0e}): use smaller sizes, or --backend cpu",
             loss.name
         )));
     }
-    if work > MAX_WORK {
+    Ok(())
+}
+
+/// Refuses a loss whose definitions would hold more than [`MAX_TOTAL_ELEMENTS`] values.
+pub fn check_memory(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
+    let elements: f64 = loss
+        .defs
+        .iter()
+        .map(|def| {
+            def.indices
+                .iter()
+                .map(|&v| bound.dims[loss.vars[v].dim] as f64)
+                .product::<f64>()
+        })
+        .sum();
+    if elements > MAX_TOTAL_ELEMENTS as f64 {
         return Err(RunError::new(format!(
-            "evaluating `{}` at these sizes would take about {work:.1e} steps in the reference interpreter (limit {MAX_WORK:.0e}): use smaller sizes",
+            "the definitions of `{}` would hold {elements:.0} values at these sizes, more than the limit of {MAX_TOTAL_ELEMENTS}",
             loss.name
         )));
     }

@@ -51,14 +51,14 @@ pub struct EvalArgs {
 
 /// Dimension sizes for `--random`.
 #[derive(Debug, Clone)]
-struct Sizes(Vec<(String, usize)>);
+pub(super) struct Sizes(pub(super) Vec<(String, usize)>);
 
 /// Hyperparameter values from one `--set`.
 #[derive(Debug, Clone)]
 struct Sets(Vec<(String, f64)>);
 
 /// Parses `B=8,C=10`.
-fn parse_sizes(s: &str) -> Result<Sizes, String> {
+pub(super) fn parse_sizes(s: &str) -> Result<Sizes, String> {
     pairs(s, |v| {
         v.parse::<usize>()
             .map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))

@@ -1,8 +1,10 @@
 //! The command line: `lossc check | eval | doc`. Exit codes: 0 success, 1 a user error (bad
 //! source, bad data, a shape mismatch), 2 a bad command line.
 
+mod bench;
 mod doc;
 mod eval;
+mod logic;
 
 use crate::source::{self, UserError};
 use clap::{Parser, Subcommand};
@@ -54,6 +56,10 @@ enum Command {
         #[arg(long, value_name = "NAME", requires = "pairs")]
         matrix: Option<String>,
     },
+    /// Time forward + backward on seeded random inputs.
+    Bench(bench::BenchArgs),
+    /// The logical semantics of preference losses: decompile, compile, compare, lattice.
+    Logic(logic::LogicArgs),
     /// List the standard library, or show one loss.
     Doc {
         /// A stdlib loss's name.
@@ -97,6 +103,7 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             })
         }
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Simplify { file, loss } => {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
@@ -167,6 +174,7 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
             let grad = compiler::grad::gradient(&stable, &wrt);
             Ok(compiler::print::loss(&compiler::simplify::simplify(&grad)))
         }
+        Command::Logic(args) => logic::run(args),
         Command::Doc { name } => doc::run(name.as_deref()),
     }
 }
