@@ -310,3 +310,89 @@ fn edge_case_data_files_evaluate() {
         assert_eq!(o.status.code(), Some(0), "{name}:\n{}", stderr(&o));
     }
 }
+
+#[test]
+fn compiled_object_files_link_into_a_c_program() {
+    // lossc compile --emit obj/header, a C driver, the system C compiler; the result must
+    // equal the interpreter's (f32 tolerance).
+    let dir = std::env::temp_dir().join(format!("lossc-aot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (obj, header) = (dir.join("dpo.o"), dir.join("dpo.h"));
+    for (emit, path) in [("obj", &obj), ("header", &header)] {
+        let o = lossc(&[
+            "compile",
+            "dpo",
+            "--emit",
+            emit,
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert!(
+        std::fs::read_to_string(&header)
+            .unwrap()
+            .contains("int64_t lossc_dpo(")
+    );
+    let driver = dir.join("main.c");
+    std::fs::write(
+        &driver,
+        r#"#include <stdio.h>
+#include "dpo.h"
+int main(void) {
+    float pc[3] = {-1.0f, -2.0f, -3.5f}, pr[3] = {-1.5f, -1.0f, -4.0f};
+    float rc[3] = {-1.2f, -2.1f, -3.0f}, rr[3] = {-1.4f, -1.1f, -3.9f};
+    const void *inputs[4] = {pc, pr, rc, rr};
+    int64_t dims[1] = {3};
+    float hypers[2] = {0.1f, 0.0f};
+    float work[64] = {0}, loss = 0;
+    int64_t error[4] = {0};
+    int64_t status = lossc_dpo(inputs, dims, hypers, work, &loss, error);
+    printf("%lld %.9g\n", (long long)status, loss);
+    return (int)status;
+}
+"#,
+    )
+    .unwrap();
+    let exe = dir.join("main");
+    let cc = Command::new("cc")
+        .args([
+            driver.to_str().unwrap(),
+            obj.to_str().unwrap(),
+            "-lm",
+            "-o",
+            exe.to_str().unwrap(),
+        ])
+        .output()
+        .expect("a C compiler (cc) is needed for the object-file test");
+    assert!(
+        cc.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let run = Command::new(&exe).output().unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    let got: f64 = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let json = dir.join("in.json");
+    std::fs::write(
+        &json,
+        r#"{"policy_chosen_logps": [-1.0, -2.0, -3.5], "policy_rejected_logps": [-1.5, -1.0, -4.0],
+            "reference_chosen_logps": [-1.2, -2.1, -3.0], "reference_rejected_logps": [-1.4, -1.1, -3.9]}"#,
+    )
+    .unwrap();
+    let o = lossc(&[
+        "eval",
+        "dpo",
+        "--inputs",
+        json.to_str().unwrap(),
+        "--json",
+        "--no-grad",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let want = v["loss"].as_f64().unwrap();
+    assert!(
+        (got - want).abs() < 1e-6 * want.abs(),
+        "C program {got}, interpreter {want}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

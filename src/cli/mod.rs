@@ -2,6 +2,7 @@
 //! source, bad data, a shape mismatch), 2 a bad command line.
 
 mod bench;
+mod compile;
 mod doc;
 mod eval;
 mod logic;
@@ -56,6 +57,8 @@ enum Command {
         #[arg(long, value_name = "NAME", requires = "pairs")]
         matrix: Option<String>,
     },
+    /// Compile ahead of time: an object file with a C entry point, its header, or Cranelift IR.
+    Compile(compile::CompileArgs),
     /// Time forward + backward on seeded random inputs.
     Bench(bench::BenchArgs),
     /// The logical semantics of preference losses: decompile, compile, compare, lattice.
@@ -104,6 +107,7 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
         }
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Compile(args) => compile::run(args),
         Command::Simplify { file, loss } => {
             let src = source::load(&file)?;
             let program = source::check(&src)?;
