@@ -51,7 +51,7 @@ pub struct LogicArgs {
     #[arg(long, conflicts_with_all = ["file", "compile"])]
     reference: bool,
     /// With --lattice: print Graphviz DOT.
-    #[arg(long, requires = "lattice", conflicts_with = "json")]
+    #[arg(long, conflicts_with_all = ["json", "file", "compile", "compare"])]
     dot: bool,
     /// Print JSON.
     #[arg(long)]
@@ -163,7 +163,7 @@ fn decompile(file: &str, loss: Option<&str>, as_json: bool) -> Result<String, Us
     let _ = writeln!(out, "  atoms     {}", d.atoms);
     let f = if d.semantic {
         format!(
-            "{} ({}); the loss is written as -log WMC(✓), the semantic loss, which is f(ρ) with ρ = log WMC(✓) - log WMC(¬✓)",
+            "{} ({}), z = ρ: the loss is written -log(P / Q), which is -log σ(log P - log(Q - P)) (the semantic loss -log WMC(✓) when Q = 1)",
             d.f.name(),
             d.f.definition()
         )
@@ -192,19 +192,20 @@ fn decompile(file: &str, loss: Option<&str>, as_json: bool) -> Result<String, Us
     Ok(out)
 }
 
-/// A structure given on the command line: a lattice node's name or `P = ...`.
-fn parse_structure(text: &str, reference: bool) -> Result<(String, Structure), UserError> {
+/// A structure given on the command line: a lattice node's name (returned as its label)
+/// or `P = ...` (no label).
+fn parse_structure(text: &str, reference: bool) -> Result<(Option<String>, Structure), UserError> {
     if let Some(n) = lattice::node(text) {
         let s = if reference {
             n.structure.lift()
         } else {
             n.structure
         };
-        return Ok((n.name.to_string(), s));
+        return Ok((Some(n.name.to_string()), s));
     }
     if text.contains('=') {
         let s = Structure::parse(text).map_err(err)?;
-        return Ok((text.trim().to_string(), s));
+        return Ok((None, s));
     }
     Err(err(format!(
         "`{text}` is neither a file, a stdlib loss, a lattice node ({}) nor a structure `P = FORMULA; P_C = FORMULA; P_A = FORMULA`",
@@ -232,11 +233,11 @@ fn compile(spec: &str, f: FKind, name: &str, as_json: bool) -> Result<String, Us
 }
 
 /// A compare operand: a file or stdlib loss (decompiled), else a node or a structure.
-fn operand(text: &str, reference: bool) -> Result<(String, Structure), UserError> {
+fn operand(text: &str, reference: bool) -> Result<(Option<String>, Structure), UserError> {
     let is_file = std::path::Path::new(text).is_file() || stdlib::get(text).is_some();
     if is_file {
         let (_, d) = load_decompiled(text, None)?;
-        return Ok((d.loss, d.structure));
+        return Ok((Some(d.loss), d.structure));
     }
     parse_structure(text, reference)
 }
@@ -276,8 +277,10 @@ fn compare(a: &str, b: &str, reference: bool, as_json: bool) -> Result<String, U
         return Ok(json_out(json!({"relation": relation.name(), "witness": w})));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "A  {na}: {}; ratio {}", sa.spec(), sa.ratio_text());
-    let _ = writeln!(out, "B  {nb}: {}; ratio {}", sb.spec(), sb.ratio_text());
+    for (side, name, s) in [("A", na, sa), ("B", nb, sb)] {
+        let label = name.map(|n| format!("{n}: ")).unwrap_or_default();
+        let _ = writeln!(out, "{side}  {label}{}; ratio {}", s.spec(), s.ratio_text());
+    }
     let _ = writeln!(
         out,
         "relation: {}",

@@ -45,7 +45,10 @@ impl Ratio {
             (Ok(a), Ok(b)) => a == b,
             // Too large to multiply out: compare at generic points instead.
             _ => POINTS.iter().all(|x| {
-                let (a, b) = (self.n.eval(*x) * o.d.eval(*x), o.n.eval(*x) * self.d.eval(*x));
+                let (a, b) = (
+                    self.n.eval(*x) * o.d.eval(*x),
+                    o.n.eval(*x) * self.d.eval(*x),
+                );
                 (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300)
             }),
         }
@@ -241,7 +244,7 @@ fn witness(a: &Ratio, b: &Ratio, space: Space) -> Option<Witness> {
             }
             let (la, lb) = (a.loss(x), b.loss(x));
             let gap = la - lb;
-            if !gap.is_finite() && !(la.is_finite() || lb.is_finite()) {
+            if !(gap.is_finite() || la.is_finite() || lb.is_finite()) {
                 continue;
             }
             // Relative gaps, so that a point with both losses huge does not dominate.

@@ -175,7 +175,7 @@ impl Formula {
     }
 
     /// `!a`, with double negations removed.
-    pub fn not(a: Formula) -> Formula {
+    pub fn negation(a: Formula) -> Formula {
         match a {
             Formula::Not(inner) => *inner,
             Formula::Const(b) => Formula::Const(!b),
@@ -189,7 +189,7 @@ impl Formula {
             Formula::Const(true) => BoolFn::TRUE,
             Formula::Const(false) => BoolFn::FALSE,
             Formula::Atom(a) => BoolFn::atom(*a),
-            Formula::Not(a) => a.truth().not(),
+            Formula::Not(a) => a.truth().complement(),
             Formula::Bin(op, a, b) => op.apply(a.truth(), b.truth()),
         }
     }
@@ -229,7 +229,7 @@ impl Formula {
     /// alike: `(Mw & Rl) | (Ml & Rw)`, not `(Rw & Ml) | (Rl & Mw)`.
     pub fn canonical(self) -> Formula {
         match self {
-            Formula::Not(a) => Formula::not(a.canonical()),
+            Formula::Not(a) => Formula::negation(a.canonical()),
             Formula::Bin(op, a, b) if op.is_commutative() => {
                 let mut operands = vec![];
                 flatten(op, a.canonical(), &mut operands);
@@ -257,7 +257,12 @@ fn flatten(op: Op, f: Formula, out: &mut Vec<Formula>) {
 
 fn sort_key(f: &Formula) -> (usize, bool, usize, String) {
     let first = first_atom(f).map_or(usize::MAX, Atom::index);
-    (first, matches!(f, Formula::Not(_)), f.leaves(), f.to_string())
+    (
+        first,
+        matches!(f, Formula::Not(_)),
+        f.leaves(),
+        f.to_string(),
+    )
 }
 
 fn first_atom(f: &Formula) -> Option<Atom> {
@@ -517,7 +522,10 @@ mod tests {
         assert_eq!(g.to_string(), "!Mw | (Ml ^ (Mw & Ml))");
         let h = Formula::parse("Mw -> Ml -> Rw").unwrap();
         assert_eq!(h.to_string(), "Mw -> Ml -> Rw");
-        assert_eq!(Formula::parse("(Mw -> Ml) -> Rw").unwrap().to_string(), "(Mw -> Ml) -> Rw");
+        assert_eq!(
+            Formula::parse("(Mw -> Ml) -> Rw").unwrap().to_string(),
+            "(Mw -> Ml) -> Rw"
+        );
         assert_eq!(Formula::parse("¬Ml ∧ ⊤").unwrap().to_string(), "!Ml & true");
     }
 

@@ -217,7 +217,11 @@ impl Lattice {
             ["node", "✓ / ✗ over (Mw, Ml)", "ratio", "P", "known"]
         };
         let mut width = [0usize; 5];
-        for r in rows.iter().map(|r| r.each_ref().map(|s| s.as_str())).chain([header]) {
+        for r in rows
+            .iter()
+            .map(|r| r.each_ref().map(|s| s.as_str()))
+            .chain([header])
+        {
             for (w, cell) in width.iter_mut().zip(r) {
                 *w = (*w).max(cell.chars().count());
             }

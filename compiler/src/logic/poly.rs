@@ -26,7 +26,7 @@ pub struct Poly {
 pub struct TooLarge;
 
 /// A generic point of the open unit cube, used to fix the sign of factors.
-const GENERIC: [f64; 4] = [0.314_159, 0.577_215, 0.271_828, 0.693_147];
+const GENERIC: [f64; 4] = [0.313_7, 0.579_1, 0.265_9, 0.617_3];
 
 /// A polynomial split into an integer content and primitive factors (each positive inside
 /// the unit cube's generic point) with multiplicities.
@@ -160,9 +160,7 @@ impl Poly {
     pub fn eval(&self, x: [f64; 4]) -> f64 {
         self.terms
             .iter()
-            .map(|(m, c)| {
-                (0..4).fold(*c as f64, |acc, k| acc * x[k].powi(i32::from(m[k])))
-            })
+            .map(|(m, c)| (0..4).fold(*c as f64, |acc, k| acc * x[k].powi(i32::from(m[k]))))
             .sum()
     }
 
@@ -185,11 +183,7 @@ impl Poly {
 
     /// The highest power of an atom's weight.
     pub fn degree_in(&self, a: Atom) -> u8 {
-        self.terms
-            .keys()
-            .map(|m| m[a.index()])
-            .max()
-            .unwrap_or(0)
+        self.terms.keys().map(|m| m[a.index()]).max().unwrap_or(0)
     }
 
     /// True when no variable appears squared.
@@ -419,7 +413,9 @@ mod tests {
     #[test]
     fn factoring_finds_disjoint_products() {
         let a = Poly::one_minus(Atom::Mw);
-        let b = Poly::one().sub(&l().mul(&Poly::var(Atom::Rw)).unwrap()).unwrap();
+        let b = Poly::one()
+            .sub(&l().mul(&Poly::var(Atom::Rw)).unwrap())
+            .unwrap();
         let p = a.mul(&b).unwrap().mul(&l()).unwrap();
         let f = p.mul(&Poly::constant(-6)).unwrap().factor();
         assert_eq!(f.content, -6);
@@ -427,7 +423,9 @@ mod tests {
         want.sort();
         assert_eq!(f.factors, want);
         // Irreducible: 1 - w + w*l.
-        let p = Poly::one().sub(&w().mul(&Poly::one_minus(Atom::Ml)).unwrap()).unwrap();
+        let p = Poly::one()
+            .sub(&w().mul(&Poly::one_minus(Atom::Ml)).unwrap())
+            .unwrap();
         assert_eq!(p.factor().factors, vec![(p.clone(), 1)]);
         // Squares of variables.
         let p = w().mul(&w()).unwrap();

@@ -1,8 +1,9 @@
 //! The shortest formula of a set of worlds, for printing.
 //!
 //! Formulas are built from literals (`Mw`, `!Mw`) with `&`, `|`, `^` and `->`, and ranked by
-//! the number of atom occurrences, then the number of negations, then depth: so `Ml -> Mw`
-//! is preferred to `!Ml | Mw`, and `(Ml & Rw) -> (Mw & Rl)` to `Ml -> Rw -> (Mw & Rl)`. The
+//! the number of atom occurrences, then negations, `^`, and `->`/`^` below the root (which
+//! read worse), then depth: so `Ml -> Mw` is preferred to `!Ml | Mw`, `(Ml & Rw) -> (Mw & Rl)`
+//! to `Ml -> Rw -> (Mw & Rl)`, and `(Ml & Rw) -> Mw` to `Ml -> Rw -> Mw`. The
 //! search enumerates every function of the atoms the set depends on (at most four, so at
 //! most 65536 functions) by formula size, and stops at the size where the set first appears;
 //! sets that need more than [`MAX_LEAVES`] occurrences (parity-like ones) are written as a
@@ -19,7 +20,10 @@ pub const MAX_LEAVES: u8 = 7;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Cost {
     leaves: u8,
-    negs: u8,
+    /// Negations, plus 3 for every `^`, plus 2 for every `->` or `^` below the root
+    /// (`((Mw | Rw) & Ml) ^ (Mw & (Ml | Rl))` reads worse than `(Mw & !Ml & Rl) | (!Mw & Ml &
+    /// Rw)`).
+    penalty: u8,
     depth: u8,
 }
 
@@ -65,7 +69,7 @@ impl Table {
                 t.best[f as usize] = Some(Entry {
                     cost: Cost {
                         leaves: 1,
-                        negs: u8::from(!positive),
+                        penalty: u8::from(!positive),
                         depth: 0,
                     },
                     node: Node::Lit(v as u8, positive),
@@ -102,9 +106,14 @@ impl Table {
                             Op::Xor => a ^ b,
                             Op::Implies => (!a | b) & mask,
                         };
+                        let nested = |f: u16| {
+                            let node = self.best[f as usize].expect("listed").node;
+                            2 * u8::from(matches!(node, Node::Bin(Op::Implies | Op::Xor, ..)))
+                        };
+                        let own = if op == Op::Xor { 3 } else { 0 };
                         let cost = Cost {
                             leaves: n,
-                            negs: ca.negs + cb.negs,
+                            penalty: ca.penalty + cb.penalty + nested(a) + nested(b) + own,
                             depth: 1 + ca.depth.max(cb.depth),
                         };
                         match &mut self.best[h as usize] {
@@ -134,10 +143,8 @@ impl Table {
     fn formula(&self, f: u16, vars: &[Atom]) -> Formula {
         match self.best[f as usize].expect("found").node {
             Node::Lit(v, true) => Formula::Atom(vars[v as usize]),
-            Node::Lit(v, false) => Formula::not(Formula::Atom(vars[v as usize])),
-            Node::Bin(op, a, b) => {
-                Formula::bin(op, self.formula(a, vars), self.formula(b, vars))
-            }
+            Node::Lit(v, false) => Formula::negation(Formula::Atom(vars[v as usize])),
+            Node::Bin(op, a, b) => Formula::bin(op, self.formula(a, vars), self.formula(b, vars)),
         }
     }
 }
@@ -176,7 +183,9 @@ pub fn shortest(f: BoolFn) -> Formula {
     let vars = f.support();
     let target = local(f, &vars);
     let mut tables = tables().lock().unwrap_or_else(|e| e.into_inner());
-    let table = tables.entry(vars.len()).or_insert_with(|| Table::new(vars.len()));
+    let table = tables
+        .entry(vars.len())
+        .or_insert_with(|| Table::new(vars.len()));
     loop {
         if let Some(e) = table.best[target as usize] {
             // Complete the level it was found at: a later pair may need fewer negations.
@@ -208,7 +217,7 @@ fn prime_cover(f: BoolFn, vars: &[Atom]) -> Formula {
                     lits.push((a, true));
                 }
                 2 => {
-                    set = set.and(BoolFn::atom(a).not());
+                    set = set.and(BoolFn::atom(a).complement());
                     lits.push((a, false));
                 }
                 _ => {}
@@ -229,7 +238,12 @@ fn prime_cover(f: BoolFn, vars: &[Atom]) -> Formula {
     while covered != f {
         let (set, lits) = primes
             .iter()
-            .max_by_key(|(s, l)| ((s.and(covered.not())).0.count_ones(), usize::MAX - l.len()))
+            .max_by_key(|(s, l)| {
+                (
+                    (s.and(covered.complement())).0.count_ones(),
+                    usize::MAX - l.len(),
+                )
+            })
             .expect("f is covered by its minterms");
         covered = covered.or(*set);
         let conj = lits
@@ -238,7 +252,7 @@ fn prime_cover(f: BoolFn, vars: &[Atom]) -> Formula {
                 if v {
                     Formula::Atom(a)
                 } else {
-                    Formula::not(Formula::Atom(a))
+                    Formula::negation(Formula::Atom(a))
                 }
             })
             .reduce(|x, y| Formula::bin(Op::And, x, y))

@@ -80,14 +80,14 @@ impl Structure {
         let win = p.and(pc);
         if !pa.entails(win) {
             let space = Structure::new(win, pa).space();
-            let outside: Vec<String> = pa.and(win.not()).world_names(space.atoms());
+            let outside: Vec<String> = pa.and(win.complement()).world_names(space.atoms());
             return Err(LogicError(format!(
                 "P_A must entail P & P_C (P_A lists the worlds counted as both winning and losing), but P_A holds in {} where P & P_C does not (worlds over {})",
                 outside.join(", "),
                 atom_list(space)
             )));
         }
-        Ok(Structure::new(win, p.not().and(pc).or(pa)))
+        Ok(Structure::new(win, p.complement().and(pc).or(pa)))
     }
 
     /// Parses `P = ...; P_C = ...; P_A = ...` (`P_C` and `P_A` optional, in any order).
@@ -118,13 +118,13 @@ impl Structure {
             if slot.is_some() {
                 return Err(LogicError(format!("{} is given twice", name.trim())));
             }
+            let text = text.trim();
             let f = Formula::parse(text).map_err(|e| {
                 LogicError(format!(
-                    "in {}: {} (column {} of `{}`)",
+                    "in {}: {} (column {} of `{text}`)",
                     name.trim(),
                     e.message,
-                    e.offset + 1,
-                    text.trim_end()
+                    e.offset + 1
                 ))
             })?;
             *slot = Some(f);
@@ -230,10 +230,7 @@ impl Structure {
     /// example `(Mw ∧ Ml, ¬Mw ∧ Ml)`, whose ratio `w·l / ((1-w)·l)` is CE's `w / (1-w)`,
     /// reduces to CE's `(Mw, ¬Mw)`.
     pub fn reduced(&self) -> Structure {
-        self.ratio()
-            .reduce()
-            .structure()
-            .unwrap_or(*self)
+        self.ratio().reduce().structure().unwrap_or(*self)
     }
 
     /// The paper's order (dpa_logic.md §4.1): `self ⊑ o` when `✓_self ⊨ ✓_o` and
@@ -276,7 +273,10 @@ mod tests {
         assert_eq!(s.ratio_text(), "w / l");
         assert_eq!(Structure::parse(&s.spec()).unwrap(), s);
         let dpo = s.lift();
-        assert_eq!(dpo.spec(), "P = (Ml & Rw) -> (Mw & Rl); P_C = (Mw & Rl) | (Ml & Rw); P_A = Mw & Ml & Rw & Rl");
+        assert_eq!(
+            dpo.spec(),
+            "P = (Ml & Rw) -> (Mw & Rl); P_C = (Mw & Rl) | (Ml & Rw); P_A = Mw & Ml & Rw & Rl"
+        );
         assert_eq!(dpo.ratio_text(), "w*r_l / (l*r_w)");
     }
 

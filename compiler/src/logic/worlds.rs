@@ -37,7 +37,7 @@ impl BoolFn {
     }
 
     /// Complement.
-    pub fn not(self) -> BoolFn {
+    pub fn complement(self) -> BoolFn {
         BoolFn(!self.0)
     }
 
@@ -58,7 +58,7 @@ impl BoolFn {
 
     /// `self -> o`.
     pub fn implies(self, o: BoolFn) -> BoolFn {
-        self.not().or(o)
+        self.complement().or(o)
     }
 
     /// True when every world of `self` is in `o` (`self ⊨ o`).
@@ -146,7 +146,7 @@ impl BoolFn {
                 let lit = BoolFn::atom(*a);
                 cube = cube.and(match c {
                     'T' => lit,
-                    'F' => lit.not(),
+                    'F' => lit.complement(),
                     _ => return None,
                 });
             }
@@ -197,7 +197,7 @@ fn best(f: BoolFn, memo: &mut HashMap<BoolFn, Wmc>) -> Wmc {
         Wmc::One
     } else {
         let direct = positive(f, memo);
-        let compl = Wmc::Compl(Box::new(positive(f.not(), memo)));
+        let compl = Wmc::Compl(Box::new(positive(f.complement(), memo)));
         if compl.cost() < direct.cost() {
             compl
         } else {
