@@ -230,6 +230,27 @@ fn the_structure_does_not_depend_on_f() {
     let sft = decompile_file("tests/logic/sft.loss", "sft");
     assert!(sft.semantic);
     assert_eq!(sft.structure, lattice::node("CE").unwrap().structure);
+    // Length-normalised log-probabilities (dpa_logic.md §1.2: the weight is p^(1/|y|)).
+    let norm = decompile_stdlib("dpo_norm");
+    assert_eq!(norm.structure, dpo.structure);
+    assert_eq!(
+        norm.stripped
+            .iter()
+            .filter(|s| s.starts_with("length normalisation: "))
+            .count(),
+        4
+    );
+    let mixed = decompile_file("tests/logic/length_mixed.loss", "length_mixed");
+    assert_eq!(mixed.structure, cpo.structure);
+    assert!(
+        mixed
+            .stripped
+            .contains(&"regulariser: mean[b](-policy_chosen_logps[b])".to_string())
+    );
+    // softplus(x) - x is softplus(-x), not softplus(x) with a regulariser -x.
+    let sp = decompile_file(forms, "softplus_minus_x");
+    assert_eq!(sp.structure, cpo.structure);
+    assert_eq!(sp.stripped, ["scale: beta"]);
     // Atoms named with `@atoms`.
     let named = decompile_file("tests/logic/atoms_named.loss", "cpo_named");
     assert_eq!(named.structure, cpo.structure);
@@ -239,6 +260,8 @@ fn the_structure_does_not_depend_on_f() {
         ("orpo_odds", &["logic", forms, "--loss", "orpo_odds"]),
         ("atoms_named", &["logic", "tests/logic/atoms_named.loss"]),
         ("sft", &["logic", "tests/logic/sft.loss"]),
+        ("dpo_norm", &["logic", "dpo_norm"]),
+        ("length_mixed", &["logic", "tests/logic/length_mixed.loss"]),
     ] {
         insta::assert_snapshot!(format!("decompile_{name}"), ok(args));
     }
@@ -693,7 +716,10 @@ fn lattice_outputs() {
         .iter()
         .find(|n| n["name"] == "CPO")
         .unwrap();
-    assert_eq!(cpo["known"], serde_json::json!(["dpo", "hinge", "ipo"]));
+    assert_eq!(
+        cpo["known"],
+        serde_json::json!(["dpo", "dpo_norm", "hinge", "ipo"])
+    );
 }
 
 #[test]
@@ -709,7 +735,10 @@ fn outside_the_fragment_is_a_clear_error() {
             "atoms_unknown_input",
             &["logic", "tests/logic/atoms_unknown_input.loss"],
         ),
-        ("length_normalised", &["logic", "dpo_norm"]),
+        (
+            "length_conflict",
+            &["logic", "tests/logic/length_conflict.loss"],
+        ),
         ("sigmoid", &["logic", "apo_zero"]),
     ];
     for (name, args) in cases {

@@ -12,7 +12,10 @@
 //! 3. `z` is read as `Σ cᵢ·log Pᵢ + c` with each `Pᵢ` a polynomial in the atom weights:
 //!    an atom's input is `log p`, `log1mexp(x)` is `log(1 - eˣ)`, `softplus` and
 //!    `log_sigmoid` of a log-ratio are logs of rational functions, `log` and `log1p` of
-//!    probability expressions (`exp`, `1 - p`, products, quotients, sums) are read as such.
+//!    probability expressions (`exp`, `1 - p`, products, quotients, sums) are read as such;
+//!    an atom divided by data that is not an atom (`policy_chosen_logps[b] / len[b]`) is the
+//!    log of the length-normalised weight `p^(1/len)` (§1.2), the same for every read of that
+//!    atom in the core.
 //!    Each `Pᵢ` is factored; equal factors merge, so common factors of numerator and
 //!    denominator cancel (the GCD reduction of §3.1 step 2).
 //! 4. The coefficients must be integer multiples of one positive scale `s` (β, pulled into
@@ -23,7 +26,7 @@
 //!
 //! Weights are judged at the hyperparameters' defaults: a term whose weight is 0 there (the
 //! label-smoothing term of DPO) is dropped and reported; so are scales, constants inside `f`
-//! (margins), weights, and regularisers outside `f`.
+//! (margins), weights, regularisers outside `f`, and length normalisations.
 
 use super::FKind;
 use super::LogicError;
@@ -35,6 +38,7 @@ use super::poly::Poly;
 use super::structure::{Space, Structure};
 use crate::ir::{BinOp, Builtin, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
 use crate::print;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 /// What [`decompile`] found.
@@ -54,12 +58,13 @@ pub struct Decompiled {
     pub z: String,
     /// The reduced core ratio.
     pub ratio: Ratio,
-    /// Each atom the loss has, with the name of its input.
+    /// Each atom the loss has, with its log-weight: the name of its input, or the input
+    /// divided by its length normaliser (`policy_chosen_logps / chosen_lengths`).
     pub inputs: Vec<(Atom, String)>,
     /// The preference structure.
     pub structure: Structure,
     /// What was stripped: `scale: beta`, `constant: -gamma`, `weight: ...`,
-    /// `regulariser: ...`, `zero term: ...`, `constant term: ...`.
+    /// `regulariser: ...`, `zero term: ...`, `constant term: ...`, `length normalisation: ...`.
     pub stripped: Vec<String>,
 }
 
@@ -348,6 +353,9 @@ fn too_large<T>(r: Result<T, super::poly::TooLarge>) -> Result<T, LogicError> {
     r.map_err(|_| LogicError("the core's polynomials grow too large to analyse".into()))
 }
 
+/// The length normaliser each atom of a term was read with, and one read of the atom.
+type Norms = Vec<(Atom, Option<Expr>, Expr)>;
+
 /// One analysed term.
 #[derive(Debug, Clone)]
 enum Class {
@@ -371,6 +379,11 @@ struct Reader<'a> {
     loss: &'a Loss,
     atoms: &'a Atoms,
     hypers: [Vec<f64>; 2],
+    /// The length normaliser in force while reading `x / len` (dpa_logic.md §1.2: the
+    /// weight of an atom read as `log p / |y|` is `p^(1/|y|)`).
+    normaliser: RefCell<Option<Expr>>,
+    /// The normaliser each atom was read with (`None`: none), and one read of it.
+    normalised: RefCell<Vec<(Atom, Option<Expr>, Expr)>>,
 }
 
 impl Reader<'_> {
@@ -421,6 +434,47 @@ impl Reader<'_> {
         Ok(a)
     }
 
+    /// True for an expression of the data that reads no atom (a length, say).
+    fn is_data(&self, e: &Expr) -> bool {
+        !is_scalar(e)
+            && !e.any(&mut |x| match x {
+                Expr::Read {
+                    tensor: Tensor::Input(i),
+                    ..
+                } => self.atoms.atom_of(*i).is_some(),
+                Expr::Reduce { .. } => true,
+                _ => false,
+            })
+    }
+
+    /// Records the normaliser an atom is read with: one per atom.
+    fn record(&self, a: Atom, read: &Expr) -> Result<(), LogicError> {
+        let now = self.normaliser.borrow().clone();
+        let mut seen = self.normalised.borrow_mut();
+        match seen.iter().find(|(b, _, _)| *b == a) {
+            None => {
+                seen.push((a, now, read.clone()));
+                Ok(())
+            }
+            Some((_, before, _)) if *before == now => Ok(()),
+            Some((_, before, _)) => {
+                let show = |n: &Option<Expr>| {
+                    n.as_ref()
+                        .map_or("without a length normalisation".to_string(), |e| {
+                            format!("divided by `{}`", self.show(e))
+                        })
+                };
+                Err(LogicError(format!(
+                    "the atom {} ({}) is read {} in one place and {} in another, so it has no single weight",
+                    a.name(),
+                    self.atoms.input_name(self.loss, a).unwrap_or("?"),
+                    show(before),
+                    show(&now)
+                )))
+            }
+        }
+    }
+
     fn describe(&self, p: &Poly) -> String {
         for a in Atom::ALL {
             if let Some(name) = self.atoms.input_name(self.loss, a) {
@@ -468,6 +522,7 @@ impl Reader<'_> {
         match e {
             Expr::Read { .. } => {
                 let a = self.atom(e, batch)?;
+                self.record(a, e)?;
                 LogLin::log(&Poly::var(a), Scalar::num(1.0))
             }
             Expr::Unary(UnaryOp::Neg, a) => Ok(self.log(a, batch)?.neg()),
@@ -481,6 +536,9 @@ impl Reader<'_> {
             Expr::Binary(BinOp::Mul, a, b) if is_scalar(b) => {
                 Ok(self.log(a, batch)?.scale(&self.scalar(b)))
             }
+            Expr::Binary(BinOp::Mul, a, b) if self.is_data(a) || self.is_data(b) => fail(
+                "multiplies by a quantity of the data that is not an atom, so ρ is not a log-ratio (a length normalisation is written as a division)",
+            ),
             Expr::Binary(BinOp::Mul, ..) => {
                 fail("multiplies two quantities that depend on the atoms, so ρ is not a log-ratio")
             }
@@ -488,8 +546,18 @@ impl Reader<'_> {
                 let inv = Scalar::num(1.0).div(&self.scalar(b));
                 Ok(self.log(a, batch)?.scale(&inv))
             }
+            Expr::Binary(BinOp::Div, a, b) if self.is_data(b) => {
+                // Length normalisation: the atoms read in `a` stand for p^(1/len).
+                if self.normaliser.borrow().is_some() {
+                    return fail("divides by the data twice");
+                }
+                *self.normaliser.borrow_mut() = Some((**b).clone());
+                let lin = self.log(a, batch);
+                *self.normaliser.borrow_mut() = None;
+                lin
+            }
             Expr::Binary(BinOp::Div, ..) => {
-                fail("divides by a quantity that depends on the data, so ρ is not a log-ratio")
+                fail("divides by a quantity that depends on the atoms, so ρ is not a log-ratio")
             }
             Expr::Call(Builtin::Detach, args) => self.log(&args[0], batch),
             Expr::Call(Builtin::Log1mexp, args) => {
@@ -830,41 +898,54 @@ fn summands(e: &Expr, negative: bool, out: &mut Vec<(bool, Expr)>) {
 
 /// Splits `e` into weighted pieces: through `+`, `-`, negation, constant factors and
 /// divisors, and (once) the batch reduction.
+/// With `normal`, the body of the batch reduction is put in the e-graph normal form first
+/// (so that `softplus(x) - x` is read as `softplus(-x)`, not as `softplus(x)` and a term
+/// `-x`).
+#[allow(clippy::too_many_arguments)]
 fn split(
     r: &Reader,
     e: &Expr,
     coef: Scalar,
     batch: Option<(Reducer, VarId)>,
     origin: usize,
+    normal: bool,
     out: &mut Vec<Piece>,
 ) {
+    let go = |x: &Expr, c: Scalar, batch, out: &mut Vec<Piece>| {
+        split(r, x, c, batch, origin, normal, out)
+    };
     match e {
         Expr::Binary(BinOp::Add, a, b) => {
-            split(r, a, coef.clone(), batch, origin, out);
-            split(r, b, coef, batch, origin, out);
+            go(a, coef.clone(), batch, out);
+            go(b, coef, batch, out);
         }
         Expr::Binary(BinOp::Sub, a, b) => {
-            split(r, a, coef.clone(), batch, origin, out);
-            split(r, b, coef.neg(), batch, origin, out);
+            go(a, coef.clone(), batch, out);
+            go(b, coef.neg(), batch, out);
         }
-        Expr::Unary(UnaryOp::Neg, a) => split(r, a, coef.neg(), batch, origin, out),
+        Expr::Unary(UnaryOp::Neg, a) => go(a, coef.neg(), batch, out),
         Expr::Binary(BinOp::Mul, a, b) if is_scalar(a) && !is_scalar(b) => {
-            split(r, b, coef.mul(&r.scalar(a)), batch, origin, out)
+            go(b, coef.mul(&r.scalar(a)), batch, out)
         }
         Expr::Binary(BinOp::Mul, a, b) if is_scalar(b) && !is_scalar(a) => {
-            split(r, a, coef.mul(&r.scalar(b)), batch, origin, out)
+            go(a, coef.mul(&r.scalar(b)), batch, out)
         }
         Expr::Binary(BinOp::Div, a, b) if is_scalar(b) && !is_scalar(a) => {
-            split(r, a, coef.div(&r.scalar(b)), batch, origin, out)
+            go(a, coef.div(&r.scalar(b)), batch, out)
         }
-        Expr::Call(Builtin::Detach, args) => split(r, &args[0], coef, batch, origin, out),
+        Expr::Call(Builtin::Detach, args) => go(&args[0], coef, batch, out),
         Expr::Reduce {
             op: op @ (Reducer::Mean | Reducer::Sum),
             vars,
             filter: None,
             body: Some(body),
         } if batch.is_none() && vars.len() == 1 => {
-            split(r, body, coef, Some((*op, vars[0])), origin, out)
+            let body = if normal {
+                normalize(&strip_detach(body))
+            } else {
+                (**body).clone()
+            };
+            go(&body, coef, Some((*op, vars[0])), out)
         }
         other => out.push(Piece {
             coef,
@@ -907,7 +988,7 @@ fn classify(
     term: &Expr,
     coef: &Scalar,
     batch: Option<VarId>,
-) -> Result<Vec<Class>, LogicError> {
+) -> Result<Vec<(Class, Norms)>, LogicError> {
     let mut parts = vec![];
     // A batch is given so that `split` does not take a reduction inside the term for one.
     split(
@@ -916,10 +997,12 @@ fn classify(
         coef.clone(),
         Some((Reducer::Sum, usize::MAX)),
         0,
+        false,
         &mut parts,
     );
     let mut out = vec![];
     for p in parts {
+        r.normalised.borrow_mut().clear();
         let c = p.coef;
         let t = &p.term;
         let zero = Expr::Int(0);
@@ -1005,9 +1088,23 @@ fn classify(
                 }
             },
         };
-        out.push(class);
+        out.push((class, r.normalised.borrow().clone()));
     }
     Ok(out)
+}
+
+/// Merges the normalisers of several terms: one per atom.
+fn merge_norms(r: &Reader, all: &[&Norms]) -> Result<Norms, LogicError> {
+    r.normalised.borrow_mut().clear();
+    for norms in all {
+        for (a, n, read) in norms.iter() {
+            *r.normaliser.borrow_mut() = n.clone();
+            let recorded = r.record(*a, read);
+            *r.normaliser.borrow_mut() = None;
+            recorded?;
+        }
+    }
+    Ok(r.normalised.borrow().clone())
 }
 
 /// The normalised core of one `f(z)` term: `z = s·Σ nⱼ log Fⱼ + c`.
@@ -1248,15 +1345,41 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
         loss,
         atoms: &atoms,
         hypers: [defaults, perturbed],
+        normaliser: RefCell::new(None),
+        normalised: RefCell::new(vec![]),
     };
     let mut budget = MAX_NODES;
     let result = inline(loss, &loss.result, &HashMap::new(), &mut budget)?;
+    // The loss as written, and in the e-graph normal form: where both read, they agree unless
+    // the literal reading split an identity apart (`softplus(x) - x` as a logistic term and a
+    // regulariser), and the normal form is kept; where they agree, the loss as written is
+    // (it prints what the user wrote). Where neither reads, the reason given is for the loss
+    // as written.
+    let written = analyse(&r, &atoms, &result, false);
+    let normal = analyse(&r, &atoms, &result, true);
+    match (written, normal) {
+        (Ok(w), Ok(n)) if w.structure != n.structure || w.f != n.f => Ok(n),
+        (Ok(w), _) => Ok(w),
+        (Err(_), Ok(n)) => Ok(n),
+        (Err(e), Err(_)) => Err(e),
+    }
+}
+
+/// Decompiles the inlined result of a loss.
+fn analyse(
+    r: &Reader,
+    atoms: &Atoms,
+    result: &Expr,
+    normal: bool,
+) -> Result<Decompiled, LogicError> {
+    let loss = r.loss;
+    r.normalised.borrow_mut().clear();
     let mut origins = vec![];
-    summands(&result, false, &mut origins);
+    summands(result, false, &mut origins);
     let mut pieces = vec![];
     for (k, (negative, e)) in origins.iter().enumerate() {
         let sign = Scalar::num(if *negative { -1.0 } else { 1.0 });
-        split(&r, e, sign, None, k, &mut pieces);
+        split(r, e, sign, None, k, normal, &mut pieces);
     }
     let pieces_per_origin = |k: usize| pieces.iter().filter(|p| p.origin == k).count();
     let show_piece = |p: &Piece| -> String {
@@ -1294,9 +1417,9 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
     };
 
     let mut stripped = vec![];
-    let mut cores: Vec<(FKind, Core, Scalar, String)> = vec![];
-    let mut constant_cores: Vec<(FKind, Core, Scalar, String)> = vec![];
-    let mut logs: Vec<(LogLin, String)> = vec![];
+    let mut cores: Vec<(FKind, Core, Scalar, String, Norms)> = vec![];
+    let mut constant_cores: Vec<(FKind, Core, Scalar, String, Norms)> = vec![];
+    let mut logs: Vec<(LogLin, String, Norms)> = vec![];
     for p in &pieces {
         if p.coef.v[0] == 0.0 {
             let hs = hypers_of(loss, &p.coef.expr);
@@ -1315,22 +1438,22 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
         if is_scalar(&p.term) {
             // f of a constant (the loss of a structure with ✓ = ✗, or with an empty side)
             // counts only when nothing else does.
-            match classify(&r, &p.term, &p.coef, batch).as_deref() {
-                Ok([Class::F { f, z, weight }]) if weight.v[0] != 0.0 => {
+            match classify(r, &p.term, &p.coef, batch).as_deref() {
+                Ok([(Class::F { f, z, weight }, norms)]) if weight.v[0] != 0.0 => {
                     let what = format!("the argument of {} in `{}`", f.name(), show_piece(p));
-                    let core = core_of(&r, z, &what)?;
-                    constant_cores.push((*f, core, weight.clone(), show_piece(p)));
+                    let core = core_of(r, z, &what)?;
+                    constant_cores.push((*f, core, weight.clone(), show_piece(p), norms.clone()));
                 }
                 _ => stripped.push(format!("constant term: {}", show_piece(p))),
             }
             continue;
         }
         let term = strip_detach(&p.term);
-        let classes = match classify(&r, &term, &p.coef, batch) {
+        let classes = match classify(r, &term, &p.coef, batch) {
             Ok(c) => c,
-            Err(first) => classify(&r, &normalize(&term), &p.coef, batch).map_err(|_| first)?,
+            Err(first) => classify(r, &normalize(&term), &p.coef, batch).map_err(|_| first)?,
         };
-        for class in classes {
+        for (class, norms) in classes {
             match class {
                 Class::F { f, z, weight } => {
                     if weight.v[0] == 0.0 {
@@ -1338,10 +1461,10 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
                         continue;
                     }
                     let what = format!("the argument of {} in `{}`", f.name(), show_piece(p));
-                    let core = core_of(&r, &z, &what)?;
-                    cores.push((f, core, weight, show_piece(p)));
+                    let core = core_of(r, &z, &what)?;
+                    cores.push((f, core, weight, show_piece(p), norms));
                 }
-                Class::Log(lin) => logs.push((lin, show_piece(p))),
+                Class::Log(lin) => logs.push((lin, show_piece(p), norms)),
             }
         }
     }
@@ -1349,30 +1472,30 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
     if cores.is_empty() && logs.is_empty() {
         cores = constant_cores;
     } else {
-        for (_, _, _, shown) in constant_cores {
+        for (_, _, _, shown, _) in constant_cores {
             stripped.push(format!("constant term: {shown}"));
         }
     }
     // Merge equal f(ρ) terms; more than one distinct term is a mixture.
-    let mut groups: Vec<(FKind, Core, Scalar, Vec<String>)> = vec![];
-    for (f, core, weight, shown) in cores {
+    let mut groups: Vec<(FKind, Core, Scalar, Vec<String>, Norms)> = vec![];
+    for (f, core, weight, shown, norms) in cores {
         match groups
             .iter_mut()
-            .find(|(g, c, _, _)| *g == f && c.same(&core))
+            .find(|(g, c, _, _, _)| *g == f && c.same(&core))
         {
-            Some((_, _, w, names)) => {
+            Some((_, _, w, names, _)) => {
                 *w = w.add(&weight);
                 if !names.contains(&shown) {
                     names.push(shown);
                 }
             }
-            None => groups.push((f, core, weight, vec![shown])),
+            None => groups.push((f, core, weight, vec![shown], norms)),
         }
     }
     if groups.len() > 1 {
         let shown: Vec<String> = groups
             .iter()
-            .map(|(f, _, _, names)| format!("{} `{}`", f.name(), names.join("` + `")))
+            .map(|(f, _, _, names, _)| format!("{} `{}`", f.name(), names.join("` + `")))
             .collect();
         return Err(LogicError(format!(
             "loss `{}` is a weighted sum of {} different f(ρ) terms ({}): a mixture (as in KTO, conservative DPO or NCA) has no single preference structure",
@@ -1382,8 +1505,8 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
         )));
     }
 
-    let (f, semantic, core) = match groups.pop() {
-        Some((f, core, weight, names)) => {
+    let (f, semantic, core, normalised) = match groups.pop() {
+        Some((f, core, weight, names, norms)) => {
             if weight.v[0] < 0.0 {
                 return Err(LogicError(format!(
                     "the core term `{}` enters with the weight `{}`, negative at the default hyperparameters: a DPA loss minimises f(ρ) with a positive weight",
@@ -1394,14 +1517,23 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
             if !weight.is_one() {
                 stripped.insert(0, format!("weight: {}", print::expr(loss, &weight.expr)));
             }
-            for (_, shown) in &logs {
-                stripped.push(format!("regulariser: {shown}"));
+            // Log-probability terms beside f are regularisers (unless they cancel out).
+            let total = logs
+                .iter()
+                .map(|(lin, _, _)| lin.clone())
+                .reduce(LogLin::add);
+            if total.is_some_and(|t| !t.nonzero().is_empty() || !t.constant.is_zero()) {
+                for (_, shown, _) in &logs {
+                    stripped.push(format!("regulariser: {shown}"));
+                }
             }
-            (f, false, core)
+            (f, false, core, norms)
         }
         None => {
             // The semantic-loss form: the loss is -log of a probability.
-            let Some(total) = logs.into_iter().map(|(lin, _)| lin).reduce(LogLin::add) else {
+            let all: Vec<&Norms> = logs.iter().map(|(_, _, n)| n).collect();
+            let norms = merge_norms(r, &all)?;
+            let Some(total) = logs.into_iter().map(|(lin, _, _)| lin).reduce(LogLin::add) else {
                 return Err(LogicError(format!(
                     "loss `{}` has no term that depends on the preference atoms ({})",
                     loss.name,
@@ -1409,8 +1541,8 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
                 )));
             };
             let what = format!("loss `{}`", loss.name);
-            let core = core_of(&r, &total.neg(), &what)?;
-            (FKind::Logistic, true, core)
+            let core = core_of(r, &total.neg(), &what)?;
+            (FKind::Logistic, true, core, norms)
         }
     };
     if !core.scale.is_one() {
@@ -1428,7 +1560,7 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
     }
     let ratio = if semantic {
         // -log(P / Q) = -log σ(log P - log(Q - P)).
-        let Ratio { n, d: q } = sides(&r, &core)?;
+        let Ratio { n, d: q } = sides(r, &core)?;
         let d = too_large(q.sub(&n))?;
         if !d.is_multilinear() {
             return Err(LogicError(format!(
@@ -1438,15 +1570,33 @@ pub fn decompile(loss: &Loss) -> Result<Decompiled, LogicError> {
         }
         Ratio { n, d }
     } else {
-        sides(&r, &core)?
+        sides(r, &core)?
     };
     let structure = structure_of(&ratio)?;
+    let weight_of = |a: Atom, input: &str| match normalised.iter().find(|(b, _, _)| *b == a) {
+        Some((_, Some(n), read)) => {
+            let read = print::expr(loss, read);
+            let n = print::expr(loss, n);
+            format!(
+                "{read} / {}",
+                if n.contains(' ') { format!("({n})") } else { n }
+            )
+        }
+        _ => input.to_string(),
+    };
+    for a in Atom::ALL {
+        if let Some(input) = atoms.input_name(loss, a)
+            && normalised.iter().any(|(b, n, _)| *b == a && n.is_some())
+        {
+            stripped.push(format!("length normalisation: {}", weight_of(a, input)));
+        }
+    }
     Ok(Decompiled {
         loss: loss.name.clone(),
         atoms: atoms.describe(loss),
         inputs: Atom::ALL
             .into_iter()
-            .filter_map(|a| atoms.input_name(loss, a).map(|n| (a, n.to_string())))
+            .filter_map(|a| atoms.input_name(loss, a).map(|n| (a, weight_of(a, n))))
             .collect(),
         f,
         semantic,
