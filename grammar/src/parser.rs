@@ -494,6 +494,24 @@ impl Builder<'_> {
     }
 }
 
+/// The common cause of a missing final expression: a last line starting with `-` continues
+/// the statement above it. A hint naming that line, if there is one.
+fn continued_minus_help(text: &str, pos: usize) -> Option<String> {
+    let before = &text[..pos];
+    let item_start = before.rfind("loss ").unwrap_or(0);
+    let line = before[item_start..]
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())?;
+    line.trim_start().starts_with('-').then(|| {
+        format!(
+            "`{}` continues the statement above it (newlines do not end statements): write the final expression in parentheses, `({})`",
+            line.trim(),
+            line.trim()
+        )
+    })
+}
+
 /// Keyword tokens, which carry no information once parsed.
 fn is_kw(rule: Rule) -> bool {
     matches!(
@@ -810,8 +828,12 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
     );
     if found == "`}`" && expected.iter().any(|e| e.starts_with("an item")) {
         // The loss body's last statement took what should have been the final expression.
-        return Diagnostic::new(span, "this loss has no final expression", "the loss body ends here")
+        let mut d = Diagnostic::new(span, "this loss has no final expression", "the loss body ends here")
             .with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
+        if let Some(help) = continued_minus_help(text, pos) {
+            d = d.with_help(help);
+        }
+        return d;
     }
     if (found == "`[`" || found == "`(`")
         && before.ends_with(char::is_whitespace)
@@ -829,18 +851,8 @@ fn describe_error(text: &str, offset: usize, e: &pest::error::Error<Rule>) -> Di
         && !expected.iter().any(|e| e == "`)`")
     {
         d = d.with_note("a loss body ends with the expression of the loss itself, after its `let` and `metric` statements");
-        // The common cause: a final expression starting with `-` continues the `let` above it.
-        let before = &text[..pos];
-        let item_start = before.rfind("loss ").unwrap_or(0);
-        if let Some(line) = before[item_start..]
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('-'))
-        {
-            d = d.with_help(format!(
-                "`{}` continues the statement above it (newlines do not end statements): wrap the final expression in parentheses",
-                line.trim()
-            ));
+        if let Some(help) = continued_minus_help(text, pos) {
+            d = d.with_help(help);
         }
     }
     if found.contains("`loss`") || found.contains("`fn`") {
