@@ -41,7 +41,8 @@ pub struct LogicArgs {
     /// With --compile: the compiled loss's name.
     #[arg(long, value_name = "NAME", requires = "compile")]
     name: Option<String>,
-    /// Compare two losses; each a file, a stdlib loss, a lattice node or a structure.
+    /// Compare two losses; each a file (FILE:LOSS for one of several), a stdlib loss, a
+    /// lattice node or a structure.
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     compare: Option<Vec<String>>,
     /// Print the loss lattice of Richardson et al.
@@ -232,11 +233,18 @@ fn compile(spec: &str, f: FKind, name: &str, as_json: bool) -> Result<String, Us
     Ok(text)
 }
 
-/// A compare operand: a file or stdlib loss (decompiled), else a node or a structure.
+/// A compare operand: a file or stdlib loss (decompiled; `FILE:LOSS` picks one loss of a
+/// file), else a lattice node or a structure.
 fn operand(text: &str, reference: bool) -> Result<(Option<String>, Structure), UserError> {
-    let is_file = std::path::Path::new(text).is_file() || stdlib::get(text).is_some();
-    if is_file {
-        let (_, d) = load_decompiled(text, None)?;
+    let is_file = |t: &str| std::path::Path::new(t).is_file() || stdlib::get(t).is_some();
+    let (file, loss) = match text.rsplit_once(':') {
+        Some((f, l)) if !is_file(text) && is_file(f) => (f, Some(l)),
+        _ => (text, None),
+    };
+    if is_file(file) {
+        let (_, d) = load_decompiled(file, loss).map_err(|e| {
+            UserError(e.0.replace("with --loss NAME", &format!("with {file}:LOSS")))
+        })?;
         return Ok((Some(d.loss), d.structure));
     }
     parse_structure(text, reference)
