@@ -607,6 +607,15 @@ fn compare_confirms_every_arrow_of_the_single_model_lattice_and_no_other() {
         json(&["logic", "--compare", "orpo", "ORPO", "--json"])["relation"],
         "equal"
     );
+    // One loss of a file with several.
+    let slic = "tests/logic/source_forms.loss:slic";
+    assert_eq!(
+        json(&["logic", "--compare", slic, "cpo", "--json"])["relation"],
+        "equal"
+    );
+    let o = lossc(&["logic", "--compare", "tests/logic/source_forms.loss", "cpo"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("choose one with tests/logic/source_forms.loss:LOSS"));
 }
 
 /// The §4.4 boxes: the core P printed on slide 24 for each lifted loss.
