@@ -3,7 +3,6 @@
 
 use compiler::ir::Loss;
 use runtime::data::{self, Format};
-use serde_json::Value;
 use std::path::Path;
 
 /// f32 agreement: relative 1e-4 of the value, or of the largest entry for tensors.
@@ -13,12 +12,8 @@ fn close(got: f64, want: f64, scale: f64) -> bool {
         || (got - want).abs() <= 1e-4 * scale.max(want.abs()).max(1e-6)
 }
 
-fn flatten(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(xs) => xs.iter().flat_map(flatten).collect(),
-        x => vec![x.as_f64().unwrap_or(f64::NAN)],
-    }
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 /// Fixtures whose inputs lie beyond what f32 can represent or condition: (case, why).
 const BEYOND_F32: &[(&str, &str)] = &[
@@ -44,88 +39,57 @@ const ILL_CONDITIONED: &[&str] = &[
 
 #[test]
 fn cpu_matches_every_stdlib_fixture() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
+    let cases = fixtures::cases();
     let mut failures = vec![];
-    let mut cases = 0;
-    for dir in std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
+    for case in cases
+        .iter()
+        .filter(|c| !BEYOND_F32.iter().any(|(label, _)| *label == c.label))
     {
-        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let text = std::fs::read_to_string(f.path()).unwrap();
-            let case: Value = serde_json::from_str(&text).unwrap();
-            let name = case["loss"].as_str().unwrap();
-            let Some(entry) = lossc::stdlib::get(name) else {
-                continue;
-            };
-            let label = format!("{name}/{}", f.file_name().to_string_lossy());
-            if BEYOND_F32.iter().any(|(c, _)| *c == label) {
+        let label = &case.label;
+        let ill = ILL_CONDITIONED.contains(&label.as_str());
+        let close = |got: f64, want: f64, scale: f64| {
+            close(got, want, scale) || (ill && (got - want).abs() <= 1e-3 * scale.max(want.abs()))
+        };
+        let wrt = compiler::grad::resolve_wrt(&case.loss, &[]).unwrap();
+        let (out, grads) = match runtime::cpu::eval_with_grad(&case.loss, &case.bound, &wrt) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{label}: {e}"));
                 continue;
             }
-            let ill = ILL_CONDITIONED.contains(&label.as_str());
-            let close = |got: f64, want: f64, scale: f64| {
-                close(got, want, scale)
-                    || (ill && (got - want).abs() <= 1e-3 * scale.max(want.abs()))
-            };
-            let loss = compiler::check_source(entry.source)
-                .unwrap()
-                .losses
-                .remove(0);
-            let inputs = data::parse_tensors(
-                Format::Json,
-                case["inputs"].to_string().as_bytes(),
-                "fixture",
-            )
-            .unwrap();
-            let set: Vec<(String, f64)> = case["hyperparameters"]
-                .as_object()
-                .unwrap()
+        };
+        let want = case.expected["loss"].as_f64().unwrap();
+        if !close(out.loss, want, 0.0) {
+            failures.push(format!("{label}: loss {} vs {want}", out.loss));
+        }
+        for (m, v) in &out.metrics {
+            let w = case.expected["metrics"][m].as_f64().unwrap();
+            if !close(*v, w, 0.0) {
+                failures.push(format!("{label}: metric {m} {v} vs {w}"));
+            }
+        }
+        for (i, g) in grads {
+            let input = &case.loss.inputs[i].name;
+            let want = fixtures::flatten(&case.expected["grad"][input]);
+            let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            if let Some((k, (a, w))) = g
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-                .collect();
-            let bound = runtime::bind(&loss, &inputs, &set).unwrap();
-            let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
-            let (out, grads) = match runtime::cpu::eval_with_grad(&loss, &bound, &wrt) {
-                Ok(r) => r,
-                Err(e) => {
-                    failures.push(format!("{label}: {e}"));
-                    continue;
-                }
-            };
-            let want = case["expected"]["loss"].as_f64().unwrap();
-            if !close(out.loss, want, 0.0) {
-                failures.push(format!("{label}: loss {} vs {want}", out.loss));
+                .zip(&want)
+                .enumerate()
+                .find(|(_, (a, w))| !close(**a, **w, scale))
+            {
+                failures.push(format!(
+                    "{label}: grad_{input}[{k}] {a} vs {w} (largest {scale})"
+                ));
             }
-            for (m, v) in &out.metrics {
-                let w = case["expected"]["metrics"][m].as_f64().unwrap();
-                if !close(*v, w, 0.0) {
-                    failures.push(format!("{label}: metric {m} {v} vs {w}"));
-                }
-            }
-            for (i, g) in grads {
-                let input = &loss.inputs[i].name;
-                let want = flatten(&case["expected"]["grad"][input]);
-                let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-                if let Some((k, (a, w))) = g
-                    .iter()
-                    .zip(&want)
-                    .enumerate()
-                    .find(|(_, (a, w))| !close(**a, **w, scale))
-                {
-                    failures.push(format!(
-                        "{label}: grad_{input}[{k}] {a} vs {w} (largest {scale})"
-                    ));
-                }
-            }
-            cases += 1;
         }
     }
-    assert!(cases >= 100, "only {cases} cases");
+    assert!(cases.len() >= 100, "only {} cases", cases.len());
     assert!(
         failures.is_empty(),
-        "{} of {cases} cases differ:\n{}",
+        "{} of {} cases differ:\n{}",
         failures.len(),
+        cases.len(),
         failures.join("\n")
     );
 }

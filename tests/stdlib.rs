@@ -3,9 +3,6 @@
 //! (made by `stdlib/fixtures/make_fixtures.py`; the tests read only the JSON it wrote).
 
 use lossc::stdlib;
-use runtime::data::{self, Format};
-use serde_json::Value;
-use std::path::Path;
 
 fn checked(name: &str) -> compiler::ir::Loss {
     let e = stdlib::get(name).unwrap_or_else(|| panic!("no stdlib loss `{name}`"));
@@ -85,6 +82,9 @@ fn stdlib_names_match_the_contract() {
     );
 }
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 /// Relative difference with an absolute floor, so exact zeros compare sensibly.
 fn close(got: f64, want: f64, rel: f64) -> bool {
     got == want || (got - want).abs() <= rel * want.abs().max(1e-12)
@@ -92,133 +92,87 @@ fn close(got: f64, want: f64, rel: f64) -> bool {
 
 #[test]
 fn interpreter_matches_reference_fixtures() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
-    let mut checked_cases = 0;
+    let cases = fixtures::cases();
     let mut failures = vec![];
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .collect();
-    dirs.sort_by_key(|e| e.file_name());
-    for dir in dirs {
-        let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
-        files.sort_by_key(|e| e.file_name());
-        for f in files {
-            let text = std::fs::read_to_string(f.path()).unwrap();
-            let case: Value = serde_json::from_str(&text).unwrap();
-            let name = case["loss"].as_str().unwrap();
-            let loss = checked(name);
-            let inputs = data::parse_tensors(
-                Format::Json,
-                case["inputs"].to_string().as_bytes(),
-                "fixture",
-            )
-            .unwrap();
-            let set: Vec<(String, f64)> = case["hyperparameters"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-                .collect();
-            let bound = runtime::bind(&loss, &inputs, &set).unwrap();
-            let out = runtime::eval(&loss, &bound).unwrap();
-            let label = format!("{name}/{}", f.file_name().to_string_lossy());
-            let want = case["expected"]["loss"].as_f64().unwrap();
-            if !close(out.loss, want, 1e-9) {
-                failures.push(format!("{label}: loss {} != reference {want}", out.loss));
+    for case in &cases {
+        let out = runtime::eval(&case.loss, &case.bound).unwrap();
+        let want = case.expected["loss"].as_f64().unwrap();
+        if !close(out.loss, want, 1e-9) {
+            failures.push(format!(
+                "{}: loss {} != reference {want}",
+                case.label, out.loss
+            ));
+        }
+        let metrics = case.expected["metrics"].as_object().unwrap();
+        assert_eq!(
+            metrics.len(),
+            out.metrics.len(),
+            "{}: metric count",
+            case.label
+        );
+        for (m, v) in &out.metrics {
+            let want = metrics[m].as_f64().unwrap();
+            if !close(*v, want, 1e-9) {
+                failures.push(format!(
+                    "{}: metric {m} {v} != reference {want}",
+                    case.label
+                ));
             }
-            let metrics = case["expected"]["metrics"].as_object().unwrap();
-            assert_eq!(metrics.len(), out.metrics.len(), "{label}: metric count");
-            for (m, v) in &out.metrics {
-                let want = metrics[m].as_f64().unwrap();
-                if !close(*v, want, 1e-9) {
-                    failures.push(format!("{label}: metric {m} {v} != reference {want}"));
-                }
-            }
-            checked_cases += 1;
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
-        checked_cases >= 25,
-        "only {checked_cases} fixture cases found"
+        cases.len() >= 25,
+        "only {} fixture cases found",
+        cases.len()
     );
 }
 
 #[test]
 fn interpreter_gradients_match_reference_fixtures() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib/fixtures");
-    let mut cases = 0;
+    let cases = fixtures::cases();
     let mut failures = vec![];
-    for dir in std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-    {
-        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
-            let case: Value =
-                serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
-            let name = case["loss"].as_str().unwrap();
-            let label = format!("{name}/{}", f.file_name().to_string_lossy());
-            let loss = checked(name);
-            let inputs = data::parse_tensors(
-                Format::Json,
-                case["inputs"].to_string().as_bytes(),
-                "fixture",
-            )
-            .unwrap();
-            let set: Vec<(String, f64)> = case["hyperparameters"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
-                .collect();
-            let bound = runtime::bind(&loss, &inputs, &set).unwrap();
-            let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
-            let (out, grads) = runtime::eval_with_grad(&loss, &bound, &wrt).unwrap();
-            let want = case["expected"]["loss"].as_f64().unwrap();
-            assert!(
-                close(out.loss, want, 1e-9),
-                "{label}: gradient program changed the loss"
-            );
-            let expected = case["expected"]["grad"].as_object().unwrap();
-            assert_eq!(
-                expected.len(),
-                grads.len(),
-                "{label}: one gradient per float input"
-            );
-            for (i, g) in grads {
-                let input = &loss.inputs[i].name;
-                let want: Vec<f64> = flatten(&expected[input]);
-                assert_eq!(want.len(), g.len(), "{label}: grad_{input} size");
-                for (k, (a, w)) in g.iter().zip(&want).enumerate() {
-                    // Gradients are compared relative to the largest entry: entries that cancel to
-                    // ~1e-17 carry no relative precision in either implementation.
-                    let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
-                    // (written so that a NaN where the reference is finite fails)
-                    let same = if w.is_nan() {
-                        a.is_nan()
-                    } else {
-                        (a - w).abs() <= 1e-9 * scale
-                    };
-                    if !same {
-                        failures.push(format!("{label}: grad_{input}[{k}] = {a}, reference {w}"));
-                    }
+    for case in &cases {
+        let wrt = compiler::grad::resolve_wrt(&case.loss, &[]).unwrap();
+        let (out, grads) = runtime::eval_with_grad(&case.loss, &case.bound, &wrt).unwrap();
+        let want = case.expected["loss"].as_f64().unwrap();
+        assert!(
+            close(out.loss, want, 1e-9),
+            "{}: gradient program changed the loss",
+            case.label
+        );
+        let expected = case.expected["grad"].as_object().unwrap();
+        assert_eq!(
+            expected.len(),
+            grads.len(),
+            "{}: one gradient per float input",
+            case.label
+        );
+        for (i, g) in grads {
+            let input = &case.loss.inputs[i].name;
+            let want = fixtures::flatten(&expected[input]);
+            assert_eq!(want.len(), g.len(), "{}: grad_{input} size", case.label);
+            // Gradients are compared relative to the largest entry: entries that cancel to
+            // ~1e-17 carry no relative precision in either implementation.
+            let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+            for (k, (a, w)) in g.iter().zip(&want).enumerate() {
+                // (written so that a NaN where the reference is finite fails)
+                let same = if w.is_nan() {
+                    a.is_nan()
+                } else {
+                    (a - w).abs() <= 1e-9 * scale
+                };
+                if !same {
+                    failures.push(format!(
+                        "{}: grad_{input}[{k}] = {a}, reference {w}",
+                        case.label
+                    ));
                 }
             }
-            cases += 1;
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(cases >= 25);
-}
-
-fn flatten(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(xs) => xs.iter().flat_map(flatten).collect(),
-        x => vec![x.as_f64().unwrap()],
-    }
+    assert!(cases.len() >= 25);
 }
 
 #[test]

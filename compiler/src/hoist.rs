@@ -129,7 +129,7 @@ impl Hoister {
             rename.insert(v, n);
             indices.push(n);
         }
-        let body = rename_free(&e, &rename);
+        let body = e.rename_vars(&rename);
         self.count += 1;
         let mut name = format!("hoisted{}", self.count);
         while self.out.inputs.iter().any(|i| i.name == name)
@@ -150,39 +150,5 @@ impl Hoister {
             tensor: Tensor::Def(id),
             indices: free.iter().map(|&v| Expr::Index(v)).collect(),
         }
-    }
-}
-
-fn rename_free(e: &Expr, map: &HashMap<VarId, VarId>) -> Expr {
-    match e {
-        Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
-        Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => e.clone(),
-        Expr::Read { tensor, indices } => Expr::Read {
-            tensor: *tensor,
-            indices: indices.iter().map(|i| rename_free(i, map)).collect(),
-        },
-        Expr::Unary(op, a) => Expr::Unary(*op, Box::new(rename_free(a, map))),
-        Expr::Binary(op, a, b) => Expr::Binary(
-            *op,
-            Box::new(rename_free(a, map)),
-            Box::new(rename_free(b, map)),
-        ),
-        Expr::Call(f, args) => Expr::Call(*f, args.iter().map(|a| rename_free(a, map)).collect()),
-        Expr::Select(c, a, b) => Expr::Select(
-            Box::new(rename_free(c, map)),
-            Box::new(rename_free(a, map)),
-            Box::new(rename_free(b, map)),
-        ),
-        Expr::Reduce {
-            op,
-            vars,
-            filter,
-            body,
-        } => Expr::Reduce {
-            op: *op,
-            vars: vars.clone(),
-            filter: filter.as_ref().map(|f| Box::new(rename_free(f, map))),
-            body: body.as_ref().map(|b| Box::new(rename_free(b, map))),
-        },
     }
 }

@@ -418,6 +418,35 @@ impl Expr {
         found
     }
 
+    /// A copy with free index variables renamed by `map` (binders and the variables they bind
+    /// are left alone: callers never map a variable that a reduction inside binds).
+    pub fn rename_vars(&self, map: &std::collections::HashMap<VarId, VarId>) -> Expr {
+        let r = |e: &Expr| e.rename_vars(map);
+        match self {
+            Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
+            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => self.clone(),
+            Expr::Read { tensor, indices } => Expr::Read {
+                tensor: *tensor,
+                indices: indices.iter().map(r).collect(),
+            },
+            Expr::Unary(op, a) => Expr::Unary(*op, Box::new(r(a))),
+            Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(r(a)), Box::new(r(b))),
+            Expr::Call(f, args) => Expr::Call(*f, args.iter().map(r).collect()),
+            Expr::Select(c, a, b) => Expr::Select(Box::new(r(c)), Box::new(r(a)), Box::new(r(b))),
+            Expr::Reduce {
+                op,
+                vars,
+                filter,
+                body,
+            } => Expr::Reduce {
+                op: *op,
+                vars: vars.clone(),
+                filter: filter.as_ref().map(|f| Box::new(r(f))),
+                body: body.as_ref().map(|b| Box::new(r(b))),
+            },
+        }
+    }
+
     /// The number of nodes.
     pub fn size(&self) -> usize {
         let mut n = 0;

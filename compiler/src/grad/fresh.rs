@@ -103,37 +103,3 @@ impl Fresh {
         }
     }
 }
-
-/// `e` with its free variables renamed by `map` (binders are left alone: the gradient
-/// builder never maps a variable that a reduction inside `e` binds).
-pub(super) fn rename(e: &Expr, map: &HashMap<VarId, VarId>) -> Expr {
-    match e {
-        Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
-        Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => e.clone(),
-        Expr::Read { tensor, indices } => Expr::Read {
-            tensor: *tensor,
-            indices: indices.iter().map(|i| rename(i, map)).collect(),
-        },
-        Expr::Unary(op, a) => Expr::Unary(*op, Box::new(rename(a, map))),
-        Expr::Binary(op, a, b) => {
-            Expr::Binary(*op, Box::new(rename(a, map)), Box::new(rename(b, map)))
-        }
-        Expr::Call(f, args) => Expr::Call(*f, args.iter().map(|a| rename(a, map)).collect()),
-        Expr::Select(c, a, b) => Expr::Select(
-            Box::new(rename(c, map)),
-            Box::new(rename(a, map)),
-            Box::new(rename(b, map)),
-        ),
-        Expr::Reduce {
-            op,
-            vars,
-            filter,
-            body,
-        } => Expr::Reduce {
-            op: *op,
-            vars: vars.clone(),
-            filter: filter.as_ref().map(|f| Box::new(rename(f, map))),
-            body: body.as_ref().map(|b| Box::new(rename(b, map))),
-        },
-    }
-}

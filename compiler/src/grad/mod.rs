@@ -351,15 +351,15 @@ fn finish(term: Term, outs: &[VarId]) -> Expr {
             _ => eqs.push((ix.clone(), o)),
         }
     }
-    let mut conds: Vec<Expr> = term.conds.iter().map(|c| fresh::rename(c, &map)).collect();
+    let mut conds: Vec<Expr> = term.conds.iter().map(|c| c.rename_vars(&map)).collect();
     for (ix, o) in eqs {
         conds.push(Expr::Binary(
             BinOp::Eq,
-            Box::new(fresh::rename(&ix, &map)),
+            Box::new(ix.rename_vars(&map)),
             Box::new(Expr::Index(o)),
         ));
     }
-    let factor = fresh::rename(&term.factor, &map);
+    let factor = term.factor.rename_vars(&map);
     let filter = conds
         .into_iter()
         .reduce(|a, b| Expr::Binary(BinOp::And, Box::new(a), Box::new(b)));
