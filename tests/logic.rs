@@ -810,3 +810,57 @@ fn hostile_formulas_do_not_crash() {
         assert!(!stderr(&o).contains("panicked"));
     }
 }
+
+/// `--compare` is exact on every pair of single-model structures: the relation is
+/// antisymmetric, every `le` holds at random points, and every incomparable pair with defined
+/// losses has a witness each way (so no ordered pair is reported incomparable).
+#[test]
+fn compare_is_exact_on_all_single_model_pairs() {
+    let all = all_single_model();
+    let defined = |s: &Structure| s.win != BoolFn::FALSE || s.lose != BoolFn::FALSE;
+    let mut rng = Rng(99);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            let c = compare(a, b);
+            *counts.entry(c.relation.name()).or_insert(0) += 1;
+            let back = compare(b, a);
+            let mirrored = match c.relation {
+                Relation::Le => Relation::Ge,
+                Relation::Ge => Relation::Le,
+                r => r,
+            };
+            assert_eq!(back.relation, mirrored, "{} / {}", a.spec(), b.spec());
+            let (ra, rb) = (a.ratio(), b.ratio());
+            match c.relation {
+                Relation::Le | Relation::Ge => {
+                    let (hi, lo) = if c.relation == Relation::Le {
+                        (&ra, &rb)
+                    } else {
+                        (&rb, &ra)
+                    };
+                    for _ in 0..4 {
+                        let x = [0.01 + 0.98 * rng.next(), 0.01 + 0.98 * rng.next(), 0.5, 0.5];
+                        let (h, l) = (hi.loss(x), lo.loss(x));
+                        assert!(
+                            h >= l - 1e-9 * l.abs().max(1.0) || h.is_nan(),
+                            "{} / {} at {x:?}",
+                            a.spec(),
+                            b.spec()
+                        );
+                    }
+                }
+                Relation::Incomparable if defined(a) && defined(b) => {
+                    let w = c
+                        .witness
+                        .unwrap_or_else(|| panic!("no witness: {} / {}", a.spec(), b.spec()));
+                    assert!(w.a_greater.loss_a > w.a_greater.loss_b);
+                    assert!(w.b_greater.loss_a < w.b_greater.loss_b);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(counts.values().sum::<usize>(), 256 * 255 / 2);
+    assert!(counts["incomparable"] > 0 && counts["le"] + counts["ge"] > 0 && counts["equal"] > 0);
+}

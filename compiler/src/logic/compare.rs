@@ -195,8 +195,11 @@ pub struct Comparison {
     pub witness: Option<Witness>,
 }
 
-/// Compares two structures as losses: equal ratios are `Equal`; otherwise the order `⊑` of
-/// their reduced structures decides, and incomparable pairs get a witness.
+/// Compares two structures as losses: equal ratios are `Equal`; `a` is below `b` when [`le`]
+/// orders them or when [`dominates`] proves `b`'s ratio at least `a`'s on the whole cube (the
+/// order of losses can pass through writings of an intermediate loss that no single pair of
+/// writings shows, e.g. `l ≤ 1 ≤ 1 + (1-w)·l/(w·(1-l))`); incomparable pairs get a witness. A structure with `✓ = ✗ = ∅` (the undefined `0/0`)
+/// equals only another one and is incomparable to the rest, with no witness.
 pub fn compare(a: &Structure, b: &Structure) -> Comparison {
     let (ra, rb) = (a.ratio(), b.ratio());
     if ra.equals(&rb) {
@@ -205,18 +208,182 @@ pub fn compare(a: &Structure, b: &Structure) -> Comparison {
             witness: None,
         };
     }
-    let (sa, sb) = (a.reduced(), b.reduced());
-    let relation = match (sa.le(&sb), sb.le(&sa)) {
+    let undefined = |r: &Ratio| r.n.is_zero() && r.d.is_zero();
+    if undefined(&ra) || undefined(&rb) {
+        return Comparison {
+            relation: Relation::Incomparable,
+            witness: None,
+        };
+    }
+    let space = a.space().join(b.space());
+    let (ca, cb) = (canonical(a), canonical(b));
+    let ordered = |x: &Option<Structure>, y: &Option<Structure>, rx: &Ratio, ry: &Ratio| {
+        let structural = match (x, y) {
+            (Some(x), Some(y)) => le_canonical(x, y, space),
+            _ => false,
+        };
+        structural || dominates(ry, rx, space)
+    };
+    let relation = match (ordered(&ca, &cb, &ra, &rb), ordered(&cb, &ca, &rb, &ra)) {
         (true, _) => Relation::Le,
         (_, true) => Relation::Ge,
         _ => Relation::Incomparable,
     };
     let witness = if relation == Relation::Incomparable {
-        witness(&ra, &rb, a.space().join(b.space()))
+        witness(&ra, &rb, space)
     } else {
         None
     };
     Comparison { relation, witness }
+}
+
+/// The structure's canonical form as a loss: the reduced ratio's worlds, with `0/D` as
+/// `(∅, ⊤)` and `N/0` as `(⊤, ∅)`; `None` for the undefined `0/0`.
+fn canonical(s: &Structure) -> Option<Structure> {
+    match (s.win == BoolFn::FALSE, s.lose == BoolFn::FALSE) {
+        (true, true) => None,
+        (true, false) => Some(Structure::new(BoolFn::FALSE, BoolFn::TRUE)),
+        (false, true) => Some(Structure::new(BoolFn::TRUE, BoolFn::FALSE)),
+        _ => Some(s.reduced()),
+    }
+}
+
+/// The non-empty world sets that depend only on `atoms`.
+fn sets_over(atoms: &[Atom]) -> Vec<BoolFn> {
+    let cubes: Vec<BoolFn> = (0..1usize << atoms.len())
+        .map(|m| {
+            atoms.iter().enumerate().fold(BoolFn::TRUE, |acc, (i, a)| {
+                let lit = BoolFn::atom(*a);
+                acc.and(if m >> i & 1 == 1 {
+                    lit
+                } else {
+                    lit.complement()
+                })
+            })
+        })
+        .collect();
+    (1u32..1 << cubes.len())
+        .map(|mask| {
+            cubes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask >> i & 1 == 1)
+                .fold(BoolFn::FALSE, |acc, (_, c)| acc.or(*c))
+        })
+        .collect()
+}
+
+/// The paper's order `a ⊑ b` (dpa_logic.md §4.1: `✓_a ⊨ ✓_b` and `✗_b ⊨ ✗_a`, so `a`'s loss
+/// is at least `b`'s everywhere), taken up to equality of losses: a loss is written by many
+/// structures — its reduced ratio `N/D` times `G/G` for any count `G` over the atoms `N` and
+/// `D` do not mention (the ratio 1 is `(X, X)` for every `X`) — and `a ⊑ b` holds when some
+/// pair of writings is ordered. For a given writing `G_a` of `a`, the best writing of `b` is
+/// the smallest `G_b` that covers `✓_a·G_a`.
+pub fn le(a: &Structure, b: &Structure, space: Space) -> bool {
+    match (canonical(a), canonical(b)) {
+        (Some(sa), Some(sb)) => le_canonical(&sa, &sb, space),
+        _ => false,
+    }
+}
+
+/// [`le`] of canonical forms.
+fn le_canonical(sa: &Structure, sb: &Structure, space: Space) -> bool {
+    let free = |s: &Structure| -> Vec<Atom> {
+        let (win, lose) = (s.win.support(), s.lose.support());
+        space
+            .atoms()
+            .iter()
+            .copied()
+            .filter(|x| !win.contains(x) && !lose.contains(x))
+            .collect()
+    };
+    let (wa, wb) = (free(sa), free(sb));
+    let b_choices = sets_over(&wb);
+    sets_over(&wa).into_iter().any(|ga| {
+        let (win, lose) = (sa.win.and(ga), sa.lose.and(ga));
+        let fits = |gb: BoolFn| win.entails(sb.win.and(gb)) && sb.lose.and(gb).entails(lose);
+        if win == BoolFn::FALSE {
+            b_choices.iter().any(|gb| fits(*gb))
+        } else {
+            let gb = win.project(&wb);
+            // `project` keeps the atoms of `wb`; it is the smallest set over them covering `win`.
+            gb.support().iter().all(|x| wb.contains(x)) && fits(gb)
+        }
+    })
+}
+
+/// True when `hi ≥ lo` everywhere on the unit cube, as ratios (`hi.n·lo.d − lo.n·hi.d ≥ 0`),
+/// proven by the Bernstein coefficients of that polynomial on the cube, subdivided where
+/// they are not all non-negative. `false` also when no proof is found.
+pub fn dominates(hi: &Ratio, lo: &Ratio, space: Space) -> bool {
+    let (Ok(x), Ok(y)) = (hi.n.mul(&lo.d), lo.n.mul(&hi.d)) else {
+        return false;
+    };
+    let Ok(q) = x.sub(&y) else { return false };
+    let atoms = space.atoms();
+    let n = atoms.len();
+    if q.terms().any(|(m, _)| {
+        m.iter().any(|&e| e > 2)
+            || (0..4).any(|k| m[k] > 0 && !atoms.iter().any(|a| a.index() == k))
+    }) {
+        return false;
+    }
+    // Bernstein coefficients of degree 2 in each variable: t^0 -> (1, 1, 1), t -> (0, 1/2,
+    // 1), t^2 -> (0, 0, 1).
+    let basis = [[1.0, 1.0, 1.0], [0.0, 0.5, 1.0], [0.0, 0.0, 1.0]];
+    let mut coeffs = vec![0.0; 3usize.pow(n as u32)];
+    for (m, c) in q.terms() {
+        for (idx, slot) in coeffs.iter_mut().enumerate() {
+            let mut v = *c as f64;
+            let mut rest = idx;
+            for a in atoms {
+                v *= basis[usize::from(m[a.index()])][rest % 3];
+                rest /= 3;
+            }
+            *slot += v;
+        }
+    }
+    nonnegative(&coeffs, n, 12) == Some(true)
+}
+
+/// Bernstein coefficients (degree 2 per axis, axis 0 fastest) all non-negative after at most
+/// `depth` subdivisions: `Some(true)` proven, `Some(false)` a corner is negative, `None`
+/// undecided.
+fn nonnegative(c: &[f64], n: usize, depth: u32) -> Option<bool> {
+    const EPS: f64 = 1e-12;
+    if c.iter().all(|&x| x >= -EPS) {
+        return Some(true);
+    }
+    let corner = |idx: usize| (0..n).all(|k| (idx / 3usize.pow(k as u32)) % 3 != 1);
+    if c.iter().enumerate().any(|(i, &x)| corner(i) && x < -EPS) {
+        return Some(false);
+    }
+    if depth == 0 {
+        return None;
+    }
+    // Split along one axis at its midpoint (de Casteljau).
+    let axis = (depth as usize) % n;
+    let stride = 3usize.pow(axis as u32);
+    let (mut left, mut right) = (c.to_vec(), c.to_vec());
+    for i in 0..c.len() {
+        if !(i / stride).is_multiple_of(3) {
+            continue;
+        }
+        let (c0, c1, c2) = (c[i], c[i + stride], c[i + 2 * stride]);
+        let mid = (c0 + 2.0 * c1 + c2) / 4.0;
+        left[i + stride] = (c0 + c1) / 2.0;
+        left[i + 2 * stride] = mid;
+        right[i] = mid;
+        right[i + stride] = (c1 + c2) / 2.0;
+    }
+    match (
+        nonnegative(&left, n, depth - 1),
+        nonnegative(&right, n, depth - 1),
+    ) {
+        (Some(true), Some(true)) => Some(true),
+        (Some(false), _) | (_, Some(false)) => Some(false),
+        _ => None,
+    }
 }
 
 /// Searches a grid of the open cube (then a finer one) for a point where each loss is the
