@@ -787,6 +787,10 @@ fn outside_the_fragment_is_a_clear_error() {
         &["logic", "--compile", "P = Mw", "--f", "cubic"],
         &["logic", "--compare", "CE"],
         &["logic", "--dot", "dpo"],
+        &["logic", "dpo", "--f", "squared"],
+        &["logic", "dpo", "--name", "x"],
+        &["logic", "--lattice", "--loss", "x"],
+        &["logic", "--compile", "CE", "--reference"],
     ] {
         assert_eq!(lossc(args).status.code(), Some(2), "{args:?}");
     }

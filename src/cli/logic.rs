@@ -29,18 +29,29 @@ pub struct LogicArgs {
     /// A `.loss` file, or the name of a stdlib loss, to decompile.
     file: Option<String>,
     /// The loss to decompile, when the file defines several.
-    #[arg(long, requires = "file")]
+    #[arg(long, conflicts_with_all = ["compile", "compare", "lattice"])]
     loss: Option<String>,
     /// Compile a structure to a loss: "P = FORMULA; P_C = FORMULA; P_A = FORMULA" (P_C and
     /// P_A optional; formulas over Mw Ml Rw Rl with ! & | -> ^), or a lattice node's name.
     #[arg(long, value_name = "STRUCTURE")]
     compile: Option<String>,
     /// With --compile: the convex function f.
-    #[arg(long = "f", value_name = "F", requires = "compile", value_parser = ["logistic", "squared", "hinge"])]
-    f: Option<String>,
+    #[arg(
+        long = "f",
+        value_name = "F",
+        conflicts_with_all = ["file", "compare", "lattice"],
+        value_parser = ["logistic", "squared", "hinge"],
+        default_value = "logistic"
+    )]
+    f: String,
     /// With --compile: the compiled loss's name.
-    #[arg(long, value_name = "NAME", requires = "compile")]
-    name: Option<String>,
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["file", "compare", "lattice"],
+        default_value = "logic_loss"
+    )]
+    name: String,
     /// Compare two losses; each a file (FILE:LOSS for one of several), a stdlib loss, a
     /// lattice node or a structure.
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
@@ -75,15 +86,8 @@ pub fn run(args: LogicArgs) -> Result<String, UserError> {
     if let Some(file) = &args.file {
         decompile(file, args.loss.as_deref(), args.json)
     } else if let Some(spec) = &args.compile {
-        let f = args.f.as_deref().map_or(FKind::Logistic, |f| {
-            FKind::from_name(f).expect("clap checked it")
-        });
-        compile(
-            spec,
-            f,
-            args.name.as_deref().unwrap_or("logic_loss"),
-            args.json,
-        )
+        let f = FKind::from_name(&args.f).expect("clap checked it");
+        compile(spec, f, &args.name, args.json)
     } else if let Some(pair) = &args.compare {
         compare(&pair[0], &pair[1], args.reference, args.json)
     } else {
