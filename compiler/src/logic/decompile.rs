@@ -7,8 +7,11 @@
 //! 2. Each term is recognised as `f(z)` for a convex `f` (`-log_sigmoid(z)`, `softplus(-z)`,
 //!    `relu(-z)`, `z^2`), as a sum of log-probabilities (a regulariser such as CPO's NLL, or,
 //!    when no term has an `f`, the whole loss `-log(P / Q)` = `-log σ(log P - log(Q - P))`,
-//!    e.g. the semantic loss `-log WMC(✓)`), or as a constant. The term is read
-//!    as written, and if that fails, after the e-graph pass of [`super::normal`].
+//!    e.g. the semantic loss `-log WMC(✓)`), or as a constant. The body of the batch
+//!    reduction is read both as written and after the e-graph pass of [`super::normal`];
+//!    where the two disagree the normal form wins (it fuses identities such as
+//!    `softplus(x) - x = softplus(-x)` that a literal split would take apart), where they
+//!    agree the loss as written is reported (it prints what the user wrote).
 //! 3. `z` is read as `Σ cᵢ·log Pᵢ + c` with each `Pᵢ` a polynomial in the atom weights:
 //!    an atom's input is `log p`, `log1mexp(x)` is `log(1 - eˣ)`, `softplus` and
 //!    `log_sigmoid` of a log-ratio are logs of rational functions, `log` and `log1p` of

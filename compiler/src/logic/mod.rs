@@ -6,10 +6,10 @@
 //! `Mw, Ml` (the tuned model deems the chosen / rejected response valid) and `Rw, Rl` (the
 //! reference model does). The pair of sets is a preference structure `(P, P_C, P_A)`.
 //!
-//! - [`decompile`]: loss → normal form `f(ρ)` → reduced ratio → structure, or a precise
+//! - [`decompile()`]: loss → normal form `f(ρ)` → reduced ratio → structure, or a precise
 //!   reason why the loss is outside the fragment.
-//! - [`compile`]: structure → `.loss` (an [`crate::ir::Loss`]).
-//! - [`compare`]: equal losses (rational functions), the order `⊑`, witnesses.
+//! - [`compile()`]: structure → `.loss` (an [`crate::ir::Loss`]).
+//! - [`compare()`]: equal losses (rational functions), the order `⊑`, witnesses.
 //! - [`lattice`]: the paper's loss lattice, computed.
 //!
 //! The pieces: [`formula`] (the `! & | -> ^` syntax), [`worlds`] (world sets and weighted
