@@ -203,3 +203,40 @@ proptest::proptest! {
         proptest::prop_assert!(failures.is_empty(), "{}\n{}", compiler::print::loss(&loss), failures.join("\n"));
     }
 }
+
+#[test]
+fn argmax_and_argmin_take_the_first_extreme_index_on_every_backend() {
+    let source = "loss l(q: [B, K]) {
+        let hi[b] = argmax[k](q[b, k])
+        let lo[b] = argmin[k](q[b, k])
+        let none[b] = argmax[k | q[b, k] > 100](q[b, k])
+        metric first_max = hi[0]
+        metric second_max = hi[1]
+        metric first_min = lo[0]
+        metric second_min = lo[1]
+        metric empty = none[0]
+        sum[b](q[b, hi[b]] - q[b, lo[b]])
+    }";
+    let loss = compiler::check_source(source).unwrap().losses.remove(0);
+    // Row 0: ties at the maximum (1, 3) and the minimum (0, 2); row 1: a NaN wins both.
+    let inputs = data::parse_tensors(
+        Format::Json,
+        br#"{"q": [[0.0, 5.0, 0.0, 5.0], [1.0, "NaN", 7.0, -7.0]]}"#,
+        "t",
+    )
+    .unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let want = [
+        ("first_max", 1.0),
+        ("second_max", 1.0),
+        ("first_min", 0.0),
+        ("second_min", 1.0),
+        ("empty", -1.0),
+    ];
+    let interp = runtime::eval(&loss, &bound).unwrap();
+    let (cpu, _) = runtime::cpu::eval_with_grad(&loss, &bound, &[]).unwrap();
+    for out in [interp.metrics, cpu.metrics] {
+        let got: Vec<(&str, f64)> = out.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(got, want);
+    }
+}

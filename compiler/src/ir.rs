@@ -380,7 +380,8 @@ impl Loss {
                 _ => DType::Float,
             },
             Expr::Reduce {
-                op: Reducer::Count, ..
+                op: Reducer::Count | Reducer::ArgMax | Reducer::ArgMin,
+                ..
             } => DType::Int,
             Expr::Reduce { .. } => DType::Float,
         }

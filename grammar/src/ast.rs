@@ -191,6 +191,12 @@ pub enum Reducer {
     LogSumExp,
     /// `count` (empty: 0); takes no body.
     Count,
+    /// `argmax` over one index: the first index of the largest term (NaN counts as largest;
+    /// empty: -1).
+    ArgMax,
+    /// `argmin` over one index: the first index of the smallest term (NaN counts as smallest;
+    /// empty: -1).
+    ArgMin,
 }
 
 impl Reducer {
@@ -203,17 +209,21 @@ impl Reducer {
             Reducer::Min => "min",
             Reducer::LogSumExp => "logsumexp",
             Reducer::Count => "count",
+            Reducer::ArgMax => "argmax",
+            Reducer::ArgMin => "argmin",
         }
     }
 
     /// Every reducer.
-    pub const ALL: [Reducer; 6] = [
+    pub const ALL: [Reducer; 8] = [
         Reducer::Sum,
         Reducer::Mean,
         Reducer::Max,
         Reducer::Min,
         Reducer::LogSumExp,
         Reducer::Count,
+        Reducer::ArgMax,
+        Reducer::ArgMin,
     ];
 }
 

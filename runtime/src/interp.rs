@@ -395,7 +395,9 @@ impl<'a> Evaluator<'a> {
                 Some(b) => self.eval(b)?,
                 None => 0.0,
             };
-            acc.push(x);
+            // argmax/argmin bind one index: its value is the term's position.
+            let at = vars.first().map_or(0, |&v| self.vars[v]);
+            acc.push(x, at);
         }
         Ok(acc.finish())
     }
@@ -423,6 +425,8 @@ struct Acc {
     count: usize,
     extreme: f64,
     terms: Vec<f64>,
+    /// For argmax/argmin: the position of the extreme term so far (-1 before any).
+    position: i64,
 }
 
 impl Acc {
@@ -437,10 +441,11 @@ impl Acc {
             count: 0,
             extreme,
             terms: vec![],
+            position: -1,
         }
     }
 
-    fn push(&mut self, x: f64) {
+    fn push(&mut self, x: f64, at: i64) {
         self.count += 1;
         match self.op {
             Reducer::Sum | Reducer::Mean => self.sum += x,
@@ -451,6 +456,19 @@ impl Acc {
                 self.terms.push(x);
             }
             Reducer::Count => {}
+            Reducer::ArgMax | Reducer::ArgMin => {
+                // The first extreme term wins ties; NaN beats everything, like torch.argmax.
+                let better = if self.op == Reducer::ArgMax {
+                    x > self.extreme
+                } else {
+                    x < self.extreme
+                };
+                let nan_first = x.is_nan() && !self.extreme.is_nan();
+                if self.position < 0 || better || nan_first {
+                    self.extreme = x;
+                    self.position = at;
+                }
+            }
         }
     }
 
@@ -461,6 +479,7 @@ impl Acc {
             Reducer::Mean => self.sum / self.count as f64,
             Reducer::Max | Reducer::Min => self.extreme,
             Reducer::Count => self.count as f64,
+            Reducer::ArgMax | Reducer::ArgMin => self.position as f64,
             Reducer::LogSumExp => {
                 let m = self.extreme;
                 if !m.is_finite() {

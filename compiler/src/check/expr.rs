@@ -664,6 +664,19 @@ impl LossCx<'_, '_> {
                 ok = false;
             }
             (Reducer::Count, None) => {}
+            (Reducer::ArgMax | Reducer::ArgMin, Some(_)) if vars.len() != 1 => {
+                self.error(
+                    Diagnostic::new(
+                        op_span,
+                        format!("`{kw}` binds exactly one index, here {}", vars.len()),
+                        "one index",
+                    )
+                    .with_note(format!(
+                        "`{kw}` gives the position of the extreme term along one dimension"
+                    )),
+                );
+                ok = false;
+            }
             (_, None) => {
                 self.error(
                     Diagnostic::new(
@@ -690,10 +703,9 @@ impl LossCx<'_, '_> {
         if !ok {
             return None;
         }
-        let t = if op == Reducer::Count {
-            DType::Int
-        } else {
-            DType::Float
+        let t = match op {
+            Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => DType::Int,
+            _ => DType::Float,
         };
         Some((
             ir::Expr::Reduce {

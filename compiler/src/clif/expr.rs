@@ -495,6 +495,43 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let k = self.b.ins().fcvt_from_sint(types::F32, k);
                 Ok(Val::F(self.b.ins().fdiv(total, k)))
             }
+            Reducer::ArgMax | Reducer::ArgMin => {
+                let body = body.expect("argmax and argmin have a body");
+                let (best, at) = (
+                    self.b.declare_var(types::F32),
+                    self.b.declare_var(types::I64),
+                );
+                let (z, minus_one) = (self.f32(0.0), self.b.ins().iconst(types::I64, -1));
+                self.b.def_var(best, z);
+                self.b.def_var(at, minus_one);
+                let position = vars[0];
+                self.terms(vars, filter, &mut |s| {
+                    let v = s.expr(body)?;
+                    let v = s.float(v);
+                    let (b, p) = (s.b.use_var(best), s.b.use_var(at));
+                    // The first extreme term wins ties; NaN beats everything.
+                    let cc = if op == Reducer::ArgMax {
+                        FloatCC::GreaterThan
+                    } else {
+                        FloatCC::LessThan
+                    };
+                    let better = s.b.ins().fcmp(cc, v, b);
+                    let v_nan = s.b.ins().fcmp(FloatCC::Unordered, v, v);
+                    let b_num = s.b.ins().fcmp(FloatCC::Ordered, b, b);
+                    let nan_first = s.b.ins().band(v_nan, b_num);
+                    let first = s.b.ins().icmp_imm_s(IntCC::SignedLessThan, p, 0);
+                    let take = s.b.ins().bor(better, nan_first);
+                    let take = s.b.ins().bor(take, first);
+                    let here = s.var(position);
+                    let here = s.b.use_var(here);
+                    let nb = s.b.ins().select(take, v, b);
+                    let np = s.b.ins().select(take, here, p);
+                    s.b.def_var(best, nb);
+                    s.b.def_var(at, np);
+                    Ok(())
+                })?;
+                Ok(Val::I(self.b.use_var(at)))
+            }
             Reducer::Max | Reducer::Min | Reducer::LogSumExp => {
                 let body = body.expect("max, min and logsumexp have a body");
                 let start = if op == Reducer::Min {

@@ -143,7 +143,7 @@ pub(super) fn collect_at(
             vars: k,
             filter,
             body: Some(body),
-        } if *op != Reducer::Count => {
+        } if !matches!(op, Reducer::Count | Reducer::ArgMax | Reducer::ArgMin) => {
             let mut inner_vars = vars.to_vec();
             inner_vars.extend(k);
             let mut inner_conds = conds.to_vec();
@@ -194,7 +194,9 @@ pub(super) fn collect_at(
                     ));
                     Expr::Int(1)
                 }
-                Reducer::Count => unreachable!("count carries no gradient"),
+                Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => {
+                    unreachable!("integer reductions carry no gradient")
+                }
             };
             collect(
                 fresh,

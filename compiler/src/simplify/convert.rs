@@ -102,6 +102,8 @@ pub fn to_term(e: &Expr, out: &mut RecExpr<Math>) -> Id {
                         Reducer::Max => Math::RMax(k),
                         Reducer::Min => Math::RMin(k),
                         Reducer::LogSumExp => Math::LogSumExp(k),
+                        Reducer::ArgMax => Math::ArgMax(k),
+                        Reducer::ArgMin => Math::ArgMin(k),
                         Reducer::Count => unreachable!(),
                     })
                 }
@@ -183,6 +185,8 @@ pub fn from_term(t: &RecExpr<Math>, id: Id) -> Expr {
         Math::RMax(k) => reduce(Reducer::Max, k),
         Math::RMin(k) => reduce(Reducer::Min, k),
         Math::LogSumExp(k) => reduce(Reducer::LogSumExp, k),
+        Math::ArgMax(k) => reduce(Reducer::ArgMax, k),
+        Math::ArgMin(k) => reduce(Reducer::ArgMin, k),
         Math::Count([vars, f]) => Expr::Reduce {
             op: Reducer::Count,
             vars: var_list(t, *vars),

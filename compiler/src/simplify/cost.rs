@@ -77,6 +77,9 @@ impl CostFunction<Math> for StableCost<'_> {
                 return per_term(1, costs(*f), costs(*b));
             }
             Math::LogSumExp([_, f, b]) => return per_term(11, costs(*f), costs(*b)),
+            Math::ArgMax([_, f, b]) | Math::ArgMin([_, f, b]) => {
+                return per_term(2, costs(*f), costs(*b));
+            }
             Math::Count([_, f]) => return per_term(1, costs(*f), 0),
             // A derivative not yet worked out is never the answer.
             Math::D(_) => return UNSTABLE.saturating_mul(1000),

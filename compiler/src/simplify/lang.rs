@@ -124,6 +124,8 @@ define_language! {
         "rmin" = RMin([Id; 3]),
         "logsumexp" = LogSumExp([Id; 3]),
         "count" = Count([Id; 2]),
+        "argmax" = ArgMax([Id; 3]),
+        "argmin" = ArgMin([Id; 3]),
         "d" = D([Id; 2]),
         Leaf(Leaf),
     }
@@ -190,7 +192,9 @@ impl Analysis<Math> for Facts {
             | Math::Mean([vars, f, b])
             | Math::RMax([vars, f, b])
             | Math::RMin([vars, f, b])
-            | Math::LogSumExp([vars, f, b]) => {
+            | Math::LogSumExp([vars, f, b])
+            | Math::ArgMax([vars, f, b])
+            | Math::ArgMin([vars, f, b]) => {
                 let bound = &egraph[*vars].data.free;
                 egraph[*f]
                     .data
