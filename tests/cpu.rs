@@ -240,3 +240,32 @@ fn argmax_and_argmin_take_the_first_extreme_index_on_every_backend() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn cpu_results_are_bit_identical_for_any_thread_count() {
+    // Large enough for the executor to split definitions over threads.
+    let e = lossc::stdlib::get("cross_entropy").unwrap();
+    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+    let inputs = runtime::random::random_inputs(&loss, &sizes("B=96,C=512"), 4).unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[("label_smoothing".into(), 0.1)]).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
+    };
+    let (one, g1) = run(1);
+    for threads in [2, 3, 4] {
+        let (many, g) = run(threads);
+        assert_eq!(one.loss.to_bits(), many.loss.to_bits(), "{threads} threads");
+        let same = g1[0]
+            .1
+            .iter()
+            .zip(&g[0].1)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "gradients differ with {threads} threads");
+    }
+    // And run after run.
+    assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
+}

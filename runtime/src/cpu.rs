@@ -11,17 +11,19 @@ use compiler::clif::{self, Layout};
 use compiler::ir::{DType, DefKind, InputId, Loss};
 use cranelift_jit::{JITBuilder, JITModule};
 
-/// A loss compiled to native code.
+/// A loss compiled to native code: one function per definition (over a range of its outermost
+/// index, so rows can be spread over threads) and one for the loss.
 pub struct CpuLoss {
     /// The program compiled (for a gradient program: with its `grad_<input>` definitions).
     program: Loss,
     /// Keeps the code alive.
     _module: JITModule,
-    entry: EntryFn,
+    defs: Vec<DefFn>,
+    result: ResultFn,
 }
 
-/// The entry point's C signature (see `compiler::clif`).
-type EntryFn = unsafe extern "C" fn(
+/// The loss function's C signature (see `compiler::clif`).
+type ResultFn = unsafe extern "C" fn(
     *const *const u8,
     *const i64,
     *const f32,
@@ -29,6 +31,35 @@ type EntryFn = unsafe extern "C" fn(
     *mut f32,
     *mut i64,
 ) -> i64;
+/// A definition's C signature: the loss function's, then the row range.
+type DefFn = unsafe extern "C" fn(
+    *const *const u8,
+    *const i64,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    *mut i64,
+    i64,
+    i64,
+) -> i64;
+
+/// Definitions with at least this many elements are split over threads.
+const PARALLEL_ELEMENTS: usize = 1 << 14;
+
+/// The raw buffers one call reads and writes, shareable across the threads of one definition:
+/// each thread writes only its own rows of that definition and reads inputs and earlier
+/// definitions, which no thread writes.
+#[derive(Clone, Copy)]
+struct Buffers {
+    inputs: *const *const u8,
+    dims: *const i64,
+    hypers: *const f32,
+    work: *mut f32,
+}
+
+// SAFETY: see the type's documentation: concurrent calls touch disjoint rows of `work`.
+unsafe impl Send for Buffers {}
+unsafe impl Sync for Buffers {}
 
 extern "C" fn lossc_expf(x: f32) -> f32 {
     x.exp()
@@ -82,17 +113,35 @@ impl CpuLoss {
             builder.symbol(name, f);
         }
         let mut module = JITModule::new(builder);
-        let id = clif::lower(program, &mut module, "loss").map_err(|e| RunError::new(e.message))?;
+        let cranelift = |e: clif::ClifError| RunError::new(e.message);
+        let mut def_ids = vec![];
+        for d in 0..program.defs.len() {
+            let id = clif::lower_part(program, &mut module, &format!("def{d}"), clif::Part::Def(d))
+                .map_err(cranelift)?;
+            def_ids.push(id);
+        }
+        let result_id = clif::lower_part(program, &mut module, "result", clif::Part::Result)
+            .map_err(cranelift)?;
         module
             .finalize_definitions()
             .map_err(|e| RunError::new(format!("cranelift: {e:?}")))?;
-        let code = module.get_finalized_function(id);
-        // SAFETY: `code` is the function `clif::lower` built with exactly this signature.
-        let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(code) };
+        // SAFETY: each pointer is a function `clif::lower_part` built with exactly the signature
+        // it is cast to (`clif::part_signature`).
+        let defs = def_ids
+            .into_iter()
+            .map(|id| unsafe {
+                std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+            })
+            .collect();
+        // SAFETY: as above.
+        let result = unsafe {
+            std::mem::transmute::<*const u8, ResultFn>(module.get_finalized_function(result_id))
+        };
         Ok(CpuLoss {
             program: program.clone(),
             _module: module,
-            entry,
+            defs,
+            result,
         })
     }
 
@@ -141,17 +190,67 @@ impl CpuLoss {
         let layout = Layout::new(loss, &bound.dims);
         let mut work = vec![0f32; layout.total.max(1)];
         let mut result = 0f32;
+        let buffers = Buffers {
+            inputs: pointers.as_ptr(),
+            dims: dims.as_ptr(),
+            hypers: hypers.as_ptr(),
+            work: work.as_mut_ptr(),
+        };
+        for (d, def) in loss.defs.iter().enumerate() {
+            let rows = def
+                .indices
+                .first()
+                .map_or(1, |&v| bound.dims[loss.vars[v].dim]);
+            let chunks = if layout.sizes[d] >= PARALLEL_ELEMENTS {
+                rayon::current_num_threads().min(rows).max(1)
+            } else {
+                1
+            };
+            let f = self.defs[d];
+            // Rows split into equal chunks in order; each element is computed by one thread
+            // exactly as it would be alone, so results do not depend on the thread count.
+            let run_chunk = |k: usize| -> [i64; 5] {
+                let (start, end) = (rows * k / chunks, rows * (k + 1) / chunks);
+                let mut error = [0i64; 4];
+                let mut unused = 0f32;
+                let b = buffers;
+                // SAFETY: the buffers match the signature the code was compiled for (one
+                // pointer per input in its declared element type, one size per dimension, one
+                // value per hyperparameter, `layout.total` floats of work); every index the
+                // code computes is a loop variable below its dimension or checked against it;
+                // this call writes only rows start..end of definition d.
+                let status = unsafe {
+                    f(
+                        b.inputs,
+                        b.dims,
+                        b.hypers,
+                        b.work,
+                        &mut unused,
+                        error.as_mut_ptr(),
+                        start as i64,
+                        end as i64,
+                    )
+                };
+                [status, error[0], error[1], error[2], error[3]]
+            };
+            let outcomes: Vec<[i64; 5]> = if chunks == 1 {
+                vec![run_chunk(0)]
+            } else {
+                use rayon::prelude::*;
+                (0..chunks).into_par_iter().map(run_chunk).collect()
+            };
+            if let Some(o) = outcomes.iter().find(|o| o[0] != 0) {
+                return Err(self.out_of_range([o[1], o[2], o[3], o[4]], bound));
+            }
+        }
         let mut error = [0i64; 4];
-        // SAFETY: the buffers match the signature the code was compiled for: one pointer per
-        // input holding its elements in the declared type, one size per dimension, one value
-        // per hyperparameter, a work buffer of `layout.total` f32; every index the code
-        // computes is either a loop variable below its dimension or checked against it.
+        // SAFETY: as above; the loss function only reads.
         let status = unsafe {
-            (self.entry)(
-                pointers.as_ptr(),
-                dims.as_ptr(),
-                hypers.as_ptr(),
-                work.as_mut_ptr(),
+            (self.result)(
+                buffers.inputs,
+                buffers.dims,
+                buffers.hypers,
+                buffers.work,
                 &mut result,
                 error.as_mut_ptr(),
             )

@@ -32,6 +32,8 @@ pub(super) struct Lowering<'a, M: Module> {
     vars: HashMap<VarId, Variable>,
     error_block: Option<Block>,
     pub(super) funcs: HashMap<&'static str, FuncRef>,
+    /// For a one-definition function: the range of its outermost index to compute.
+    outer_range: Option<(Value, Value)>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -57,15 +59,19 @@ impl<'a, M: Module> Lowering<'a, M> {
             vars: HashMap::new(),
             error_block: None,
             funcs: HashMap::new(),
+            outer_range: None,
         }
     }
 
-    /// Emits the whole function.
-    pub(super) fn function(mut self) -> Result<(), ClifError> {
+    /// Emits the function for `part` of the program.
+    pub(super) fn function(mut self, part: super::Part) -> Result<(), ClifError> {
         let entry = self.b.create_block();
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
+        if let super::Part::Def(_) = part {
+            self.outer_range = Some((params[6], params[7]));
+        }
         let (inputs, dims, hypers) = (params[0], params[1], params[2]);
         (self.work, self.result, self.error) = (params[3], params[4], params[5]);
         self.hypers = hypers;
@@ -90,12 +96,20 @@ impl<'a, M: Module> Lowering<'a, M> {
             }
             off = self.b.ins().iadd(off, n);
         }
-        for d in 0..self.loss.defs.len() {
-            self.definition(d)?;
+        match part {
+            super::Part::All => {
+                for d in 0..self.loss.defs.len() {
+                    self.definition(d)?;
+                }
+            }
+            super::Part::Def(d) => self.definition(d)?,
+            super::Part::Result => {}
         }
-        let value = self.expr(&self.loss.result.clone())?;
-        let value = self.float(value);
-        self.b.ins().store(trusted(), value, self.result, 0);
+        if !matches!(part, super::Part::Def(_)) {
+            let value = self.expr(&self.loss.result.clone())?;
+            let value = self.float(value);
+            self.b.ins().store(trusted(), value, self.result, 0);
+        }
         let ok = self.b.ins().iconst(types::I64, 0);
         self.b.ins().return_(&[ok]);
         if let Some(err) = self.error_block {
@@ -124,13 +138,29 @@ impl<'a, M: Module> Lowering<'a, M> {
         vars: &[VarId],
         body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
+        self.for_each_from(vars, None, body)
+    }
+
+    /// [`Self::for_each`], with the first variable running over `range` (a sub-range of its
+    /// dimension) when given.
+    fn for_each_from(
+        &mut self,
+        vars: &[VarId],
+        range: Option<(Value, Value)>,
+        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
         let Some((&v, rest)) = vars.split_first() else {
             return body(self);
         };
         let x = self.var(v);
-        let size = self.dims[self.loss.vars[v].dim];
-        let zero = self.b.ins().iconst(types::I64, 0);
-        self.b.def_var(x, zero);
+        let (start, size) = match range {
+            Some(r) => r,
+            None => (
+                self.b.ins().iconst(types::I64, 0),
+                self.dims[self.loss.vars[v].dim],
+            ),
+        };
+        self.b.def_var(x, start);
         let (header, inner, exit) = (
             self.b.create_block(),
             self.b.create_block(),
@@ -142,7 +172,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, size);
         self.b.ins().brif(more, inner, &[], exit, &[]);
         self.b.switch_to_block(inner);
-        self.for_each(rest, body)?;
+        self.for_each_from(rest, None, body)?;
         let i = self.b.use_var(x);
         let next = self.b.ins().iadd_imm_s(i, 1);
         self.b.def_var(x, next);
@@ -170,7 +200,8 @@ impl<'a, M: Module> Lowering<'a, M> {
             s.b.ins().store(trusted(), value, addr, 0);
             Ok(())
         };
-        self.for_each(&def.indices, &mut body)
+        let range = self.outer_range;
+        self.for_each_from(&def.indices, range, &mut body)
     }
 
     /// The address of f32/i32 element `index` of `base`.

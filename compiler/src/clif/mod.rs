@@ -97,12 +97,34 @@ pub fn flags(pic: bool) -> cranelift_codegen::settings::Flags {
     cranelift_codegen::settings::Flags::new(b)
 }
 
+/// Which part of a program a lowered function computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every definition, then the loss: the AOT entry point.
+    All,
+    /// Definition `d` only, for the rows `start..end` of its outermost index (all of a scalar
+    /// definition): the unit the CPU executor spreads over threads. Two more parameters,
+    /// `int64_t start, int64_t end`, follow the six of the entry point.
+    Def(usize),
+    /// The loss only, from already computed definitions.
+    Result,
+}
+
 /// The entry point's signature.
 pub fn signature<M: Module>(module: &M) -> Signature {
+    part_signature(module, Part::All)
+}
+
+/// The signature of the function computing `part`.
+pub fn part_signature<M: Module>(module: &M, part: Part) -> Signature {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
     for _ in 0..6 {
         sig.params.push(AbiParam::new(ptr));
+    }
+    if let Part::Def(_) = part {
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
     }
     sig.returns.push(AbiParam::new(types::I64));
     sig
@@ -110,7 +132,17 @@ pub fn signature<M: Module>(module: &M) -> Signature {
 
 /// Lowers `loss` into `module` as the exported function `name`.
 pub fn lower<M: Module>(loss: &Loss, module: &mut M, name: &str) -> Result<FuncId, ClifError> {
-    let sig = signature(module);
+    lower_part(loss, module, name, Part::All)
+}
+
+/// Lowers `part` of `loss` into `module` as the exported function `name`.
+pub fn lower_part<M: Module>(
+    loss: &Loss,
+    module: &mut M,
+    name: &str,
+    part: Part,
+) -> Result<FuncId, ClifError> {
+    let sig = part_signature(module, part);
     let id = module.declare_function(name, Linkage::Export, &sig)?;
     let mut ctx = module.make_context();
     ctx.func.signature = sig;
@@ -118,7 +150,7 @@ pub fn lower<M: Module>(loss: &Loss, module: &mut M, name: &str) -> Result<FuncI
     let mut fctx = FunctionBuilderContext::new();
     {
         let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        expr::Lowering::new(loss, module, builder).function()?;
+        expr::Lowering::new(loss, module, builder).function(part)?;
     }
     module
         .define_function(id, &mut ctx)
@@ -138,7 +170,7 @@ pub fn clif_text<M: Module>(loss: &Loss, module: &mut M) -> Result<String, ClifE
     let mut fctx = FunctionBuilderContext::new();
     {
         let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        expr::Lowering::new(loss, module, builder).function()?;
+        expr::Lowering::new(loss, module, builder).function(Part::All)?;
     }
     Ok(ctx.func.display().to_string())
 }
