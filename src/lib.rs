@@ -2,5 +2,6 @@
 //! program (and REPL); the stages live in the `grammar`, `compiler` and `runtime` crates.
 
 pub mod cli;
+pub mod repl;
 pub mod source;
 pub mod stdlib;

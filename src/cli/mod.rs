@@ -68,6 +68,8 @@ enum Command {
         /// A stdlib loss's name.
         name: Option<String>,
     },
+    /// Explore losses interactively: define, simplify, differentiate, evaluate and compare.
+    Repl,
 }
 
 /// Runs lossc with the process's arguments and returns the exit code.
@@ -180,5 +182,6 @@ pub fn run(cli: Cli) -> Result<String, UserError> {
         }
         Command::Logic(args) => logic::run(args),
         Command::Doc { name } => doc::run(name.as_deref()),
+        Command::Repl => crate::repl::run(),
     }
 }
