@@ -554,7 +554,17 @@ fn eval(s: &mut Session, a: EvalCmd) -> Result<String, UserError> {
     let loss = s.loss(&a.name)?;
     let (tensors, from) = data_for(s, &loss, &a.data)?;
     let set = s.sets_for(&loss, &sets(&a.set)?);
-    let bound = runtime::bind(&loss, &tensors, &set).map_err(err)?;
+    let bound = runtime::bind(&loss, &tensors, &set).map_err(|e| {
+        let mut e = err(e);
+        if let (None, Some(scope)) = (&from, &s.scope) {
+            let _ = write!(
+                e.0,
+                "\n  note: the inputs in scope are {}'s; give --random or --inputs",
+                scope.signature.name
+            );
+        }
+        e
+    })?;
     let wrt = if a.no_grad {
         vec![]
     } else {
@@ -628,16 +638,19 @@ fn scope_text(s: &Session) -> String {
         let Some(t) = scope.tensors.get(&input.name) else {
             continue;
         };
-        let values: Vec<f64> = match &t.data {
-            runtime::Data::F64(v) => v.clone(),
-            runtime::Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
-            runtime::Data::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+        let (values, elem): (Vec<f64>, _) = match &t.data {
+            runtime::Data::F64(v) => (v.clone(), show::Elem::Float),
+            runtime::Data::I64(v) => (v.iter().map(|&x| x as f64).collect(), show::Elem::Int),
+            runtime::Data::Bool(v) => (
+                v.iter().map(|&x| f64::from(u8::from(x))).collect(),
+                show::Elem::Bool,
+            ),
         };
         let _ = writeln!(
             out,
             "  {sig:width$}  {:?} {}",
             t.shape,
-            show::summary(&values)
+            show::summary_of(&values, elem)
         );
     }
     for h in &l.hypers {
@@ -772,7 +785,7 @@ fn doc(s: &Session, name: Option<&str>) -> Result<String, UserError> {
     for loss in &losses {
         let _ = writeln!(out, "{}\n", signature(loss));
         for line in loss.doc.lines() {
-            let _ = writeln!(out, "    {line}");
+            let _ = writeln!(out, "{}", format!("    {line}").trim_end());
         }
         if !loss.doc.is_empty() {
             out.push('\n');

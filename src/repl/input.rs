@@ -79,16 +79,21 @@ fn depth(code: &str) -> i64 {
 pub fn needs_more(text: &str) -> bool {
     let code = without_comments(text);
     let trimmed = code.trim();
-    if trimmed.is_empty() || trimmed.starts_with(':') {
+    let last_blank = text
+        .rsplit_once('\n')
+        .is_some_and(|(_, last)| last.trim().is_empty());
+    if trimmed.is_empty() {
+        // A `///` doc comment belongs to the item on the lines after it.
+        let doc = text.lines().any(|l| l.trim_start().starts_with("///"));
+        return doc && !last_blank;
+    }
+    if trimmed.starts_with(':') {
         return false;
     }
     let d = depth(&code);
     if d > 0 {
         return true;
     }
-    let last_blank = text
-        .rsplit_once('\n')
-        .is_some_and(|(_, last)| last.trim().is_empty());
     if d < 0 || last_blank {
         return false;
     }
@@ -183,6 +188,8 @@ mod tests {
         assert!(!needs_more("loss f(x: [B]) { mean[b](x[b]) }"));
         assert!(!needs_more("1 + 2 // a comment with an open ( bracket"));
         assert!(!needs_more(":eval f --random B=4"));
+        assert!(needs_more("/// A doc comment, then its item"));
+        assert!(!needs_more("// a plain comment"));
         assert!(!needs_more("x[0] )"));
         assert!(!needs_more("let c =\n"));
         assert!(needs_more("loss f(x: [B]) {\n"));

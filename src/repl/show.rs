@@ -45,6 +45,28 @@ pub fn summary(values: &[f64]) -> String {
     }
 }
 
+/// [`summary`] for a tensor of any element type: integers and booleans as they are.
+pub fn summary_of(values: &[f64], elem: Elem) -> String {
+    if elem == Elem::Float {
+        return summary(values);
+    }
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| element(*x, elem, false))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if values.len() <= 6 {
+        format!("[{}]", show(values))
+    } else {
+        format!(
+            "[{}, ..., {}]",
+            show(&values[..3]),
+            show(&values[values.len() - 3..])
+        )
+    }
+}
+
 /// What a tensor's elements are, for printing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Elem {
