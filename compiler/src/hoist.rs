@@ -15,6 +15,7 @@ pub fn hoist(loss: &Loss) -> Loss {
         defs: vec![],
         map: HashMap::new(),
         count: 0,
+        hoisted: vec![],
     };
     h.out.defs.clear();
     for (old, def) in loss.defs.iter().enumerate() {
@@ -38,6 +39,8 @@ struct Hoister {
     /// Old definition id → id in `defs`.
     map: HashMap<usize, usize>,
     count: usize,
+    /// The hoisted definitions so far, with their index variables.
+    hoisted: Vec<(usize, Vec<VarId>)>,
 }
 
 /// The index variables `e` uses without binding them.
@@ -130,6 +133,26 @@ impl Hoister {
             indices.push(n);
         }
         let body = e.rename_vars(&rename);
+        // The same reduction hoisted before (up to the names of its variables) is reused.
+        let dims: Vec<usize> = indices.iter().map(|&v| self.out.vars[v].dim).collect();
+        for &(id, ref earlier_indices) in &self.hoisted {
+            let earlier = &self.defs[id];
+            let same_dims = earlier_indices
+                .iter()
+                .map(|&v| self.out.vars[v].dim)
+                .eq(dims.iter().copied());
+            let mut pairs: HashMap<VarId, VarId> = indices
+                .iter()
+                .copied()
+                .zip(earlier_indices.iter().copied())
+                .collect();
+            if same_dims && alpha_eq(&body, &earlier.body, &mut pairs, &self.out.vars) {
+                return Expr::Read {
+                    tensor: Tensor::Def(id),
+                    indices: free.iter().map(|&v| Expr::Index(v)).collect(),
+                };
+            }
+        }
         self.count += 1;
         let mut name = format!("hoisted{}", self.count);
         while self.out.inputs.iter().any(|i| i.name == name)
@@ -139,6 +162,7 @@ impl Hoister {
         }
         let dtype = self.out.type_of(&body);
         let id = self.defs.len();
+        self.hoisted.push((id, indices.clone()));
         self.defs.push(Def {
             name,
             kind: DefKind::Let,
@@ -150,5 +174,108 @@ impl Hoister {
             tensor: Tensor::Def(id),
             indices: free.iter().map(|&v| Expr::Index(v)).collect(),
         }
+    }
+}
+
+/// True when `a` and `b` are the same expression up to the names of their variables: `pairs`
+/// maps variables of `a` to those of `b` (the free ones on entry; binders are added as met).
+fn alpha_eq(a: &Expr, b: &Expr, pairs: &mut HashMap<VarId, VarId>, vars: &[IndexVar]) -> bool {
+    match (a, b) {
+        (Expr::Index(x), Expr::Index(y)) => pairs.get(x).map_or(x == y, |m| m == y),
+        (Expr::Float(x), Expr::Float(y)) => x.to_bits() == y.to_bits(),
+        (Expr::Int(x), Expr::Int(y)) => x == y,
+        (Expr::Bool(x), Expr::Bool(y)) => x == y,
+        (Expr::Hyper(x), Expr::Hyper(y)) => x == y,
+        (
+            Expr::Read {
+                tensor: t,
+                indices: i,
+            },
+            Expr::Read {
+                tensor: u,
+                indices: j,
+            },
+        ) => {
+            t == u
+                && i.len() == j.len()
+                && i.iter().zip(j).all(|(x, y)| alpha_eq(x, y, pairs, vars))
+        }
+        (Expr::Unary(o, x), Expr::Unary(p, y)) => o == p && alpha_eq(x, y, pairs, vars),
+        (Expr::Binary(o, x1, x2), Expr::Binary(p, y1, y2)) => {
+            o == p && alpha_eq(x1, y1, pairs, vars) && alpha_eq(x2, y2, pairs, vars)
+        }
+        (Expr::Call(f, xs), Expr::Call(g, ys)) => {
+            f == g
+                && xs.len() == ys.len()
+                && xs.iter().zip(ys).all(|(x, y)| alpha_eq(x, y, pairs, vars))
+        }
+        (Expr::Select(c, x1, x2), Expr::Select(d, y1, y2)) => {
+            alpha_eq(c, d, pairs, vars)
+                && alpha_eq(x1, y1, pairs, vars)
+                && alpha_eq(x2, y2, pairs, vars)
+        }
+        (
+            Expr::Reduce {
+                op: o,
+                vars: v,
+                filter: f,
+                body: b,
+            },
+            Expr::Reduce {
+                op: p,
+                vars: w,
+                filter: g,
+                body: c,
+            },
+        ) => {
+            // Binders pair up in order, and must range over the same dimensions.
+            if o != p
+                || v.len() != w.len()
+                || v.iter().zip(w).any(|(x, y)| vars[*x].dim != vars[*y].dim)
+            {
+                return false;
+            }
+            pairs.extend(v.iter().copied().zip(w.iter().copied()));
+            let same_filter = match (f, g) {
+                (Some(f), Some(g)) => alpha_eq(f, g, pairs, vars),
+                (None, None) => true,
+                _ => false,
+            };
+            let same_body = match (b, c) {
+                (Some(b), Some(c)) => alpha_eq(b, c, pairs, vars),
+                (None, None) => true,
+                _ => false,
+            };
+            same_filter && same_body
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted_names(source: &str) -> Vec<String> {
+        let loss = crate::check_source(source).unwrap().losses.remove(0);
+        hoist(&loss)
+            .defs
+            .iter()
+            .map(|d| d.name.clone())
+            .filter(|n| n.starts_with("hoisted"))
+            .collect()
+    }
+
+    #[test]
+    fn equal_reductions_are_hoisted_once_and_different_ranges_are_not_merged() {
+        // count[j: B]() twice: one hoisted definition; count over C is another.
+        let names = hoisted_names(
+            "loss l(x: [B], y: [C]) {
+                let a[i] = x[i] / count[j: B]()
+                let b[i] = x[i] * count[k: B]() + count[c: C]()
+                sum[i](a[i] + b[i])
+            }",
+        );
+        assert_eq!(names, ["hoisted1", "hoisted2"]);
     }
 }
