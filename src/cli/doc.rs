@@ -1,5 +1,6 @@
 //! `lossc doc [NAME]`: the stdlib grouped by family, or one loss's signature and doc comment.
 
+use crate::show::signature;
 use crate::source::{self, UserError};
 use crate::stdlib;
 use compiler::ir::Loss;
@@ -78,28 +79,4 @@ fn show(name: &str) -> Result<String, UserError> {
         let _ = writeln!(out, "  source: {}", src.name);
     }
     Ok(out)
-}
-
-/// `loss dpo(x: [B], ...; beta = 0.1)` and its metrics.
-pub fn signature(loss: &Loss) -> String {
-    let inputs: Vec<String> = loss
-        .inputs
-        .iter()
-        .map(|i| runtime::bind::signature(loss, i))
-        .collect();
-    let hypers: Vec<String> = loss
-        .hypers
-        .iter()
-        .map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default)))
-        .collect();
-    let mut s = format!("loss {}({}", loss.name, inputs.join(", "));
-    if !hypers.is_empty() {
-        let _ = write!(s, "; {}", hypers.join(", "));
-    }
-    s.push(')');
-    let metrics: Vec<&str> = loss.metrics().map(|m| m.name.as_str()).collect();
-    if !metrics.is_empty() {
-        let _ = write!(s, "\n  metrics: {}", metrics.join(", "));
-    }
-    s
 }

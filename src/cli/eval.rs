@@ -1,5 +1,6 @@
 //! `lossc eval`: bind data (a file, or seeded random inputs) to a loss and run it.
 
+use crate::show::{number, summary};
 use crate::source::{self, UserError};
 use clap::Args;
 use runtime::data::{self, TensorMap};
@@ -59,49 +60,12 @@ struct Sets(Vec<(String, f64)>);
 
 /// Parses `B=8,C=10`.
 pub(super) fn parse_sizes(s: &str) -> Result<Sizes, String> {
-    pairs(s, |v| {
-        v.parse::<usize>()
-            .map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))
-    })
-    .map(Sizes)
+    crate::assign::sizes(s).map(Sizes)
 }
 
 /// Parses `beta=0.2,gamma=1`.
 fn parse_sets(s: &str) -> Result<Sets, String> {
-    pairs(s, |v| match v {
-        "inf" => Ok(f64::INFINITY),
-        "-inf" => Ok(f64::NEG_INFINITY),
-        _ => v
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .ok_or_else(|| format!("`{v}` is not a number")),
-    })
-    .map(Sets)
-}
-
-fn pairs<T>(
-    s: &str,
-    value: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<(String, T)>, String> {
-    let mut out = vec![];
-    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("expected NAME=VALUE, found `{item}`"))?;
-        let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`{k}` is not a name"));
-        }
-        if out.iter().any(|(name, _)| name == k) {
-            return Err(format!("`{k}` is given twice"));
-        }
-        out.push((k.to_string(), value(v.trim())?));
-    }
-    if out.is_empty() {
-        return Err("expected NAME=VALUE".into());
-    }
-    Ok(out)
+    crate::assign::values(s).map(Sets)
 }
 
 pub fn run(args: EvalArgs) -> Result<String, UserError> {
@@ -178,39 +142,4 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
         let _ = writeln!(s, "{name:width$}  {shape:?} {values}");
     }
     Ok(s)
-}
-
-/// A number for the table: plain when that is short, scientific notation otherwise.
-fn number(x: f64) -> String {
-    let a = x.abs();
-    if x == 0.0 || !x.is_finite() || (1e-4..1e6).contains(&a) {
-        format!("{x}")
-    } else {
-        format!("{x:e}")
-    }
-}
-
-/// A number in a truncated tensor listing: six decimals, or four significant digits in
-/// scientific notation when it is very large or small.
-fn short(x: f64) -> String {
-    let a = x.abs();
-    if x == 0.0 || !x.is_finite() || (1e-4..1e6).contains(&a) {
-        format!("{x:.6}")
-    } else {
-        format!("{x:.4e}")
-    }
-}
-
-/// The values of a flat tensor as `[a, b, c, ..., y, z]`, like numpy truncates them.
-fn summary(values: &[f64]) -> String {
-    let show = |v: &[f64]| v.iter().map(|x| short(*x)).collect::<Vec<_>>().join(", ");
-    if values.len() <= 6 {
-        format!("[{}]", show(values))
-    } else {
-        format!(
-            "[{}, ..., {}]",
-            show(&values[..3]),
-            show(&values[values.len() - 3..])
-        )
-    }
 }

@@ -1,8 +1,8 @@
 //! The `:commands`: each parsed by clap from the words of its line (`:eval --help` shows its
 //! options), run against the session, and answered with the text to print.
 
-use super::session::{Backend, Session, signature};
-use super::show;
+use super::session::{Backend, Session};
+use crate::show::{self, signature};
 use crate::source::{self, UserError};
 use crate::stdlib;
 use clap::{ColorChoice, Parser};
@@ -441,55 +441,16 @@ pub fn run(s: &mut Session, line: &str) -> Result<Outcome, UserError> {
     }
 }
 
-/// Parses `NAME=VALUE,..` pairs.
-fn pairs_of<T>(
-    s: &str,
-    value: impl Fn(&str) -> Result<T, String>,
-) -> Result<Vec<(String, T)>, String> {
-    let mut out: Vec<(String, T)> = vec![];
-    for item in s.split(',').filter(|i| !i.trim().is_empty()) {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("expected NAME=VALUE, found `{item}`"))?;
-        let k = k.trim();
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`{k}` is not a name"));
-        }
-        if out.iter().any(|(name, _)| name == k) {
-            return Err(format!("`{k}` is given twice"));
-        }
-        out.push((k.to_string(), value(v.trim())?));
-    }
-    if out.is_empty() {
-        return Err("expected NAME=VALUE".into());
-    }
-    Ok(out)
-}
-
 /// `B=8,C=10`.
 fn sizes(s: &str) -> Result<Vec<(String, usize)>, UserError> {
-    pairs_of(s, |v| {
-        v.parse::<usize>()
-            .map_err(|_| format!("`{v}` is not a size (a non-negative integer)"))
-    })
-    .map_err(err)
+    crate::assign::sizes(s).map_err(err)
 }
 
-/// `beta=0.2,gamma=1` (each of several words).
+/// `beta=0.2,gamma=1` (each of several words; a later value replaces an earlier one).
 fn sets(words: &[String]) -> Result<Vec<(String, f64)>, UserError> {
     let mut out: Vec<(String, f64)> = vec![];
     for w in words {
-        for (k, v) in pairs_of(w, |v| match v {
-            "inf" => Ok(f64::INFINITY),
-            "-inf" => Ok(f64::NEG_INFINITY),
-            _ => v
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| format!("`{v}` is not a number")),
-        })
-        .map_err(err)?
-        {
+        for (k, v) in crate::assign::values(w).map_err(err)? {
             out.retain(|(n, _)| *n != k);
             out.push((k, v));
         }

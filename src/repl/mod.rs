@@ -11,8 +11,8 @@ mod commands;
 mod complete;
 mod input;
 mod session;
-mod show;
 
+use crate::show;
 use crate::source::{MAX_SOURCE_BYTES, Source, UserError};
 use commands::Outcome;
 use compiler::ir::DType;

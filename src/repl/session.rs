@@ -7,6 +7,7 @@
 //! synthetic loss, `__repl`, that takes the inputs in scope and every hyperparameter of the
 //! session, so they are written exactly as inside a loss body.
 
+use crate::show::signature;
 use crate::source::{self, Source, UserError};
 use compiler::ir::{DType, Loss, Program};
 use grammar::Diagnostic;
@@ -245,30 +246,6 @@ fn with_doc(text: &str, start: usize) -> usize {
         }
     }
     begin
-}
-
-/// `loss f(x: [B]; beta = 0.1)` with its metrics on a second line.
-pub fn signature(loss: &Loss) -> String {
-    let inputs: Vec<String> = loss
-        .inputs
-        .iter()
-        .map(|i| runtime::bind::signature(loss, i))
-        .collect();
-    let hypers: Vec<String> = loss
-        .hypers
-        .iter()
-        .map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default)))
-        .collect();
-    let mut s = format!("loss {}({}", loss.name, inputs.join(", "));
-    if !hypers.is_empty() {
-        let _ = write!(s, "; {}", hypers.join(", "));
-    }
-    s.push(')');
-    let metrics: Vec<&str> = loss.metrics().map(|m| m.name.as_str()).collect();
-    if !metrics.is_empty() {
-        let _ = write!(s, "\n  metrics: {}", metrics.join(", "));
-    }
-    s
 }
 
 /// What a checked `let` or expression evaluated to.

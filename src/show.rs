@@ -1,5 +1,5 @@
-//! Printing numbers and tensors: the table `lossc eval` prints, and tensors summarised the
-//! way numpy prints them (every element when there are at most [`THRESHOLD`], else the first
+//! Printing for people, shared by the CLI and the REPL: a loss's signature, numbers for
+//! tables, and tensors summarised the way numpy prints them (every element when there are at most [`THRESHOLD`], else the first
 //! and last [`EDGE`] along each long axis with `...` between).
 
 use std::fmt::Write;
@@ -197,6 +197,30 @@ fn write_axis(
         }
     }
     out.push(']');
+}
+
+/// `loss dpo(x: [B], ...; beta = 0.1)` and, on a second line, its metrics.
+pub fn signature(loss: &compiler::ir::Loss) -> String {
+    let inputs: Vec<String> = loss
+        .inputs
+        .iter()
+        .map(|i| runtime::bind::signature(loss, i))
+        .collect();
+    let hypers: Vec<String> = loss
+        .hypers
+        .iter()
+        .map(|h| format!("{} = {}", h.name, compiler::print::hyper_value(h.default)))
+        .collect();
+    let mut s = format!("loss {}({}", loss.name, inputs.join(", "));
+    if !hypers.is_empty() {
+        let _ = write!(s, "; {}", hypers.join(", "));
+    }
+    s.push(')');
+    let metrics: Vec<&str> = loss.metrics().map(|m| m.name.as_str()).collect();
+    if !metrics.is_empty() {
+        let _ = write!(s, "\n  metrics: {}", metrics.join(", "));
+    }
+    s
 }
 
 #[cfg(test)]
