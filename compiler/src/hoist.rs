@@ -67,30 +67,13 @@ impl Hoister {
     /// hoisting reductions that ignore some of `scope`.
     fn rewrite(&mut self, e: &Expr, scope: &[VarId]) -> Expr {
         match e {
-            Expr::Read { tensor, indices } => Expr::Read {
-                tensor: match tensor {
-                    Tensor::Def(d) => Tensor::Def(self.map[d]),
-                    t => *t,
-                },
+            Expr::Read {
+                tensor: Tensor::Def(d),
+                indices,
+            } => Expr::Read {
+                tensor: Tensor::Def(self.map[d]),
                 indices: indices.iter().map(|i| self.rewrite(i, scope)).collect(),
             },
-            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {
-                e.clone()
-            }
-            Expr::Unary(op, a) => Expr::Unary(*op, Box::new(self.rewrite(a, scope))),
-            Expr::Binary(op, a, b) => Expr::Binary(
-                *op,
-                Box::new(self.rewrite(a, scope)),
-                Box::new(self.rewrite(b, scope)),
-            ),
-            Expr::Call(f, args) => {
-                Expr::Call(*f, args.iter().map(|a| self.rewrite(a, scope)).collect())
-            }
-            Expr::Select(c, a, b) => Expr::Select(
-                Box::new(self.rewrite(c, scope)),
-                Box::new(self.rewrite(a, scope)),
-                Box::new(self.rewrite(b, scope)),
-            ),
             Expr::Reduce {
                 op,
                 vars,
@@ -115,6 +98,7 @@ impl Hoister {
                     reduced
                 }
             }
+            e => e.map_children(|c| self.rewrite(c, scope)),
         }
     }
 

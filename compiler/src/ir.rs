@@ -419,21 +419,22 @@ impl Expr {
         found
     }
 
-    /// A copy with free index variables renamed by `map` (binders and the variables they bind
-    /// are left alone: callers never map a variable that a reduction inside binds).
-    pub fn rename_vars(&self, map: &std::collections::HashMap<VarId, VarId>) -> Expr {
-        let r = |e: &Expr| e.rename_vars(map);
+    /// The same node with `f` applied to each direct child (a reduction keeps its bound
+    /// variables): the one structural recursion that rewriting passes build on.
+    pub fn map_children(&self, mut f: impl FnMut(&Expr) -> Expr) -> Expr {
+        let mut b = |e: &Expr| Box::new(f(e));
         match self {
-            Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
-            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => self.clone(),
+            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {
+                self.clone()
+            }
             Expr::Read { tensor, indices } => Expr::Read {
                 tensor: *tensor,
-                indices: indices.iter().map(r).collect(),
+                indices: indices.iter().map(|i| *b(i)).collect(),
             },
-            Expr::Unary(op, a) => Expr::Unary(*op, Box::new(r(a))),
-            Expr::Binary(op, a, b) => Expr::Binary(*op, Box::new(r(a)), Box::new(r(b))),
-            Expr::Call(f, args) => Expr::Call(*f, args.iter().map(r).collect()),
-            Expr::Select(c, a, b) => Expr::Select(Box::new(r(c)), Box::new(r(a)), Box::new(r(b))),
+            Expr::Unary(op, a) => Expr::Unary(*op, b(a)),
+            Expr::Binary(op, x, y) => Expr::Binary(*op, b(x), b(y)),
+            Expr::Call(g, args) => Expr::Call(*g, args.iter().map(|a| *b(a)).collect()),
+            Expr::Select(c, x, y) => Expr::Select(b(c), b(x), b(y)),
             Expr::Reduce {
                 op,
                 vars,
@@ -442,9 +443,18 @@ impl Expr {
             } => Expr::Reduce {
                 op: *op,
                 vars: vars.clone(),
-                filter: filter.as_ref().map(|f| Box::new(r(f))),
-                body: body.as_ref().map(|b| Box::new(r(b))),
+                filter: filter.as_deref().map(&mut b),
+                body: body.as_deref().map(&mut b),
             },
+        }
+    }
+
+    /// A copy with free index variables renamed by `map` (binders and the variables they bind
+    /// are left alone: callers never map a variable that a reduction inside binds).
+    pub fn rename_vars(&self, map: &std::collections::HashMap<VarId, VarId>) -> Expr {
+        match self {
+            Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
+            e => e.map_children(|c| c.rename_vars(map)),
         }
     }
 

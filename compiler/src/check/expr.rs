@@ -152,7 +152,7 @@ impl LossCx<'_, '_> {
     }
 
     /// Checks an expression that must be numeric.
-    fn number(&mut self, e: &ast::Expr, what: &str) -> Typed {
+    pub(super) fn number(&mut self, e: &ast::Expr, what: &str) -> Typed {
         let (x, t) = self.expr(e)?;
         if t == DType::Bool {
             self.type_error(

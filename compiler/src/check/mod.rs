@@ -553,19 +553,7 @@ impl<'f, 'd> LossCx<'f, 'd> {
     }
 
     fn expect_number(&mut self, e: &ast::Expr, what: &str) -> Option<ir::Expr> {
-        let (x, t) = self.expr(e)?;
-        if t == DType::Bool {
-            self.type_error(
-                Diagnostic::new(
-                    e.span,
-                    format!("{what} must be a number, found a boolean"),
-                    "this is a boolean",
-                )
-                .with_help("booleans are not numbers: write `if c then 1 else 0`"),
-            );
-            return None;
-        }
-        Some(x)
+        self.number(e, what).map(|(x, _)| x)
     }
 }
 

@@ -62,44 +62,36 @@ impl Fresh {
     pub(super) fn copy(&mut self, e: &Expr, map: &mut HashMap<VarId, VarId>) -> Expr {
         match e {
             Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
-            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => e.clone(),
-            Expr::Read { tensor, indices } => Expr::Read {
-                tensor: *tensor,
-                indices: indices.iter().map(|i| self.copy(i, map)).collect(),
-            },
-            Expr::Unary(op, a) => Expr::Unary(*op, Box::new(self.copy(a, map))),
-            Expr::Binary(op, a, b) => Expr::Binary(
-                *op,
-                Box::new(self.copy(a, map)),
-                Box::new(self.copy(b, map)),
-            ),
-            Expr::Call(f, args) => Expr::Call(*f, args.iter().map(|a| self.copy(a, map)).collect()),
-            Expr::Select(c, a, b) => Expr::Select(
-                Box::new(self.copy(c, map)),
-                Box::new(self.copy(a, map)),
-                Box::new(self.copy(b, map)),
-            ),
             Expr::Reduce {
                 op,
                 vars,
                 filter,
                 body,
             } => {
-                let new: Vec<VarId> = vars
-                    .iter()
-                    .map(|&v| {
-                        let n = self.copy_var(v);
-                        map.insert(v, n);
-                        n
-                    })
-                    .collect();
+                let vars = self.copy_vars(vars, map);
                 Expr::Reduce {
                     op: *op,
-                    vars: new,
+                    vars,
                     filter: filter.as_ref().map(|f| Box::new(self.copy(f, map))),
                     body: body.as_ref().map(|b| Box::new(self.copy(b, map))),
                 }
             }
+            e => e.map_children(|c| self.copy(c, map)),
         }
+    }
+
+    /// New variables like `vars`, recorded in `map`.
+    pub(super) fn copy_vars(
+        &mut self,
+        vars: &[VarId],
+        map: &mut HashMap<VarId, VarId>,
+    ) -> Vec<VarId> {
+        vars.iter()
+            .map(|&v| {
+                let n = self.copy_var(v);
+                map.insert(v, n);
+                n
+            })
+            .collect()
     }
 }

@@ -84,25 +84,7 @@ fn derive(op: Op, arity: usize, i: usize) -> Option<Expr> {
 fn substitute(e: &Expr, args: &[Expr]) -> Expr {
     match e {
         Expr::Index(v) if *v >= PLACEHOLDER => args[*v - PLACEHOLDER].clone(),
-        Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {
-            e.clone()
-        }
-        Expr::Read { tensor, indices } => Expr::Read {
-            tensor: *tensor,
-            indices: indices.iter().map(|i| substitute(i, args)).collect(),
-        },
-        Expr::Unary(op, a) => Expr::Unary(*op, Box::new(substitute(a, args))),
-        Expr::Binary(op, a, b) => Expr::Binary(
-            *op,
-            Box::new(substitute(a, args)),
-            Box::new(substitute(b, args)),
-        ),
-        Expr::Call(f, xs) => Expr::Call(*f, xs.iter().map(|x| substitute(x, args)).collect()),
-        Expr::Select(c, a, b) => Expr::Select(
-            Box::new(substitute(c, args)),
-            Box::new(substitute(a, args)),
-            Box::new(substitute(b, args)),
-        ),
         Expr::Reduce { .. } => unreachable!("a local derivative has no reductions"),
+        e => e.map_children(|c| substitute(c, args)),
     }
 }

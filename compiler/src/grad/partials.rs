@@ -153,14 +153,7 @@ pub(super) fn collect_at(
                 Reducer::Mean => {
                     // 1 / (number of kept terms)
                     let mut map = HashMap::new();
-                    let k2: Vec<VarId> = k
-                        .iter()
-                        .map(|&v| {
-                            let n = fresh.copy_var(v);
-                            map.insert(v, n);
-                            n
-                        })
-                        .collect();
+                    let k2 = fresh.copy_vars(k, &mut map);
                     let f2 = filter.as_ref().map(|f| Box::new(fresh.copy(f, &mut map)));
                     let count = Expr::Reduce {
                         op: Reducer::Count,
@@ -226,14 +219,7 @@ fn first_extremal(
     let extreme = value_of_e.cloned().unwrap_or_else(|| value(fresh, e));
     let is_extremal = bin(BinOp::Eq, value(fresh, body), extreme.clone());
     let mut map = HashMap::new();
-    let k2: Vec<VarId> = k
-        .iter()
-        .map(|&v| {
-            let n = fresh.copy_var(v);
-            map.insert(v, n);
-            n
-        })
-        .collect();
+    let k2 = fresh.copy_vars(k, &mut map);
     // (k2 < k) in row-major order.
     let mut earlier: Option<Expr> = None;
     for (pos, (&a, &c)) in k2.iter().zip(k).enumerate().rev() {
