@@ -110,8 +110,18 @@ fn agree(loss: &Loss, spec: &str, seed: u64) -> Vec<String> {
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
     let reference = runtime::eval_with_grad(loss, &bound, &wrt);
     let compiled = runtime::cpu::eval_with_grad(loss, &bound, &wrt);
-    let (Ok((a, ga)), Ok((b, gb))) = (reference, compiled) else {
-        return vec![]; // both may refuse (e.g. a random gather out of range)
+    let ((a, ga), (b, gb)) = match (reference, compiled) {
+        (Ok(r), Ok(c)) => (r, c),
+        // Both may refuse the same input (e.g. a random gather out of range).
+        (Err(_), Err(_)) => return vec![],
+        (r, c) => {
+            return vec![format!(
+                "{}: interpreter {:?} but CPU {:?}",
+                loss.name,
+                r.err(),
+                c.err()
+            )];
+        }
     };
     let mut failures = vec![];
     if a.loss.is_finite() && !close(b.loss, a.loss, 0.0) {
