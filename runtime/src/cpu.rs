@@ -152,56 +152,131 @@ impl CpuLoss {
 
     /// Runs on bound inputs: the outputs and every definition's values (as f64).
     pub fn run(&self, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
+        let mut prepared = self.prepare(bound)?;
+        prepared.execute()?;
+        let defs = (0..self.program.defs.len())
+            .map(|d| prepared.definition(d).iter().map(|&x| f64::from(x)).collect())
+            .collect();
+        Ok((prepared.outputs(), defs))
+    }
+
+    /// Converts bound inputs into the buffers compiled code reads (f32, i32, u8) and allocates
+    /// its workspace: everything [`Prepared::execute`] needs, so that repeated runs (as in
+    /// `lossc bench`, like a framework's tensors already in memory) do no conversion.
+    pub fn prepare(&self, bound: &Bound) -> Result<Prepared<'_>, RunError> {
         let loss = &self.program;
         crate::interp::check_memory(loss, bound)?;
-        // Inputs in the element types the code reads: f32, i32, u8.
-        let mut buffers: Vec<Vec<u8>> = vec![];
+        let mut inputs = vec![];
         for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
-            let bytes: Vec<u8> = match (&t.data, input.dtype) {
-                (Data::F64(v), DType::Float) => {
-                    v.iter().flat_map(|&x| (x as f32).to_ne_bytes()).collect()
-                }
+            let buffer = match (&t.data, input.dtype) {
+                (Data::F64(v), DType::Float) => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
                 (Data::I64(v), DType::Int) => {
-                    let mut out = Vec::with_capacity(v.len() * 4);
+                    let mut out = Vec::with_capacity(v.len());
                     for (k, &x) in v.iter().enumerate() {
-                        let x = i32::try_from(x).map_err(|_| {
+                        out.push(i32::try_from(x).map_err(|_| {
                             RunError::new(format!(
                                 "input `{}` holds {x} at {:?}, beyond the 32-bit integers the CPU backend takes",
                                 input.name,
                                 crate::bind::position(&t.shape, k)
                             ))
-                        })?;
-                        out.extend(x.to_ne_bytes());
+                        })?);
                     }
-                    out
+                    Buffer::I32(out)
                 }
-                (Data::Bool(v), DType::Bool) => v.iter().map(|&b| u8::from(b)).collect(),
+                (Data::Bool(v), DType::Bool) => Buffer::U8(v.iter().map(|&b| u8::from(b)).collect()),
                 (data, _) => unreachable!(
                     "bind converts every input to its type, not {}",
                     data.type_name()
                 ),
             };
-            // Keep at least one element so every pointer is valid.
-            buffers.push(if bytes.is_empty() { vec![0; 8] } else { bytes });
+            inputs.push(buffer);
         }
-        let pointers: Vec<*const u8> = buffers.iter().map(|b| b.as_ptr()).collect();
-        let dims: Vec<i64> = bound.dims.iter().map(|&d| d as i64).collect();
-        let hypers: Vec<f32> = bound.hypers.iter().map(|&h| h as f32).collect();
         let layout = Layout::new(loss, &bound.dims);
-        let mut work = vec![0f32; layout.total.max(1)];
-        let mut result = 0f32;
+        Ok(Prepared {
+            program: &self.program,
+            defs: &self.defs,
+            result: self.result,
+            inputs,
+            dims: bound.dims.iter().map(|&d| d as i64).collect(),
+            sizes: bound.dims.clone(),
+            hypers: bound.hypers.iter().map(|&h| h as f32).collect(),
+            work: vec![0f32; layout.total.max(1)],
+            layout,
+            loss: f32::NAN,
+        })
+    }
+}
+
+/// The error for an out-of-range index compiled code reported as `error`.
+fn out_of_range(loss: &Loss, error: [i64; 4], sizes: &[usize]) -> RunError {
+    let t = if error[3] == 1 {
+        compiler::ir::Tensor::Def(error[0] as usize)
+    } else {
+        compiler::ir::Tensor::Input(error[0] as usize)
+    };
+    let pos = error[1] as usize;
+    let dim = loss.shape_of(t)[pos];
+    RunError::new(format!(
+        "index out of range: position {pos} of `{}` (dimension `{}`, size {}) got {}",
+        loss.tensor_name(t),
+        loss.dims[dim],
+        sizes[dim],
+        error[2]
+    ))
+}
+
+/// One input in the element type compiled code reads.
+enum Buffer {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+    U8(Vec<u8>),
+}
+
+impl Buffer {
+    /// The start of the data (a valid, never dereferenced pointer when empty: compiled code
+    /// reads only elements below the bound sizes).
+    fn pointer(&self) -> *const u8 {
+        match self {
+            Buffer::F32(v) => v.as_ptr().cast(),
+            Buffer::I32(v) => v.as_ptr().cast(),
+            Buffer::U8(v) => v.as_ptr(),
+        }
+    }
+}
+
+/// A compiled loss with its inputs converted and its workspace allocated: run it with
+/// [`Prepared::execute`] as often as wanted, then read the loss, metrics and definitions.
+pub struct Prepared<'a> {
+    program: &'a Loss,
+    defs: &'a [DefFn],
+    result: ResultFn,
+    inputs: Vec<Buffer>,
+    dims: Vec<i64>,
+    sizes: Vec<usize>,
+    hypers: Vec<f32>,
+    layout: Layout,
+    work: Vec<f32>,
+    loss: f32,
+}
+
+impl Prepared<'_> {
+    /// Runs the compiled code: every definition in order (rows of large ones spread over
+    /// rayon's threads), then the loss. Returns the loss.
+    pub fn execute(&mut self) -> Result<f32, RunError> {
+        let loss = self.program;
+        let pointers: Vec<*const u8> = self.inputs.iter().map(Buffer::pointer).collect();
         let buffers = Buffers {
             inputs: pointers.as_ptr(),
-            dims: dims.as_ptr(),
-            hypers: hypers.as_ptr(),
-            work: work.as_mut_ptr(),
+            dims: self.dims.as_ptr(),
+            hypers: self.hypers.as_ptr(),
+            work: self.work.as_mut_ptr(),
         };
         for (d, def) in loss.defs.iter().enumerate() {
             let rows = def
                 .indices
                 .first()
-                .map_or(1, |&v| bound.dims[loss.vars[v].dim]);
-            let chunks = if layout.sizes[d] >= PARALLEL_ELEMENTS {
+                .map_or(1, |&v| self.sizes[loss.vars[v].dim]);
+            let chunks = if self.layout.sizes[d] >= PARALLEL_ELEMENTS {
                 rayon::current_num_threads().min(rows).max(1)
             } else {
                 1
@@ -240,10 +315,11 @@ impl CpuLoss {
                 (0..chunks).into_par_iter().map(run_chunk).collect()
             };
             if let Some(o) = outcomes.iter().find(|o| o[0] != 0) {
-                return Err(self.out_of_range([o[1], o[2], o[3], o[4]], bound));
+                return Err(out_of_range(loss, [o[1], o[2], o[3], o[4]], &self.sizes));
             }
         }
         let mut error = [0i64; 4];
+        let mut result = 0f32;
         // SAFETY: as above; the loss function only reads.
         let status = unsafe {
             (self.result)(
@@ -256,46 +332,46 @@ impl CpuLoss {
             )
         };
         if status != 0 {
-            return Err(self.out_of_range(error, bound));
+            return Err(out_of_range(loss, error, &self.sizes));
         }
-        let defs: Vec<Vec<f64>> = layout
-            .offsets
-            .iter()
-            .zip(&layout.sizes)
-            .map(|(&o, &n)| work[o..o + n].iter().map(|&x| f64::from(x)).collect())
-            .collect();
-        let metrics = loss
+        self.loss = result;
+        Ok(result)
+    }
+
+    /// The values of definition `d` from the last run (row-major f32).
+    pub fn definition(&self, d: usize) -> &[f32] {
+        let (o, n) = (self.layout.offsets[d], self.layout.sizes[d]);
+        &self.work[o..o + n]
+    }
+
+    /// The loss and metrics of the last run.
+    pub fn outputs(&self) -> Outputs {
+        let metrics = self
+            .program
             .defs
             .iter()
             .enumerate()
             .filter(|(_, d)| d.kind == DefKind::Metric)
-            .map(|(k, d)| (d.name.clone(), defs[k][0]))
+            .map(|(k, d)| (d.name.clone(), f64::from(self.definition(k)[0])))
             .collect();
-        Ok((
-            Outputs {
-                loss: f64::from(result),
-                metrics,
-            },
-            defs,
-        ))
+        Outputs {
+            loss: f64::from(self.loss),
+            metrics,
+        }
     }
 
-    fn out_of_range(&self, error: [i64; 4], bound: &Bound) -> RunError {
-        let loss = &self.program;
-        let t = if error[3] == 1 {
-            compiler::ir::Tensor::Def(error[0] as usize)
-        } else {
-            compiler::ir::Tensor::Input(error[0] as usize)
-        };
-        let pos = error[1] as usize;
-        let dim = loss.shape_of(t)[pos];
-        RunError::new(format!(
-            "index out of range: position {pos} of `{}` (dimension `{}`, size {}) got {}",
-            loss.tensor_name(t),
-            loss.dims[dim],
-            bound.dims[dim],
-            error[2]
-        ))
+    /// Bytes of input, workspace and output buffers this run holds.
+    pub fn bytes(&self) -> usize {
+        let inputs: usize = self
+            .inputs
+            .iter()
+            .map(|b| match b {
+                Buffer::F32(v) => v.len() * 4,
+                Buffer::I32(v) => v.len() * 4,
+                Buffer::U8(v) => v.len(),
+            })
+            .sum();
+        inputs + self.work.len() * 4
     }
 }
 

@@ -21,6 +21,9 @@ pub struct BenchArgs {
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 9)]
     reps: usize,
+    /// Threads for the CPU backend (default: rayon's, one per core).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -41,6 +44,11 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let inputs = runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?;
     let bound = runtime::bind(loss, &inputs, &[]).map_err(|e| err(&e))?;
     let wrt = compiler::grad::resolve_wrt(loss, &[]).map_err(|e| err(&e))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| err(&e))?;
+    let threads = pool.current_num_threads();
     let start = Instant::now();
     let compiled = if args.backend == "cpu" {
         let program = runtime::cpu::gradient_program(loss, &wrt);
@@ -50,12 +58,16 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let interp_program = compiler::grad::gradient(loss, &wrt);
+    let mut prepared = match &compiled {
+        Some(c) => Some(c.prepare(&bound).map_err(|e| err(&e))?),
+        None => None,
+    };
     let mut times = vec![];
     let mut value = 0.0;
     for _ in 0..args.reps.max(1) + 1 {
         let t = Instant::now();
-        value = match &compiled {
-            Some(c) => c.run(&bound).map_err(|e| err(&e))?.0.loss,
+        value = match &mut prepared {
+            Some(p) => f64::from(pool.install(|| p.execute()).map_err(|e| err(&e))?),
             None => {
                 runtime::eval_all(&interp_program, &bound)
                     .map_err(|e| err(&e))?
@@ -68,28 +80,44 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     times.remove(0); // the first call warms caches and pages
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let (min, max) = (times[0], times[times.len() - 1]);
+    // The traffic no implementation can avoid: every input read once, every gradient written once.
+    let elements = |shape: &[usize]| shape.iter().product::<usize>();
+    let input_bytes: usize = loss
+        .inputs
+        .iter()
+        .zip(&bound.inputs)
+        .map(|(i, t)| elements(&t.shape) * if i.dtype == compiler::ir::DType::Bool { 1 } else { 4 })
+        .sum();
+    let grad_bytes: usize = wrt
+        .iter()
+        .map(|&i| elements(&bound.inputs[i].shape) * 4)
+        .sum();
+    let gb_per_s = (input_bytes + grad_bytes) as f64 / (median * 1e-3) / 1e9;
     if args.json {
         return Ok(format!(
-            "{{\"loss\": {:?}, \"backend\": {:?}, \"size\": {:?}, \"compile_ms\": {compile_ms:.3}, \"median_ms\": {median:.3}, \"min_ms\": {:.3}, \"reps\": {}, \"value\": {value}}}\n",
+            "{{\"loss\": {:?}, \"backend\": {:?}, \"size\": {:?}, \"threads\": {threads}, \"compile_ms\": {compile_ms:.3}, \"median_ms\": {median:.3}, \"min_ms\": {min:.3}, \"max_ms\": {max:.3}, \"gb_per_s\": {gb_per_s:.3}, \"reps\": {}, \"value\": {value}}}\n",
             loss.name,
             args.backend,
             args.size,
-            times[0],
             times.len()
         ));
     }
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} --size {} on {} (forward + gradient of every float input)",
+        "{} --size {} on {} with {threads} threads (forward + gradient of every float input)",
         loss.name, args.size, args.backend
     );
     let _ = writeln!(s, "  compile      {compile_ms:.3} ms");
     let _ = writeln!(
         s,
-        "  median       {median:.3} ms over {} runs (min {:.3} ms)",
+        "  median       {median:.3} ms over {} runs (min {min:.3} ms, max {max:.3} ms)",
         times.len(),
-        times[0]
+    );
+    let _ = writeln!(
+        s,
+        "  throughput   {gb_per_s:.2} GB/s (inputs read once + gradients written once)"
     );
     let _ = writeln!(s, "  loss         {value}");
     Ok(s)
