@@ -288,3 +288,88 @@ fn cpu_results_are_bit_identical_for_any_thread_count() {
     // And run after run.
     assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
 }
+
+#[test]
+fn reductions_split_in_blocks_combine_like_one_pass() {
+    // B = 3000 splits each top-level reduction into blocks (runtime::cpu); the filters leave
+    // whole blocks empty, the ties and NaN sit on both sides of block boundaries.
+    let src = r#"
+loss blocks(x: [B], m: bool[B]) {
+    metric first_max = argmax[b](x[b])
+    metric first_min = argmin[b | m[b]](x[b])
+    metric none = argmax[b | x[b] > 1000](x[b])
+    metric top = max[b | m[b]](x[b])
+    metric low = min[b](x[b])
+    metric kept = count[b | m[b]]()
+    metric empty_mean = mean[b | x[b] > 1000](x[b])
+    metric tail_lse = logsumexp[b | !m[b]](x[b])
+    metric nothing_lse = logsumexp[b | x[b] > 1000](x[b])
+    sum[b](x[b] * x[b]) / 2 + mean[b | m[b]](x[b])
+}
+"#;
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let n = 3000;
+    let mut x: Vec<f64> = (0..n)
+        .map(|i| ((i * 37 % 101) as f64) / 10.0 - 5.0)
+        .collect();
+    x[100] = 50.0; // the maximum, tied later in another block
+    x[2900] = 50.0;
+    x[1500] = -80.0; // the minimum, tied later
+    x[2999] = -80.0;
+    let m: Vec<bool> = (0..n).map(|i| i >= 1200).collect(); // blocks before 1200 all masked out
+    let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, x, m);
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let interp = runtime::eval(&loss, &bound).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
+    };
+    let (cpu, grads) = run(2);
+    assert!((cpu.loss - interp.loss).abs() <= 1e-4 * interp.loss.abs());
+    assert_eq!(cpu.metrics.len(), interp.metrics.len());
+    for ((name, got), (_, want)) in cpu.metrics.iter().zip(&interp.metrics) {
+        let close = got == want || (got - want).abs() <= 1e-5 * want.abs().max(1.0);
+        assert!(close, "{name}: cpu {got}, interpreter {want}");
+    }
+    let want = [("first_max", 100.0), ("first_min", 1500.0), ("none", -1.0)];
+    for (name, v) in want {
+        assert_eq!(
+            cpu.metrics.iter().find(|m| m.0 == name).unwrap().1,
+            v,
+            "{name}"
+        );
+    }
+    // A NaN anywhere wins argmax and max, whichever block holds it.
+    let mut with_nan = x.clone();
+    with_nan[2500] = f64::NAN;
+    let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, with_nan, m).replace("NaN", "\"NaN\"");
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let nan_bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let (nan_out, _) = runtime::cpu::eval_with_grad(&loss, &nan_bound, &[]).unwrap();
+    let metric = |name: &str| nan_out.metrics.iter().find(|m| m.0 == name).unwrap().1;
+    assert_eq!(metric("first_max"), 2500.0);
+    assert!(metric("top").is_nan() && metric("low").is_nan());
+    // The same bits for every thread count.
+    for threads in [1, 3, 4] {
+        let (other, g) = run(threads);
+        assert_eq!(
+            cpu.loss.to_bits(),
+            other.loss.to_bits(),
+            "{threads} threads"
+        );
+        for ((_, a), (_, b)) in cpu.metrics.iter().zip(&other.metrics) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{threads} threads");
+        }
+        assert!(
+            grads[0]
+                .1
+                .iter()
+                .zip(&g[0].1)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}

@@ -8,7 +8,7 @@
 use crate::bind::Bound;
 use crate::{Data, Outputs, RunError};
 use compiler::clif::{self, Layout};
-use compiler::ir::{DType, DefKind, InputId, Loss};
+use compiler::ir::{DType, DefKind, InputId, Loss, Reducer};
 use cranelift_jit::{JITBuilder, JITModule};
 
 /// A loss compiled to native code: one function per definition (over a range of its outermost
@@ -19,6 +19,8 @@ pub struct CpuLoss {
     /// Keeps the code alive.
     _module: JITModule,
     defs: Vec<DefFn>,
+    /// For each definition computed in blocks: its reducer and its block function.
+    partials: Vec<Option<(Reducer, DefFn)>>,
     result: ResultFn,
 }
 
@@ -45,6 +47,23 @@ type DefFn = unsafe extern "C" fn(
 
 /// Definitions with at least this many elements are split over threads.
 const PARALLEL_ELEMENTS: usize = 1 << 14;
+
+/// A scalar reduction whose first variable has at least this many values is computed in
+/// blocks over threads.
+const PARALLEL_TERMS: usize = 1 << 10;
+
+/// The number of blocks such a reduction is split into: fixed (never the thread count), so
+/// the combined value is the same for every thread count.
+const BLOCKS: usize = 64;
+
+/// The accumulators one block of a scalar reduction leaves (`clif::Part::Partial`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct PartialState {
+    f: f32,
+    g: f32,
+    n: i64,
+}
 
 /// The raw buffers one call reads and writes, shareable across the threads of one definition:
 /// each thread writes only its own rows of that definition and reads inputs and earlier
@@ -87,8 +106,11 @@ extern "C" fn lossc_powf(x: f32, y: f32) -> f32 {
 }
 
 impl CpuLoss {
-    /// Compiles `program` (a loss, or a gradient program from `compiler::grad`).
+    /// Compiles `program` (a loss, or a gradient program from `compiler::grad`). Reductions
+    /// at the top of scalar expressions become definitions of their own (`compiler::split`),
+    /// computed in parallel blocks.
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
+        let program = &compiler::split::split(program);
         let isa = cranelift_native::builder()
             .map_err(|e| {
                 RunError::new(format!(
@@ -120,6 +142,22 @@ impl CpuLoss {
                 .map_err(cranelift)?;
             def_ids.push(id);
         }
+        let mut partial_ids = vec![];
+        for d in 0..program.defs.len() {
+            partial_ids.push(match clif::partial_reducer(program, d) {
+                Some(op) => Some((
+                    op,
+                    clif::lower_part(
+                        program,
+                        &mut module,
+                        &format!("partial{d}"),
+                        clif::Part::Partial(d),
+                    )
+                    .map_err(cranelift)?,
+                )),
+                None => None,
+            });
+        }
         let result_id = clif::lower_part(program, &mut module, "result", clif::Part::Result)
             .map_err(cranelift)?;
         module
@@ -134,6 +172,17 @@ impl CpuLoss {
             })
             .collect();
         // SAFETY: as above.
+        let partials = partial_ids
+            .into_iter()
+            .map(|p| {
+                p.map(|(op, id)| {
+                    (op, unsafe {
+                        std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+                    })
+                })
+            })
+            .collect();
+        // SAFETY: as above.
         let result = unsafe {
             std::mem::transmute::<*const u8, ResultFn>(module.get_finalized_function(result_id))
         };
@@ -141,6 +190,7 @@ impl CpuLoss {
             program: program.clone(),
             _module: module,
             defs,
+            partials,
             result,
         })
     }
@@ -155,7 +205,13 @@ impl CpuLoss {
         let mut prepared = self.prepare(bound)?;
         prepared.execute()?;
         let defs = (0..self.program.defs.len())
-            .map(|d| prepared.definition(d).iter().map(|&x| f64::from(x)).collect())
+            .map(|d| {
+                prepared
+                    .definition(d)
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect()
+            })
             .collect();
         Ok((prepared.outputs(), defs))
     }
@@ -183,7 +239,9 @@ impl CpuLoss {
                     }
                     Buffer::I32(out)
                 }
-                (Data::Bool(v), DType::Bool) => Buffer::U8(v.iter().map(|&b| u8::from(b)).collect()),
+                (Data::Bool(v), DType::Bool) => {
+                    Buffer::U8(v.iter().map(|&b| u8::from(b)).collect())
+                }
                 (data, _) => unreachable!(
                     "bind converts every input to its type, not {}",
                     data.type_name()
@@ -195,6 +253,7 @@ impl CpuLoss {
         Ok(Prepared {
             program: &self.program,
             defs: &self.defs,
+            partials: &self.partials,
             result: self.result,
             inputs,
             dims: bound.dims.iter().map(|&d| d as i64).collect(),
@@ -225,6 +284,64 @@ fn out_of_range(loss: &Loss, error: [i64; 4], sizes: &[usize]) -> RunError {
     ))
 }
 
+/// The value of a reduction from its blocks' accumulators, in block order (so the same for
+/// every thread count). Sums are combined in f64; NaN propagates through max and min as in
+/// the compiled code; argmax/argmin keep the first extreme position (NaN first of all).
+fn combine(op: Reducer, parts: &[PartialState]) -> f32 {
+    let nan_max = |a: f32, b: f32, max: bool| {
+        if a.is_nan() || b.is_nan() {
+            f32::NAN
+        } else if max {
+            a.max(b)
+        } else {
+            a.min(b)
+        }
+    };
+    match op {
+        Reducer::Count => parts.iter().map(|p| p.n).sum::<i64>() as f32,
+        Reducer::Sum => parts.iter().map(|p| f64::from(p.f)).sum::<f64>() as f32,
+        Reducer::Mean => {
+            let total: f64 = parts.iter().map(|p| f64::from(p.f)).sum();
+            let n: i64 = parts.iter().map(|p| p.n).sum();
+            (total / n.max(1) as f64) as f32
+        }
+        Reducer::Max => parts
+            .iter()
+            .fold(f32::NEG_INFINITY, |a, p| nan_max(a, p.f, true)),
+        Reducer::Min => parts
+            .iter()
+            .fold(f32::INFINITY, |a, p| nan_max(a, p.f, false)),
+        Reducer::LogSumExp => {
+            let m = parts
+                .iter()
+                .fold(f32::NEG_INFINITY, |a, p| nan_max(a, p.f, true));
+            if !m.is_finite() {
+                return m;
+            }
+            let total: f64 = parts
+                .iter()
+                .filter(|p| p.f != f32::NEG_INFINITY)
+                .map(|p| f64::from(p.g) * (f64::from(p.f) - f64::from(m)).exp())
+                .sum();
+            (f64::from(m) + total.ln()) as f32
+        }
+        Reducer::ArgMax | Reducer::ArgMin => {
+            let (mut best, mut at) = (0f32, -1i64);
+            for p in parts.iter().filter(|p| p.n >= 0) {
+                let better = if op == Reducer::ArgMax {
+                    p.f > best
+                } else {
+                    p.f < best
+                };
+                if at < 0 || better || (p.f.is_nan() && !best.is_nan()) {
+                    (best, at) = (p.f, p.n);
+                }
+            }
+            at as f32
+        }
+    }
+}
+
 /// One input in the element type compiled code reads.
 enum Buffer {
     F32(Vec<f32>),
@@ -249,6 +366,7 @@ impl Buffer {
 pub struct Prepared<'a> {
     program: &'a Loss,
     defs: &'a [DefFn],
+    partials: &'a [Option<(Reducer, DefFn)>],
     result: ResultFn,
     inputs: Vec<Buffer>,
     dims: Vec<i64>,
@@ -272,6 +390,13 @@ impl Prepared<'_> {
             work: self.work.as_mut_ptr(),
         };
         for (d, def) in loss.defs.iter().enumerate() {
+            if let Some((op, f)) = self.partials[d] {
+                let value = self.reduce_in_blocks(d, op, f, buffers)?;
+                // SAFETY: the offset of a definition lies inside `work` (`Layout`); no block
+                // function runs now.
+                unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
+                continue;
+            }
             let rows = def
                 .indices
                 .first()
@@ -336,6 +461,55 @@ impl Prepared<'_> {
         }
         self.loss = result;
         Ok(result)
+    }
+
+    /// Computes scalar definition `d` (a reduction `op`) in blocks of its first variable with
+    /// the block function `f`, in parallel, and combines the blocks in order.
+    fn reduce_in_blocks(
+        &self,
+        d: usize,
+        op: Reducer,
+        f: DefFn,
+        buffers: Buffers,
+    ) -> Result<f32, RunError> {
+        let loss = self.program;
+        let compiler::ir::Expr::Reduce { vars, .. } = &loss.defs[d].body else {
+            unreachable!("partial_reducer accepts reductions only")
+        };
+        let n = self.sizes[loss.vars[vars[0]].dim];
+        let blocks = if n >= PARALLEL_TERMS { BLOCKS } else { 1 };
+        let run_block = |k: usize| -> ([i64; 5], PartialState) {
+            let (start, end) = (n * k / blocks, n * (k + 1) / blocks);
+            let mut error = [0i64; 4];
+            let mut state = PartialState::default();
+            let b = buffers;
+            // SAFETY: as for a definition's rows (see `execute`); a block function writes only
+            // the `PartialState` its `result` parameter points to.
+            let status = unsafe {
+                f(
+                    b.inputs,
+                    b.dims,
+                    b.hypers,
+                    b.work,
+                    (&mut state as *mut PartialState).cast(),
+                    error.as_mut_ptr(),
+                    start as i64,
+                    end as i64,
+                )
+            };
+            ([status, error[0], error[1], error[2], error[3]], state)
+        };
+        let outcomes: Vec<([i64; 5], PartialState)> = if blocks == 1 {
+            vec![run_block(0)]
+        } else {
+            use rayon::prelude::*;
+            (0..blocks).into_par_iter().map(run_block).collect()
+        };
+        if let Some((o, _)) = outcomes.iter().find(|(o, _)| o[0] != 0) {
+            return Err(out_of_range(loss, [o[1], o[2], o[3], o[4]], &self.sizes));
+        }
+        let parts: Vec<PartialState> = outcomes.into_iter().map(|(_, s)| s).collect();
+        Ok(combine(op, &parts))
     }
 
     /// The values of definition `d` from the last run (row-major f32).
