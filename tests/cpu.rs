@@ -262,31 +262,58 @@ fn argmax_and_argmin_take_the_first_extreme_index_on_every_backend() {
 
 #[test]
 fn cpu_results_are_bit_identical_for_any_thread_count() {
-    // Large enough for the executor to split definitions over threads.
-    let e = lossc::stdlib::get("cross_entropy").unwrap();
-    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
-    let inputs = runtime::random::random_inputs(&loss, &sizes("B=96,C=512"), 4).unwrap();
-    let bound = runtime::bind(&loss, &inputs, &[("label_smoothing".into(), 0.1)]).unwrap();
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
-    };
-    let (one, g1) = run(1);
-    for threads in [2, 3, 4] {
-        let (many, g) = run(threads);
-        assert_eq!(one.loss.to_bits(), many.loss.to_bits(), "{threads} threads");
-        let same = g1[0]
-            .1
-            .iter()
-            .zip(&g[0].1)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "gradients differ with {threads} threads");
+    // Large enough for the executor to split definitions (and matrix products: the Gram
+    // matrix of multi_similarity and its gradient) over threads.
+    let cases = [
+        (
+            "cross_entropy",
+            "B=96,C=512",
+            vec![("label_smoothing".to_string(), 0.1)],
+        ),
+        ("multi_similarity", "B=160,D=48", vec![]),
+    ];
+    for (name, size, set) in cases {
+        let e = lossc::stdlib::get(name).unwrap();
+        let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+        let inputs = runtime::random::random_inputs(&loss, &sizes(size), 4).unwrap();
+        let bound = runtime::bind(&loss, &inputs, &set).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
+        };
+        let (one, g1) = run(1);
+        for threads in [2, 3, 4] {
+            let (many, g) = run(threads);
+            assert_eq!(
+                one.loss.to_bits(),
+                many.loss.to_bits(),
+                "{name}: {threads} threads"
+            );
+            let same = g1[0]
+                .1
+                .iter()
+                .zip(&g[0].1)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name}: gradients differ with {threads} threads");
+        }
+        // And run after run.
+        assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
+        // And the interpreter's values.
+        let (want, wg) = runtime::eval_with_grad(&loss, &bound, &[0]).unwrap();
+        assert!(
+            close(one.loss, want.loss, 0.0),
+            "{name}: {} vs {}",
+            one.loss,
+            want.loss
+        );
+        let scale = wg[0].1.iter().fold(0f64, |m, x| m.max(x.abs()));
+        for (a, b) in g1[0].1.iter().zip(&wg[0].1) {
+            assert!(close(*a, *b, scale), "{name}: gradient {a} vs {b}");
+        }
     }
-    // And run after run.
-    assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
 }
 
 #[test]

@@ -3,10 +3,15 @@
 //! instead of once per point of the enclosing loops (`max(count[b: B](), 1)` inside a
 //! per-element gradient becomes one scalar). Only reductions whose reads are all indexed by
 //! plain index variables move: those cannot go out of range, so evaluating them where the
-//! original would not (outside a filter) is harmless. The result is equivalent IR.
+//! original would not (outside a filter) is harmless. Contractions (`sum[k](a[i, k] * b[k, j])`
+//! up to elementwise factors on each side, see `crate::contraction`) become definitions too,
+//! with each side a matrix of its own, so a backend can hand them to a GEMM routine and the
+//! same product is computed once however often the gradient repeats it. The result is
+//! equivalent IR.
 
-use crate::ir::{Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
-use std::collections::{BTreeSet, HashMap};
+use crate::contraction::{free_vars, split_product};
+use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
+use std::collections::HashMap;
 
 /// `loss` with invariant reductions hoisted into definitions of their own.
 pub fn hoist(loss: &Loss) -> Loss {
@@ -43,20 +48,6 @@ struct Hoister {
     hoisted: Vec<(usize, Vec<VarId>)>,
 }
 
-/// The index variables `e` uses without binding them.
-fn free_vars(e: &Expr) -> BTreeSet<VarId> {
-    let mut free = BTreeSet::new();
-    let mut bound = BTreeSet::new();
-    e.visit(&mut |x| match x {
-        Expr::Index(v) => {
-            free.insert(*v);
-        }
-        Expr::Reduce { vars, .. } => bound.extend(vars.iter().copied()),
-        _ => {}
-    });
-    free.difference(&bound).copied().collect()
-}
-
 /// True when every read in `e` is indexed by index variables only (it cannot go out of range).
 fn reads_in_range(e: &Expr) -> bool {
     !e.any(&mut |x| matches!(x, Expr::Read { indices, .. } if indices.iter().any(|i| !matches!(i, Expr::Index(_)))))
@@ -89,11 +80,11 @@ impl Hoister {
                     body: body.as_ref().map(|b| Box::new(self.rewrite(b, &inner))),
                 };
                 let free = free_vars(&reduced);
-                if free.len() < scope.len()
-                    && free.iter().all(|v| scope.contains(v))
-                    && reads_in_range(&reduced)
-                {
-                    self.lift(reduced, free)
+                let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
+                if movable && free.len() < scope.len() {
+                    self.lift(reduced, free.into_iter().collect())
+                } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
+                    self.lift_contraction(p)
                 } else {
                     reduced
                 }
@@ -102,8 +93,39 @@ impl Hoister {
         }
     }
 
-    /// Makes `e` (free in `free`) a definition over `free` and returns its read.
-    fn lift(&mut self, e: Expr, free: BTreeSet<VarId>) -> Expr {
+    /// A contraction `sum[k](left * right)` as the read of a definition `c[i, j]` whose body
+    /// is a plain product of two matrices, each side made a definition of its own unless it
+    /// already is a matrix read by `(i, k)` / `(k, j)`: the form `contraction::contraction`
+    /// recognises, so a backend can use a GEMM routine.
+    fn lift_contraction(&mut self, p: crate::contraction::Product) -> Expr {
+        let mut side = |e: Expr, vars: [VarId; 2]| -> Expr {
+            let plain = matches!(&e, Expr::Read { indices, .. }
+                if indices.len() == 2
+                    && indices.iter().all(|x| matches!(x, Expr::Index(v) if vars.contains(v)))
+                    && indices[0] != indices[1]);
+            if plain {
+                e
+            } else {
+                self.lift(e, vars.to_vec())
+            }
+        };
+        let left = side(p.left, [p.i, p.k]);
+        let right = side(p.right, [p.k, p.j]);
+        let product = Expr::Reduce {
+            op: crate::ir::Reducer::Sum,
+            vars: vec![p.k],
+            filter: None,
+            body: Some(Box::new(Expr::Binary(
+                BinOp::Mul,
+                Box::new(left),
+                Box::new(right),
+            ))),
+        };
+        self.lift(product, vec![p.i, p.j])
+    }
+
+    /// Makes `e` (free in `free`) a definition over `free`, in that order, and returns its read.
+    fn lift(&mut self, e: Expr, free: Vec<VarId>) -> Expr {
         let mut rename = HashMap::new();
         let mut indices = vec![];
         for &v in &free {

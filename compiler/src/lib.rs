@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod clif;
+pub mod contraction;
 pub mod grad;
 pub mod hoist;
 pub mod ir;

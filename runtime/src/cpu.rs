@@ -8,6 +8,7 @@
 use crate::bind::Bound;
 use crate::{Data, Outputs, RunError};
 use compiler::clif::{self, Layout};
+use compiler::contraction::{Contraction, Operand};
 use compiler::ir::{DType, DefKind, InputId, Loss, Reducer};
 use cranelift_jit::{JITBuilder, JITModule};
 
@@ -21,6 +22,8 @@ pub struct CpuLoss {
     defs: Vec<DefFn>,
     /// For each definition computed in blocks: its reducer and its block function.
     partials: Vec<Option<(Reducer, DefFn)>>,
+    /// For each definition that is a matrix product: how to call GEMM for it.
+    products: Vec<Option<Contraction>>,
     result: ResultFn,
 }
 
@@ -75,6 +78,14 @@ struct Buffers {
     hypers: *const f32,
     work: *mut f32,
 }
+
+/// A matrix's address, shared by the threads of one product (each writes its own rows).
+#[derive(Clone, Copy)]
+struct Pointer(*const f32);
+
+// SAFETY: see the type's documentation.
+unsafe impl Send for Pointer {}
+unsafe impl Sync for Pointer {}
 
 // SAFETY: see the type's documentation: concurrent calls touch disjoint rows of `work`.
 unsafe impl Send for Buffers {}
@@ -186,11 +197,15 @@ impl CpuLoss {
         let result = unsafe {
             std::mem::transmute::<*const u8, ResultFn>(module.get_finalized_function(result_id))
         };
+        let products = (0..program.defs.len())
+            .map(|d| compiler::contraction::contraction(program, d))
+            .collect();
         Ok(CpuLoss {
             program: program.clone(),
             _module: module,
             defs,
             partials,
+            products,
             result,
         })
     }
@@ -254,6 +269,7 @@ impl CpuLoss {
             program: &self.program,
             defs: &self.defs,
             partials: &self.partials,
+            products: &self.products,
             result: self.result,
             inputs,
             dims: bound.dims.iter().map(|&d| d as i64).collect(),
@@ -367,6 +383,7 @@ pub struct Prepared<'a> {
     program: &'a Loss,
     defs: &'a [DefFn],
     partials: &'a [Option<(Reducer, DefFn)>],
+    products: &'a [Option<Contraction>],
     result: ResultFn,
     inputs: Vec<Buffer>,
     dims: Vec<i64>,
@@ -390,6 +407,10 @@ impl Prepared<'_> {
             work: self.work.as_mut_ptr(),
         };
         for (d, def) in loss.defs.iter().enumerate() {
+            if let Some(c) = self.products[d] {
+                self.multiply(d, c, &pointers, buffers);
+                continue;
+            }
             if let Some((op, f)) = self.partials[d] {
                 let value = self.reduce_in_blocks(d, op, f, buffers)?;
                 // SAFETY: the offset of a definition lies inside `work` (`Layout`); no block
@@ -461,6 +482,80 @@ impl Prepared<'_> {
         }
         self.loss = result;
         Ok(result)
+    }
+
+    /// Computes definition `d`, the matrix product `c`, with `matrixmultiply`'s SGEMM: rows of
+    /// the result spread over threads (each element's sum runs in the same order whatever the
+    /// split, so results do not depend on the thread count).
+    fn multiply(&self, d: usize, c: Contraction, pointers: &[*const u8], buffers: Buffers) {
+        let [m, k, n] = c.dims.map(|dim| self.sizes[dim]);
+        // SAFETY (for the pointers below): inputs are f32 buffers of their bound sizes and
+        // definitions lie inside `work` (`Layout`); `contraction` accepts float matrices only.
+        let base = |t: compiler::ir::Tensor| -> *const f32 {
+            match t {
+                compiler::ir::Tensor::Input(i) => pointers[i].cast(),
+                compiler::ir::Tensor::Def(e) => unsafe {
+                    buffers.work.add(self.layout.offsets[e]).cast_const()
+                },
+            }
+        };
+        // Strides of element (row, kk) of an operand with `rows` rows.
+        let strides = |o: Operand, rows: usize| -> (isize, isize) {
+            if o.k_first {
+                (1, rows as isize)
+            } else {
+                (k as isize, 1)
+            }
+        };
+        let (a, (rsa, csa)) = (Pointer(base(c.a.tensor)), strides(c.a, m));
+        // B is indexed (kk, col): stored [k, n] (k first) or [n, k].
+        let (b, (rsb, csb)) = (
+            Pointer(base(c.b.tensor)),
+            if c.b.k_first {
+                (n as isize, 1)
+            } else {
+                (1, k as isize)
+            },
+        );
+        let out = Pointer(unsafe { buffers.work.add(self.layout.offsets[d]) }.cast_const());
+        if m == 0 || n == 0 {
+            return;
+        }
+        let chunks = if m * n >= PARALLEL_ELEMENTS {
+            rayon::current_num_threads().min(m).max(1)
+        } else {
+            1
+        };
+        let rows = |t: usize| {
+            let (start, end) = (m * t / chunks, m * (t + 1) / chunks);
+            let (a, b, out) = (a, b, out);
+            // SAFETY: A is m×k, B k×n, C m×n with the strides above, all inside their
+            // buffers; this call writes rows start..end of C only.
+            unsafe {
+                matrixmultiply::sgemm(
+                    end - start,
+                    k,
+                    n,
+                    1.0,
+                    a.0.offset(start as isize * rsa),
+                    rsa,
+                    csa,
+                    b.0,
+                    rsb,
+                    csb,
+                    0.0,
+                    out.0.cast_mut().add(start * n),
+                    n as isize,
+                    1,
+                )
+            }
+        };
+        if chunks == 1 {
+            rows(0);
+        } else {
+            use rayon::prelude::*;
+            (0..chunks).into_par_iter().for_each(rows);
+        }
     }
 
     /// Computes scalar definition `d` (a reduction `op`) in blocks of its first variable with
