@@ -54,7 +54,7 @@ fn extract(loss: &Loss, e: Expr, defs: &mut Vec<Def>, owner: &str) -> Expr {
             let dtype = loss.type_of(&e);
             let id = defs.len();
             defs.push(Def {
-                name: format!("{owner}.part{id}"),
+                name: format!("{owner}_part{id}"),
                 kind: DefKind::Let,
                 indices: vec![],
                 dtype,

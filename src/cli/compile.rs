@@ -1,5 +1,6 @@
-//! `lossc compile FILE --emit obj|header|clif -o OUT`: ahead-of-time compilation of the loss
-//! and its gradient to an object file with a C entry point, its C header, or the Cranelift IR.
+//! `lossc compile FILE --emit obj|header|clif|loss -o OUT`: ahead-of-time compilation of the
+//! loss and its gradient to an object file with a C entry point, its C header, the Cranelift
+//! IR, or the transformed program as `.loss` text.
 
 use crate::source::{self, UserError};
 use clap::Args;
@@ -17,7 +18,9 @@ pub struct CompileArgs {
     #[arg(long)]
     loss: Option<String>,
     /// What to write.
-    #[arg(long, value_parser = ["obj", "header", "clif", "wgsl"])]
+    /// (`loss`: the program the CPU backend compiles, printed as `.loss`: stabilised,
+    /// differentiated, with reductions hoisted and contractions made matrix products.)
+    #[arg(long, value_parser = ["obj", "header", "clif", "loss", "wgsl"])]
     emit: String,
     /// The file to write.
     #[arg(short, long, value_name = "OUT")]
@@ -61,6 +64,7 @@ pub fn run(args: CompileArgs) -> Result<String, UserError> {
                 .map_err(|e| err(&e))?
                 .into_bytes()
         }
+        "loss" => compiler::print::loss(&compiler::split::split(&compiled)).into_bytes(),
         "obj" => {
             let mut m = module(&loss.name)?;
             clif::lower(&compiled, &mut m, &symbol(loss)).map_err(|e| err(&e))?;

@@ -359,8 +359,38 @@ impl<'a, M: Module> Lowering<'a, M> {
         }
     }
 
-    /// `&&` and `||`, evaluating the right side only when the left does not decide.
+    /// True when evaluating `e` where the program would not is harmless and cheap: it reads
+    /// only elements indexed by loop variables of their own dimension (no check can fail) and
+    /// holds no reduction (no loop). Such parts of `if`, `&&`, `||` and filtered sums are
+    /// computed without branches, which random data would mispredict half the time.
+    fn speculatable(&self, e: &Expr) -> bool {
+        !e.any(&mut |x| match x {
+            Expr::Reduce { .. } => true,
+            Expr::Read { tensor, indices } => {
+                let shape = self.loss.shape_of(*tensor);
+                indices
+                    .iter()
+                    .zip(&shape)
+                    .any(|(i, &dim)| !matches!(i, Expr::Index(v) if self.loss.vars[*v].dim == dim))
+            }
+            _ => false,
+        })
+    }
+
+    /// `&&` and `||`, evaluating the right side only when the left does not decide (or both,
+    /// without a branch, when the right side is speculatable).
     fn logic(&mut self, op: BinOp, a: &Expr, c: &Expr) -> Result<Val, ClifError> {
+        if self.speculatable(c) {
+            let left = self.expr(a)?;
+            let left = self.truth(left);
+            let right = self.expr(c)?;
+            let right = self.truth(right);
+            return Ok(Val::B(if op == BinOp::And {
+                self.b.ins().band(left, right)
+            } else {
+                self.b.ins().bor(left, right)
+            }));
+        }
         let out = self.b.declare_var(types::I8);
         let left = self.expr(a)?;
         let left = self.truth(left);
@@ -380,9 +410,29 @@ impl<'a, M: Module> Lowering<'a, M> {
         Ok(Val::B(self.b.use_var(out)))
     }
 
-    /// `if c then a else d`, evaluating only the taken branch.
+    /// `if c then a else d`, evaluating only the taken branch (or both, and choosing without
+    /// a branch, when both are speculatable).
     fn select(&mut self, e: &Expr, c: &Expr, a: &Expr, d: &Expr) -> Result<Val, ClifError> {
         let ty = self.loss.type_of(e);
+        let typed = |s: &mut Self, v: Val| match ty {
+            DType::Float => s.float(v),
+            DType::Int => s.int(v),
+            DType::Bool => s.truth(v),
+        };
+        let wrap = |v: Value| match ty {
+            DType::Float => Val::F(v),
+            DType::Int => Val::I(v),
+            DType::Bool => Val::B(v),
+        };
+        if self.speculatable(a) && self.speculatable(d) {
+            let cond = self.expr(c)?;
+            let cond = self.truth(cond);
+            let x = self.expr(a)?;
+            let x = typed(self, x);
+            let y = self.expr(d)?;
+            let y = typed(self, y);
+            return Ok(wrap(self.b.ins().select(cond, x, y)));
+        }
         let out = self.b.declare_var(match ty {
             DType::Float => types::F32,
             DType::Int => types::I64,
@@ -526,9 +576,18 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let n = self.b.declare_var(types::I64);
                 let zero = self.b.ins().iconst(types::I64, 0);
                 self.b.def_var(n, zero);
-                self.terms(vars, range, filter, &mut |s| {
+                // The filter is evaluated for every term anyway: add its truth value.
+                self.terms(vars, range, None, &mut |s| {
+                    let one = match filter {
+                        Some(f) => {
+                            let c = s.expr(f)?;
+                            let c = s.truth(c);
+                            s.b.ins().uextend(types::I64, c)
+                        }
+                        None => s.b.ins().iconst(types::I64, 1),
+                    };
                     let x = s.b.use_var(n);
-                    let x = s.b.ins().iadd_imm_s(x, 1);
+                    let x = s.b.ins().iadd(x, one);
                     s.b.def_var(n, x);
                     Ok(())
                 })?;
@@ -546,14 +605,31 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let (z, zi) = (self.f32(0.0), self.b.ins().iconst(types::I64, 0));
                 self.b.def_var(acc, z);
                 self.b.def_var(n, zi);
-                self.terms(vars, range, filter, &mut |s| {
+                // A speculatable body is computed for every term and added where the filter
+                // holds (0 elsewhere), without a branch.
+                let blend = filter.filter(|_| self.speculatable(body));
+                let branch_filter = if blend.is_some() { None } else { filter };
+                self.terms(vars, range, branch_filter, &mut |s| {
+                    let keep = match blend {
+                        Some(f) => {
+                            let c = s.expr(f)?;
+                            Some(s.truth(c))
+                        }
+                        None => None,
+                    };
                     let v = s.expr(body)?;
-                    let v = s.float(v);
+                    let mut v = s.float(v);
+                    let mut one = s.b.ins().iconst(types::I64, 1);
+                    if let Some(c) = keep {
+                        let zero = s.f32(0.0);
+                        v = s.b.ins().select(c, v, zero);
+                        one = s.b.ins().uextend(types::I64, c);
+                    }
                     let a = s.b.use_var(acc);
                     let a = s.b.ins().fadd(a, v);
                     s.b.def_var(acc, a);
                     let k = s.b.use_var(n);
-                    let k = s.b.ins().iadd_imm_s(k, 1);
+                    let k = s.b.ins().iadd(k, one);
                     s.b.def_var(n, k);
                     Ok(())
                 })?;
