@@ -25,14 +25,14 @@ pub fn hoist(loss: &Loss) -> Loss {
     h.out.defs.clear();
     for (old, def) in loss.defs.iter().enumerate() {
         let scope: Vec<VarId> = def.indices.clone();
-        let body = h.rewrite(&def.body, &scope);
+        let body = h.rewrite(&def.body, &scope, &[]);
         h.map.insert(old, h.defs.len());
         h.defs.push(Def {
             body,
             ..def.clone()
         });
     }
-    let result = h.rewrite(&loss.result, &[]);
+    let result = h.rewrite(&loss.result, &[], &[]);
     h.out.result = result;
     h.out.defs = h.defs;
     h.out
@@ -48,23 +48,60 @@ struct Hoister {
     hoisted: Vec<(usize, Vec<VarId>)>,
 }
 
+/// `guards` followed by `more`.
+fn with<const N: usize>(guards: &[Expr], more: [Expr; N]) -> Vec<Expr> {
+    guards.iter().cloned().chain(more).collect()
+}
+
+/// Appends the conjuncts of `e` (split at `&&`) to `out`.
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary(BinOp::And, a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
+        }
+        other => out.push(other.clone()),
+    }
+}
+
 /// True when every read in `e` is indexed by index variables only (it cannot go out of range).
 fn reads_in_range(e: &Expr) -> bool {
     !e.any(&mut |x| matches!(x, Expr::Read { indices, .. } if indices.iter().any(|i| !matches!(i, Expr::Index(_)))))
 }
 
 impl Hoister {
-    /// Rewrites `e` (whose enclosing indices are `scope`), remapping definition reads and
-    /// hoisting reductions that ignore some of `scope`.
-    fn rewrite(&mut self, e: &Expr, scope: &[VarId]) -> Expr {
+    /// Rewrites `e` (whose enclosing indices are `scope`, evaluated only where every condition
+    /// in `guards` holds), remapping definition reads and hoisting reductions that ignore some
+    /// of `scope`.
+    fn rewrite(&mut self, e: &Expr, scope: &[VarId], guards: &[Expr]) -> Expr {
         match e {
             Expr::Read {
                 tensor: Tensor::Def(d),
                 indices,
             } => Expr::Read {
                 tensor: Tensor::Def(self.map[d]),
-                indices: indices.iter().map(|i| self.rewrite(i, scope)).collect(),
+                indices: indices
+                    .iter()
+                    .map(|i| self.rewrite(i, scope, guards))
+                    .collect(),
             },
+            Expr::Select(c, a, b) => {
+                let c = self.rewrite(c, scope, guards);
+                let not_c = Expr::Unary(crate::ir::UnaryOp::Not, Box::new(c.clone()));
+                let a = self.rewrite(a, scope, &with(guards, [c.clone()]));
+                let b = self.rewrite(b, scope, &with(guards, [not_c]));
+                Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+            }
+            Expr::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+                let a = self.rewrite(a, scope, guards);
+                let known = if *op == BinOp::And {
+                    a.clone()
+                } else {
+                    Expr::Unary(crate::ir::UnaryOp::Not, Box::new(a.clone()))
+                };
+                let b = self.rewrite(b, scope, &with(guards, [known]));
+                Expr::Binary(*op, Box::new(a), Box::new(b))
+            }
             Expr::Reduce {
                 op,
                 vars,
@@ -73,23 +110,30 @@ impl Hoister {
             } => {
                 let mut inner: Vec<VarId> = scope.to_vec();
                 inner.extend(vars);
+                let filter = filter.as_ref().map(|f| self.rewrite(f, &inner, guards));
+                let mut kept = guards.to_vec();
+                if let Some(f) = &filter {
+                    conjuncts(f, &mut kept);
+                }
                 let reduced = Expr::Reduce {
                     op: *op,
                     vars: vars.clone(),
-                    filter: filter.as_ref().map(|f| Box::new(self.rewrite(f, &inner))),
-                    body: body.as_ref().map(|b| Box::new(self.rewrite(b, &inner))),
+                    body: body
+                        .as_ref()
+                        .map(|b| Box::new(self.rewrite(b, &inner, &kept))),
+                    filter: filter.map(Box::new),
                 };
                 let free = free_vars(&reduced);
                 let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
                 if movable && free.len() < scope.len() {
-                    self.lift(reduced, free.into_iter().collect())
+                    self.lift(reduced, free.into_iter().collect(), guards)
                 } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
-                    self.lift_contraction(p)
+                    self.lift_contraction(p, guards)
                 } else {
                     reduced
                 }
             }
-            e => e.map_children(|c| self.rewrite(c, scope)),
+            e => e.map_children(|c| self.rewrite(c, scope, guards)),
         }
     }
 
@@ -97,7 +141,7 @@ impl Hoister {
     /// is a plain product of two matrices, each side made a definition of its own unless it
     /// already is a matrix read by `(i, k)` / `(k, j)`: the form `contraction::contraction`
     /// recognises, so a backend can use a GEMM routine.
-    fn lift_contraction(&mut self, p: crate::contraction::Product) -> Expr {
+    fn lift_contraction(&mut self, p: crate::contraction::Product, guards: &[Expr]) -> Expr {
         let mut side = |e: Expr, vars: [VarId; 2]| -> Expr {
             let plain = matches!(&e, Expr::Read { indices, .. }
                 if indices.len() == 2
@@ -106,7 +150,7 @@ impl Hoister {
             if plain {
                 e
             } else {
-                self.lift(e, vars.to_vec())
+                self.lift(e, vars.to_vec(), guards)
             }
         };
         let left = side(p.left, [p.i, p.k]);
@@ -121,11 +165,37 @@ impl Hoister {
                 Box::new(right),
             ))),
         };
-        self.lift(product, vec![p.i, p.j])
+        self.lift(product, vec![p.i, p.j], guards)
     }
 
     /// Makes `e` (free in `free`) a definition over `free`, in that order, and returns its read.
-    fn lift(&mut self, e: Expr, free: Vec<VarId>) -> Expr {
+    /// The definition computes `e` only where the `guards` over `free` alone hold (the only
+    /// places it is read), 0 elsewhere: a reduction under `labels[p] == labels[a]` is computed
+    /// for the positive pairs, not for every pair.
+    fn lift(&mut self, e: Expr, free: Vec<VarId>, guards: &[Expr]) -> Expr {
+        let relevant: Vec<Expr> = guards
+            .iter()
+            .filter(|g| {
+                reads_in_range(g)
+                    && !g.any(&mut |x| matches!(x, Expr::Reduce { .. }))
+                    && free_vars(g).iter().all(|v| free.contains(v))
+            })
+            .cloned()
+            .collect();
+        let e = match relevant
+            .into_iter()
+            .reduce(|a, b| Expr::Binary(BinOp::And, Box::new(a), Box::new(b)))
+        {
+            Some(guard) => {
+                let zero = match self.out.type_of(&e) {
+                    crate::ir::DType::Int => Expr::Int(0),
+                    crate::ir::DType::Bool => Expr::Bool(false),
+                    crate::ir::DType::Float => Expr::Float(0.0),
+                };
+                Expr::Select(Box::new(guard), Box::new(e), Box::new(zero))
+            }
+            None => e,
+        };
         let mut rename = HashMap::new();
         let mut indices = vec![];
         for &v in &free {
@@ -283,5 +353,27 @@ mod tests {
             }",
         );
         assert_eq!(names, ["hoisted1", "hoisted2"]);
+    }
+
+    #[test]
+    fn a_reduction_hoisted_from_under_a_filter_is_computed_only_where_the_filter_holds() {
+        let loss = crate::check_source(
+            "loss l(x: [B, B], lab: int[B]) {
+                let d[i, j] = sum[p | lab[p] == lab[i] && p != i && x[i, j] > 0](logsumexp[n](x[i, n] - x[i, p]))
+                sum[i, j](d[i, j])
+            }",
+        )
+        .unwrap()
+        .losses
+        .remove(0);
+        let out = hoist(&loss);
+        let lifted = out.defs.iter().find(|d| d.name == "hoisted1").unwrap();
+        // Guarded by the conjuncts over (i, p) only; x[i, j] > 0 involves j, which it lacks.
+        let text = crate::print::expr(&out, &lifted.body);
+        assert!(
+            text.starts_with("if lab[p_h0] == lab[i_h0] && p_h0 != i_h0 then logsumexp["),
+            "{text}"
+        );
+        assert!(text.ends_with("else 0.0"), "{text}");
     }
 }
