@@ -12,9 +12,15 @@ pub struct BenchArgs {
     /// The loss to time, when the file defines several.
     #[arg(long)]
     loss: Option<String>,
-    /// Dimension sizes, e.g. `B=4096,C=1000`.
-    #[arg(long, value_name = "DIM=SIZE,..")]
-    size: String,
+    /// Dimension sizes of seeded random inputs, e.g. `B=4096,C=1000`.
+    #[arg(long, value_name = "DIM=SIZE,..", required_unless_present = "inputs")]
+    size: Option<String>,
+    /// Time on these inputs instead (`.json`, `.npz` or `.safetensors`, as for `lossc eval`).
+    #[arg(long, value_name = "PATH", conflicts_with = "size")]
+    inputs: Option<std::path::PathBuf>,
+    /// Hyperparameter values, e.g. `temperature=0.1`.
+    #[arg(long, value_name = "NAME=VALUE,..")]
+    set: Option<String>,
     /// Where to run: native code (Cranelift JIT) or the f64 interpreter.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
@@ -36,14 +42,52 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
             "error: the `gpu` backend is not built yet".into(),
         ));
     }
-    let sizes = super::eval::parse_sizes(&args.size)
-        .map_err(|e| UserError(format!("error: --size: {e}")))?;
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
-    let inputs = runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?;
-    let bound = runtime::bind(loss, &inputs, &[]).map_err(|e| err(&e))?;
+    let inputs = match (&args.inputs, &args.size) {
+        (Some(path), _) => {
+            runtime::data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?
+        }
+        (None, Some(size)) => {
+            let sizes = super::eval::parse_sizes(size)
+                .map_err(|e| UserError(format!("error: --size: {e}")))?;
+            runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?
+        }
+        (None, None) => unreachable!("clap requires --size or --inputs"),
+    };
+    let set = match &args.set {
+        Some(s) => crate::assign::values(s).map_err(|e| UserError(format!("error: --set: {e}")))?,
+        None => vec![],
+    };
+    let bound = runtime::bind(loss, &inputs, &set).map_err(|e| err(&e))?;
+    let size = loss
+        .dims
+        .iter()
+        .zip(&bound.dims)
+        .map(|(d, n)| format!("{d}={n}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let wrt = compiler::grad::resolve_wrt(loss, &[]).map_err(|e| err(&e))?;
+    // The traffic no implementation can avoid: every input read once, every gradient written once.
+    let elements = |shape: &[usize]| shape.iter().product::<usize>();
+    let input_bytes: usize = loss
+        .inputs
+        .iter()
+        .zip(&bound.inputs)
+        .map(|(i, t)| {
+            elements(&t.shape)
+                * if i.dtype == compiler::ir::DType::Bool {
+                    1
+                } else {
+                    4
+                }
+        })
+        .sum();
+    let grad_bytes: usize = wrt
+        .iter()
+        .map(|&i| elements(&bound.inputs[i].shape) * 4)
+        .sum();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
         .build()
@@ -62,6 +106,14 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         Some(c) => Some(c.prepare(&bound).map_err(|e| err(&e))?),
         None => None,
     };
+    // The compiled code reads its own f32 copies: free the f64 tensors, so the process holds
+    // what a framework would (inputs, gradients, the program's other definitions).
+    let bound = if prepared.is_some() {
+        drop(inputs);
+        None
+    } else {
+        Some(bound)
+    };
     let mut times = vec![];
     let mut value = 0.0;
     for _ in 0..args.reps.max(1) + 1 {
@@ -69,10 +121,13 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         value = match &mut prepared {
             Some(p) => f64::from(pool.install(|| p.execute()).map_err(|e| err(&e))?),
             None => {
-                runtime::eval_all(&interp_program, &bound)
-                    .map_err(|e| err(&e))?
-                    .0
-                    .loss
+                runtime::eval_all(
+                    &interp_program,
+                    bound.as_ref().expect("kept for the interpreter"),
+                )
+                .map_err(|e| err(&e))?
+                .0
+                .loss
             }
         };
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -81,25 +136,13 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let (min, max) = (times[0], times[times.len() - 1]);
-    // The traffic no implementation can avoid: every input read once, every gradient written once.
-    let elements = |shape: &[usize]| shape.iter().product::<usize>();
-    let input_bytes: usize = loss
-        .inputs
-        .iter()
-        .zip(&bound.inputs)
-        .map(|(i, t)| elements(&t.shape) * if i.dtype == compiler::ir::DType::Bool { 1 } else { 4 })
-        .sum();
-    let grad_bytes: usize = wrt
-        .iter()
-        .map(|&i| elements(&bound.inputs[i].shape) * 4)
-        .sum();
     let gb_per_s = (input_bytes + grad_bytes) as f64 / (median * 1e-3) / 1e9;
     if args.json {
         return Ok(format!(
             "{{\"loss\": {:?}, \"backend\": {:?}, \"size\": {:?}, \"threads\": {threads}, \"compile_ms\": {compile_ms:.3}, \"median_ms\": {median:.3}, \"min_ms\": {min:.3}, \"max_ms\": {max:.3}, \"gb_per_s\": {gb_per_s:.3}, \"reps\": {}, \"value\": {value}}}\n",
             loss.name,
             args.backend,
-            args.size,
+            size,
             times.len()
         ));
     }
@@ -107,7 +150,7 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let _ = writeln!(
         s,
         "{} --size {} on {} with {threads} threads (forward + gradient of every float input)",
-        loss.name, args.size, args.backend
+        loss.name, size, args.backend
     );
     let _ = writeln!(s, "  compile      {compile_ms:.3} ms");
     let _ = writeln!(
