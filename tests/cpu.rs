@@ -318,8 +318,8 @@ fn cpu_results_are_bit_identical_for_any_thread_count() {
 
 #[test]
 fn reductions_split_in_blocks_combine_like_one_pass() {
-    // B = 3000 splits each top-level reduction into blocks (runtime::cpu); the filters leave
-    // whole blocks empty, the ties and NaN sit on both sides of block boundaries.
+    // B = 9000 splits each top-level reduction into 4 blocks (runtime::cpu); the filters leave
+    // whole blocks empty, the ties and NaN sit in different blocks.
     let src = r#"
 loss blocks(x: [B], m: bool[B]) {
     metric first_max = argmax[b](x[b])
@@ -335,15 +335,16 @@ loss blocks(x: [B], m: bool[B]) {
 }
 "#;
     let loss = compiler::check_source(src).unwrap().losses.remove(0);
-    let n = 3000;
+    let n = 9000;
     let mut x: Vec<f64> = (0..n)
         .map(|i| ((i * 37 % 101) as f64) / 10.0 - 5.0)
         .collect();
-    x[100] = 50.0; // the maximum, tied later in another block
+    x[100] = 50.0; // the maximum, tied in the next block
     x[2900] = 50.0;
-    x[1500] = -80.0; // the minimum, tied later
-    x[2999] = -80.0;
-    let m: Vec<bool> = (0..n).map(|i| i >= 1200).collect(); // blocks before 1200 all masked out
+    x[1500] = -90.0; // the minimum overall, outside m
+    x[5000] = -80.0; // the minimum inside m, tied in the next block
+    x[8999] = -80.0;
+    let m: Vec<bool> = (0..n).map(|i| i >= 4500).collect(); // the first two blocks masked out
     let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, x, m);
     let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
     let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
@@ -362,7 +363,7 @@ loss blocks(x: [B], m: bool[B]) {
         let close = got == want || (got - want).abs() <= 1e-5 * want.abs().max(1.0);
         assert!(close, "{name}: cpu {got}, interpreter {want}");
     }
-    let want = [("first_max", 100.0), ("first_min", 1500.0), ("none", -1.0)];
+    let want = [("first_max", 100.0), ("first_min", 5000.0), ("none", -1.0)];
     for (name, v) in want {
         assert_eq!(
             cpu.metrics.iter().find(|m| m.0 == name).unwrap().1,
@@ -372,13 +373,13 @@ loss blocks(x: [B], m: bool[B]) {
     }
     // A NaN anywhere wins argmax and max, whichever block holds it.
     let mut with_nan = x.clone();
-    with_nan[2500] = f64::NAN;
+    with_nan[6000] = f64::NAN;
     let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, with_nan, m).replace("NaN", "\"NaN\"");
     let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
     let nan_bound = runtime::bind(&loss, &inputs, &[]).unwrap();
     let (nan_out, _) = runtime::cpu::eval_with_grad(&loss, &nan_bound, &[]).unwrap();
     let metric = |name: &str| nan_out.metrics.iter().find(|m| m.0 == name).unwrap().1;
-    assert_eq!(metric("first_max"), 2500.0);
+    assert_eq!(metric("first_max"), 6000.0);
     assert!(metric("top").is_nan() && metric("low").is_nan());
     // The same bits for every thread count.
     for threads in [1, 3, 4] {
@@ -397,6 +398,31 @@ loss blocks(x: [B], m: bool[B]) {
                 .iter()
                 .zip(&g[0].1)
                 .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}
+
+#[test]
+fn long_reductions_keep_f32_accuracy() {
+    // Issue 4's bound for reductions over more than 1e5 terms: 2e-4 relative. One running f32
+    // sum over this many DPO terms drifts past it; blocked sums do not.
+    let e = lossc::stdlib::get("dpo").unwrap();
+    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+    let inputs = runtime::random::random_inputs(&loss, &sizes("B=400000"), 9).unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let want = runtime::eval(&loss, &bound).unwrap();
+    let (got, _) = runtime::cpu::eval_with_grad(&loss, &bound, &[]).unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
+    assert!(
+        rel(got.loss, want.loss) < 2e-4,
+        "{} vs {}",
+        got.loss,
+        want.loss
+    );
+    for ((name, a), (_, b)) in got.metrics.iter().zip(&want.metrics) {
+        assert!(
+            rel(*a, *b) < 2e-4 || (a - b).abs() < 1e-6,
+            "{name}: {a} vs {b}"
         );
     }
 }

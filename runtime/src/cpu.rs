@@ -51,13 +51,12 @@ type DefFn = unsafe extern "C" fn(
 /// Definitions with at least this many elements are split over threads.
 const PARALLEL_ELEMENTS: usize = 1 << 14;
 
-/// A scalar reduction whose first variable has at least this many values is computed in
-/// blocks over threads.
-const PARALLEL_TERMS: usize = 1 << 10;
-
-/// The number of blocks such a reduction is split into: fixed (never the thread count), so
-/// the combined value is the same for every thread count.
-const BLOCKS: usize = 64;
+/// A scalar reduction is computed in blocks of this many values of its first variable (the
+/// last block takes the rest), spread over threads: the block count depends on the size only
+/// (never on the thread count), so the combined value is the same for every thread count, and
+/// no f32 accumulator sums more than a block's terms (over 4M terms, one running f32 sum of
+/// DPO's loss was 1% off; blocks combined in f64 are within 1e-6).
+const BLOCK_TERMS: usize = 2048;
 
 /// The accumulators one block of a scalar reduction leaves (`clif::Part::Partial`).
 #[repr(C)]
@@ -572,7 +571,7 @@ impl Prepared<'_> {
             unreachable!("partial_reducer accepts reductions only")
         };
         let n = self.sizes[loss.vars[vars[0]].dim];
-        let blocks = if n >= PARALLEL_TERMS { BLOCKS } else { 1 };
+        let blocks = (n / BLOCK_TERMS).max(1);
         let run_block = |k: usize| -> ([i64; 5], PartialState) {
             let (start, end) = (n * k / blocks, n * (k + 1) / blocks);
             let mut error = [0i64; 4];
