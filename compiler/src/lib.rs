@@ -9,5 +9,6 @@ pub mod ir;
 pub mod logic;
 pub mod print;
 pub mod simplify;
+pub mod wgsl;
 
 pub use check::{check, check_source};

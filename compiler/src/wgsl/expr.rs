@@ -1,0 +1,642 @@
+//! Expressions as WGSL: pure subexpressions inline, control flow (lazy selects and `&&`/`||`
+//! whose right side needs statements, reductions) as statements before the use.
+
+use crate::ir::{BinOp, Builtin, DType, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
+use std::collections::HashSet;
+
+/// The WGSL names of everything a program refers to.
+pub(super) struct Names<'a> {
+    pub loss: &'a Loss,
+    /// Per index variable.
+    pub vars: Vec<String>,
+    /// Per input: its storage buffer.
+    pub inputs: Vec<String>,
+    /// Per definition: its storage buffer.
+    pub defs: Vec<String>,
+    /// Per definition: its entry point.
+    pub entries: Vec<String>,
+    /// Per dimension: `params.dim_<name>`.
+    pub dims: Vec<String>,
+    /// Per hyperparameter: `params.hyper_<name>`.
+    pub hypers: Vec<String>,
+}
+
+/// WGSL keywords and reserved words an index variable's name must not take, and the names
+/// the generated code uses at module scope or for its locals.
+const TAKEN: &[&str] = &[
+    "alias", "break", "case", "const", "const_assert", "continue", "continuing", "default",
+    "diagnostic", "discard", "else", "enable", "false", "fn", "for", "if", "let", "loop",
+    "override", "requires", "return", "struct", "switch", "true", "var", "while", "bool",
+    "f16", "f32", "i32", "u32", "vec2", "vec3", "vec4", "mat2x2", "mat3x3", "mat4x4", "array",
+    "atomic", "ptr", "sampler", "texture_2d", "NULL", "Self", "abstract", "active", "alignas",
+    "alignof", "as", "asm", "asm_fragment", "async", "attribute", "auto", "await", "become",
+    "binding_array", "cast", "catch", "class", "co_await", "co_return", "co_yield", "coherent",
+    "column_major", "common", "compile", "compile_fragment", "concept", "const_cast",
+    "consteval", "constexpr", "constinit", "crate", "debugger", "decltype", "delete", "demote",
+    "demote_to_helper", "do", "dynamic_cast", "enum", "explicit", "export", "extends", "extern",
+    "external", "fallthrough", "filter", "final", "finally", "friend", "from", "fxgroup", "get",
+    "goto", "groupshared", "highp", "impl", "implements", "import", "inline", "instanceof",
+    "interface", "layout", "lowp", "macro", "macro_rules", "match", "mediump", "meta", "mod",
+    "module", "move", "mut", "mutable", "namespace", "new", "nil", "noexcept", "noinline",
+    "nointerpolation", "noperspective", "null", "nullptr", "of", "operator", "package",
+    "packoffset", "partition", "pass", "patch", "pixelfragment", "precise", "precision",
+    "premerge", "priv", "protected", "pub", "public", "readonly", "ref", "regardless",
+    "register", "reinterpret_cast", "require", "resource", "restrict", "self", "set", "shared",
+    "sizeof", "smooth", "snorm", "static", "static_assert", "static_cast", "std", "subroutine",
+    "super", "target", "template", "this", "thread_local", "throw", "trait", "try", "type",
+    "typedef", "typeid", "typename", "typeof", "union", "unless", "unorm", "unsafe", "unsized",
+    "use", "using", "varying", "virtual", "volatile", "wgsl", "where", "with", "writeonly",
+    "yield", "params", "errors", "result", "reduced", "partials", "partial_counts", "scratch",
+    "scratch_count", "flat", "rest", "lane", "group", "groups", "gid", "term", "acc", "kept",
+    "n", "abs", "exp", "log", "sqrt", "max", "min", "select", "sign", "floor", "round", "ldexp",
+    "bitcast", "sin", "cos", "tanh", "pow", "clamp",
+];
+
+/// `name` made a valid WGSL identifier fragment.
+pub(super) fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+impl<'a> Names<'a> {
+    pub fn new(loss: &'a Loss) -> Names<'a> {
+        let mut seen = HashSet::new();
+        let mut unique = |base: String| {
+            let mut name = base.clone();
+            let mut k = 1;
+            while !seen.insert(name.clone()) {
+                k += 1;
+                name = format!("{base}_{k}");
+            }
+            name
+        };
+        let inputs = loss
+            .inputs
+            .iter()
+            .map(|i| unique(format!("in_{}", sanitize(&i.name))))
+            .collect();
+        let defs: Vec<String> = loss
+            .defs
+            .iter()
+            .map(|d| unique(format!("def_{}", sanitize(&d.name))))
+            .collect();
+        let entries = loss
+            .defs
+            .iter()
+            .map(|d| unique(format!("compute_{}", sanitize(&d.name))))
+            .collect();
+        let mut count = std::collections::HashMap::new();
+        for v in &loss.vars {
+            *count.entry(v.name.as_str()).or_insert(0) += 1;
+        }
+        let vars = loss
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(id, v)| {
+                let base = sanitize(&v.name);
+                let temp_like = base.len() > 1
+                    && base.starts_with('t')
+                    && base[1..].chars().all(|c| c.is_ascii_digit());
+                let clash = TAKEN.contains(&base.as_str())
+                    || temp_like
+                    || base.starts_with("in_")
+                    || base.starts_with("def_")
+                    || base.starts_with("lossc_")
+                    || base.starts_with("compute_")
+                    || base.starts_with("reduce")
+                    || base.starts_with("__");
+                if count[v.name.as_str()] > 1 || clash {
+                    format!("{base}_{id}")
+                } else {
+                    base
+                }
+            })
+            .collect();
+        Names {
+            loss,
+            vars,
+            inputs,
+            defs,
+            entries,
+            dims: loss
+                .dims
+                .iter()
+                .map(|d| format!("params.dim_{}", sanitize(d)))
+                .collect(),
+            hypers: loss
+                .hypers
+                .iter()
+                .map(|h| format!("params.hyper_{}", sanitize(&h.name)))
+                .collect(),
+        }
+    }
+}
+
+/// A WGSL value's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ty {
+    F,
+    I,
+    B,
+}
+
+/// A top-level reduction computed by a two-level reduction before the kernel that uses it.
+pub(super) struct Reduced<'e> {
+    pub expr: &'e Expr,
+    pub slot: usize,
+}
+
+/// The statements of one function body being written.
+pub(super) struct Body<'a, 'e> {
+    pub names: &'a Names<'a>,
+    pub text: String,
+    pub indent: usize,
+    next: usize,
+    /// Reductions already computed into `reduced[slot]`.
+    pub reduced: Vec<Reduced<'e>>,
+}
+
+/// An f32 literal.
+pub(super) fn float_literal(x: f64) -> String {
+    let f = x as f32;
+    if f.is_nan() {
+        "lossc_nan()".into()
+    } else if f.is_infinite() {
+        if f > 0.0 {
+            "lossc_inf()".into()
+        } else {
+            "(-lossc_inf())".into()
+        }
+    } else {
+        let s = format!("{f:?}");
+        let s = if s.contains(['.', 'e']) {
+            s
+        } else {
+            format!("{s}.0")
+        };
+        if f < 0.0 || s.starts_with('-') {
+            format!("({s})")
+        } else {
+            s
+        }
+    }
+}
+
+/// An i32 literal (saturated).
+fn int_literal(k: i64) -> String {
+    let k = k.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+    if k == i64::from(i32::MIN) {
+        "(-2147483647 - 1)".into()
+    } else if k < 0 {
+        format!("({k})")
+    } else {
+        format!("{k}")
+    }
+}
+
+/// True when `e` can be evaluated eagerly inline: no reduction, no select, no `&&`/`||`, no
+/// checked read (a gather or a literal index), so evaluating it where it is not needed can
+/// neither fail nor cost a loop.
+fn is_simple(loss: &Loss, e: &Expr) -> bool {
+    !e.any(&mut |x| match x {
+        Expr::Reduce { .. } | Expr::Select(..) => true,
+        Expr::Binary(BinOp::And | BinOp::Or, ..) => true,
+        Expr::Read { tensor, indices } => {
+            let shape = loss.shape_of(*tensor);
+            indices.iter().zip(&shape).any(|(ix, &dim)| {
+                !matches!(ix, Expr::Index(v) if loss.vars[*v].dim == dim)
+            })
+        }
+        _ => false,
+    })
+}
+
+/// True when emitting `e` writes statements (a reduction, or a select that must be lazy).
+fn needs_statements(loss: &Loss, e: &Expr) -> bool {
+    e.any(&mut |x| match x {
+        Expr::Reduce { .. } => true,
+        Expr::Select(_, a, b) => !(is_simple(loss, a) && is_simple(loss, b)),
+        _ => false,
+    })
+}
+
+impl<'a, 'e> Body<'a, 'e> {
+    pub fn new(names: &'a Names<'a>, indent: usize) -> Body<'a, 'e> {
+        Body {
+            names,
+            text: String::new(),
+            indent,
+            next: 0,
+            reduced: vec![],
+        }
+    }
+
+    /// Writes one line at the current indentation.
+    pub fn line(&mut self, s: &str) {
+        for _ in 0..self.indent {
+            self.text.push_str("    ");
+        }
+        self.text.push_str(s);
+        self.text.push('\n');
+    }
+
+    fn temp(&mut self) -> String {
+        self.next += 1;
+        format!("t{}", self.next)
+    }
+
+    fn loss(&self) -> &'a Loss {
+        self.names.loss
+    }
+
+    /// The value of `e` as f32.
+    pub fn float(&mut self, e: &'e Expr) -> String {
+        let (s, t) = self.expr(e);
+        as_float(s, t)
+    }
+
+    /// The value of `e` as a WGSL expression of its type.
+    pub fn expr(&mut self, e: &'e Expr) -> (String, Ty) {
+        if let Some(r) = self.reduced.iter().find(|r| std::ptr::eq(r.expr, e)) {
+            let slot = r.slot;
+            return match self.loss().type_of(e) {
+                DType::Int => (format!("bitcast<i32>(reduced[{slot}])"), Ty::I),
+                _ => (format!("reduced[{slot}]"), Ty::F),
+            };
+        }
+        match e {
+            Expr::Float(x) => (float_literal(*x), Ty::F),
+            Expr::Int(k) => (int_literal(*k), Ty::I),
+            Expr::Bool(b) => (b.to_string(), Ty::B),
+            Expr::Index(v) => (self.names.vars[*v].clone(), Ty::I),
+            Expr::Hyper(h) => (self.names.hypers[*h].clone(), Ty::F),
+            Expr::Read { tensor, indices } => self.read(*tensor, indices),
+            Expr::Unary(UnaryOp::Neg, a) => {
+                let (s, t) = self.expr(a);
+                match t {
+                    Ty::I => (format!("(-{s})"), Ty::I),
+                    _ => (format!("(-{})", as_float(s, t)), Ty::F),
+                }
+            }
+            Expr::Unary(UnaryOp::Not, a) => {
+                let (s, t) = self.expr(a);
+                (format!("!{}", as_truth(s, t)), Ty::B)
+            }
+            Expr::Binary(op @ (BinOp::And | BinOp::Or), a, b) => self.logic(*op, a, b),
+            Expr::Binary(op, a, b) => {
+                let (x, tx) = self.expr(a);
+                let (y, ty) = self.expr(b);
+                binary(*op, x, tx, y, ty)
+            }
+            Expr::Call(f, args) => {
+                let vals: Vec<String> = args.iter().map(|a| self.float(a)).collect();
+                (call(*f, &vals), Ty::F)
+            }
+            Expr::Select(c, a, b) => self.select(e, c, a, b),
+            Expr::Reduce {
+                op,
+                vars,
+                filter,
+                body,
+            } => self.reduce(e, *op, vars, filter.as_deref(), body.as_deref()),
+        }
+    }
+
+    /// `&&` / `||`: WGSL's own short-circuit operators when the right side is one expression,
+    /// an `if` around the right side's statements otherwise.
+    fn logic(&mut self, op: BinOp, a: &'e Expr, b: &'e Expr) -> (String, Ty) {
+        let (x, tx) = self.expr(a);
+        let left = as_truth(x, tx);
+        if !needs_statements(self.loss(), b) {
+            let (y, ty) = self.expr(b);
+            let sym = if op == BinOp::And { "&&" } else { "||" };
+            return (format!("({left} {sym} {})", as_truth(y, ty)), Ty::B);
+        }
+        let t = self.temp();
+        self.line(&format!("var {t} = {left};"));
+        let guard = if op == BinOp::And {
+            t.clone()
+        } else {
+            format!("!{t}")
+        };
+        self.line(&format!("if ({guard}) {{"));
+        self.indent += 1;
+        let (y, ty) = self.expr(b);
+        self.line(&format!("{t} = {};", as_truth(y, ty)));
+        self.indent -= 1;
+        self.line("}");
+        (t, Ty::B)
+    }
+
+    /// `if c then a else b`: `select` when both branches are simple, otherwise an `if` that
+    /// evaluates only the taken branch.
+    fn select(&mut self, e: &'e Expr, c: &'e Expr, a: &'e Expr, b: &'e Expr) -> (String, Ty) {
+        let ty = match self.loss().type_of(e) {
+            DType::Float => Ty::F,
+            DType::Int => Ty::I,
+            DType::Bool => Ty::B,
+        };
+        let (cs, ct) = self.expr(c);
+        let cond = as_truth(cs, ct);
+        if is_simple(self.loss(), a) && is_simple(self.loss(), b) {
+            let (x, tx) = self.expr(a);
+            let (y, ty2) = self.expr(b);
+            let (x, y) = (convert(x, tx, ty), convert(y, ty2, ty));
+            return (format!("select({y}, {x}, {cond})"), ty);
+        }
+        let t = self.temp();
+        self.line(&format!("var {t}: {};", wgsl_type(ty)));
+        self.line(&format!("if ({cond}) {{"));
+        for (k, branch) in [a, b].into_iter().enumerate() {
+            self.indent += 1;
+            let (x, tx) = self.expr(branch);
+            self.line(&format!("{t} = {};", convert(x, tx, ty)));
+            self.indent -= 1;
+            self.line(if k == 0 { "} else {" } else { "}" });
+        }
+        (t, ty)
+    }
+
+    /// An element of a tensor; indices that are not a loop variable over the same dimension
+    /// go through `lossc_check`.
+    fn read(&mut self, t: Tensor, indices: &'e [Expr]) -> (String, Ty) {
+        let loss = self.loss();
+        let shape = loss.shape_of(t);
+        let mut flat = String::new();
+        for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
+            let size = self.names.dims[dim].clone();
+            let i = match ix {
+                Expr::Index(v) if loss.vars[*v].dim == dim => self.names.vars[*v].clone(),
+                other => {
+                    let (s, ty) = self.expr(other);
+                    let s = convert(s, ty, Ty::I);
+                    let (code, is_def) = match t {
+                        Tensor::Input(k) => (k, false),
+                        Tensor::Def(d) => (d, true),
+                    };
+                    format!(
+                        "lossc_check({s}, {size}, {code}u /* {} */, {pos}u, {is_def})",
+                        loss.tensor_name(t)
+                    )
+                }
+            };
+            flat = if pos == 0 {
+                i
+            } else {
+                format!("({flat} * {size} + {i})")
+            };
+        }
+        let at = if flat.is_empty() {
+            "0u".to_string()
+        } else {
+            format!("u32({flat})")
+        };
+        match t {
+            Tensor::Input(k) => {
+                let buf = &self.names.inputs[k];
+                match loss.inputs[k].dtype {
+                    DType::Float => (format!("{buf}[{at}]"), Ty::F),
+                    DType::Int => (format!("{buf}[{at}]"), Ty::I),
+                    DType::Bool => (format!("({buf}[{at}] != 0u)"), Ty::B),
+                }
+            }
+            Tensor::Def(d) => {
+                let x = format!("{}[{at}]", self.names.defs[d]);
+                match loss.defs[d].dtype {
+                    DType::Float => (x, Ty::F),
+                    DType::Int => (format!("lossc_to_int({x})"), Ty::I),
+                    DType::Bool => (format!("!({x} == 0.0)"), Ty::B),
+                }
+            }
+        }
+    }
+
+    /// Opens nested `for` loops over `vars` (row-major); returns how many to close.
+    pub fn open_loops(&mut self, vars: &[VarId]) -> usize {
+        for &v in vars {
+            let name = self.names.vars[v].clone();
+            let size = self.names.dims[self.loss().vars[v].dim].clone();
+            self.line(&format!(
+                "for (var {name} = 0; {name} < {size}; {name} = {name} + 1) {{"
+            ));
+            self.indent += 1;
+        }
+        vars.len()
+    }
+
+    /// Closes `n` loops.
+    pub fn close(&mut self, n: usize) {
+        for _ in 0..n {
+            self.indent -= 1;
+            self.line("}");
+        }
+    }
+
+    /// Inside a loop: skips the term unless `filter` holds.
+    pub fn filter(&mut self, filter: Option<&'e Expr>) {
+        if let Some(f) = filter {
+            let (s, t) = self.expr(f);
+            self.line(&format!("if (!{}) {{ continue; }}", as_truth(s, t)));
+        }
+    }
+
+    /// A reduction as loops in this invocation.
+    fn reduce(
+        &mut self,
+        e: &'e Expr,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&'e Expr>,
+        body: Option<&'e Expr>,
+    ) -> (String, Ty) {
+        let acc = self.temp();
+        let comment = super::kernels::describe(self.loss(), e, 80);
+        self.line(&format!("// {comment}"));
+        match op {
+            Reducer::Count => {
+                self.line(&format!("var {acc} = 0;"));
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                self.line(&format!("{acc} = {acc} + 1;"));
+                self.close(n);
+                (acc, Ty::I)
+            }
+            Reducer::Sum | Reducer::Mean => {
+                let body = body.expect("sum and mean have a body");
+                self.line(&format!("var {acc} = 0.0;"));
+                let kept = self.temp();
+                if op == Reducer::Mean {
+                    self.line(&format!("var {kept} = 0;"));
+                }
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                let v = self.float(body);
+                self.line(&format!("{acc} = {acc} + {v};"));
+                if op == Reducer::Mean {
+                    self.line(&format!("{kept} = {kept} + 1;"));
+                }
+                self.close(n);
+                if op == Reducer::Sum {
+                    (acc, Ty::F)
+                } else {
+                    (format!("({acc} / f32(max({kept}, 1)))"), Ty::F)
+                }
+            }
+            Reducer::Max | Reducer::Min => {
+                let body = body.expect("max and min have a body");
+                let (start, f) = if op == Reducer::Max {
+                    ("-lossc_inf()", "lossc_max")
+                } else {
+                    ("lossc_inf()", "lossc_min")
+                };
+                self.line(&format!("var {acc} = {start};"));
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                let v = self.float(body);
+                self.line(&format!("{acc} = {f}({acc}, {v});"));
+                self.close(n);
+                (acc, Ty::F)
+            }
+            Reducer::LogSumExp => {
+                let body = body.expect("logsumexp has a body");
+                // max first, then the sum of exp(x - max): exp never overflows.
+                self.line(&format!("var {acc} = -lossc_inf();"));
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                let v = self.float(body);
+                self.line(&format!("{acc} = lossc_max({acc}, {v});"));
+                self.close(n);
+                let sum = self.temp();
+                self.line(&format!("var {sum} = 0.0;"));
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                let v = self.float(body);
+                self.line(&format!("{sum} = {sum} + lossc_exp({v} - {acc});"));
+                self.close(n);
+                (format!("lossc_logsumexp_finish({acc}, {sum})"), Ty::F)
+            }
+            Reducer::ArgMax | Reducer::ArgMin => {
+                let body = body.expect("argmax and argmin have a body");
+                let at = self.temp();
+                self.line(&format!("var {acc} = 0.0;"));
+                self.line(&format!("var {at} = -1;"));
+                let n = self.open_loops(vars);
+                self.filter(filter);
+                let v = self.float(body);
+                let x = self.temp();
+                self.line(&format!("let {x} = {v};"));
+                let cmp = if op == Reducer::ArgMax { ">" } else { "<" };
+                // The first extreme term wins ties; NaN beats everything.
+                self.line(&format!(
+                    "if ({at} < 0 || {x} {cmp} {acc} || (lossc_is_nan({x}) && !lossc_is_nan({acc}))) {{"
+                ));
+                let position = self.names.vars[vars[0]].clone();
+                self.line(&format!("    {acc} = {x};"));
+                self.line(&format!("    {at} = {position};"));
+                self.line("}");
+                self.close(n);
+                (at, Ty::I)
+            }
+        }
+    }
+}
+
+fn wgsl_type(t: Ty) -> &'static str {
+    match t {
+        Ty::F => "f32",
+        Ty::I => "i32",
+        Ty::B => "bool",
+    }
+}
+
+/// `s` (of type `from`) as type `to`, converting as the CPU backend does.
+pub(super) fn convert(s: String, from: Ty, to: Ty) -> String {
+    match to {
+        Ty::F => as_float(s, from),
+        Ty::I => match from {
+            Ty::I => s,
+            Ty::F => format!("lossc_to_int({s})"),
+            Ty::B => format!("select(0, 1, {s})"),
+        },
+        Ty::B => as_truth(s, from),
+    }
+}
+
+pub(super) fn as_float(s: String, t: Ty) -> String {
+    match t {
+        Ty::F => s,
+        Ty::I => format!("f32({s})"),
+        Ty::B => format!("select(0.0, 1.0, {s})"),
+    }
+}
+
+/// Nonzero is true (NaN too, as in the interpreter).
+fn as_truth(s: String, t: Ty) -> String {
+    match t {
+        Ty::B => s,
+        Ty::I => format!("({s} != 0)"),
+        Ty::F => format!("!({s} == 0.0)"),
+    }
+}
+
+fn binary(op: BinOp, x: String, tx: Ty, y: String, ty: Ty) -> (String, Ty) {
+    let sym = match op {
+        BinOp::Add => "+",
+        BinOp::Sub => "-",
+        BinOp::Mul => "*",
+        BinOp::Div => "/",
+        BinOp::Eq => "==",
+        BinOp::Ne => "!=",
+        BinOp::Lt => "<",
+        BinOp::Le => "<=",
+        BinOp::Gt => ">",
+        BinOp::Ge => ">=",
+        BinOp::Pow => return (format!("lossc_pow({}, {})", as_float(x, tx), as_float(y, ty)), Ty::F),
+        BinOp::And | BinOp::Or => unreachable!("handled by Body::logic"),
+    };
+    let comparison = op.is_comparison();
+    if tx == Ty::I && ty == Ty::I && (comparison || matches!(op, BinOp::Add | BinOp::Sub | BinOp::Mul)) {
+        let t = if comparison { Ty::B } else { Ty::I };
+        return (format!("({x} {sym} {y})"), t);
+    }
+    if tx == Ty::B && ty == Ty::B && comparison {
+        let (x, y) = (convert(x, Ty::B, Ty::I), convert(y, Ty::B, Ty::I));
+        return (format!("({x} {sym} {y})"), Ty::B);
+    }
+    let (x, y) = (as_float(x, tx), as_float(y, ty));
+    if op == BinOp::Ne {
+        // An unordered `!=` whatever the driver does with NaN.
+        return (format!("!({x} == {y})"), Ty::B);
+    }
+    (
+        format!("({x} {sym} {y})"),
+        if comparison { Ty::B } else { Ty::F },
+    )
+}
+
+fn call(f: Builtin, a: &[String]) -> String {
+    let name = match f {
+        Builtin::Detach => return a[0].clone(),
+        Builtin::Abs => "abs",
+        Builtin::Exp => "lossc_exp",
+        Builtin::Log => "lossc_log",
+        Builtin::Log1p => "lossc_log1p",
+        Builtin::Expm1 => "lossc_expm1",
+        Builtin::Log1mexp => "lossc_log1mexp",
+        Builtin::Sqrt => "lossc_sqrt",
+        Builtin::Sigmoid => "lossc_sigmoid",
+        Builtin::LogSigmoid => "lossc_log_sigmoid",
+        Builtin::Softplus => "lossc_softplus",
+        Builtin::Tanh => "lossc_tanh",
+        Builtin::Relu => "lossc_relu",
+        Builtin::Cos => "lossc_cos",
+        Builtin::Sin => "lossc_sin",
+        Builtin::Min => "lossc_min",
+        Builtin::Max => "lossc_max",
+        Builtin::Clamp => "lossc_clamp",
+        Builtin::Pow => "lossc_pow",
+    };
+    format!("{name}({})", a.join(", "))
+}

@@ -1,0 +1,519 @@
+//! The GPU backend: a loss compiled once to WGSL (`compiler::wgsl`) and to one compute pipeline
+//! per kernel on a wgpu device, then run many times.
+//!
+//! Any adapter will do: a real GPU, or on a machine without one Mesa's software Vulkan driver
+//! (lavapipe). The device is opened once per process and shared. Inputs are checked against
+//! the loss's signature by [`crate::bind`] and converted as for the CPU backend (ints must fit
+//! in 32 bits); every gather and literal index is checked by the shader, which records the
+//! first index out of range instead of reading it, and the run then fails with the message the
+//! CPU backend gives. Values are f32; results come back as f64 for comparison with the
+//! interpreter.
+
+use crate::bind::Bound;
+use crate::{Data, Outputs, RunError};
+use compiler::ir::{DType, DefId, DefKind, InputId, Loss, Tensor};
+use compiler::wgsl::{self, Binding, Shader, Work};
+use std::sync::OnceLock;
+
+/// Set (to anything but `0`) to make tests fail instead of skip when no adapter exists.
+pub const REQUIRE_ENV: &str = "LOSSC_REQUIRE_GPU";
+
+/// What to install when no adapter is found.
+pub const INSTALL_HINT: &str = "install a GPU driver with Vulkan, Metal or DirectX 12 support; \
+on Linux without a GPU, Mesa's software Vulkan driver works: \
+`apt-get install mesa-vulkan-drivers libvulkan1` (Debian/Ubuntu)";
+
+/// Checks WGSL text with naga (parse and validate), with no device: the message on failure.
+pub fn validate(source: &str) -> Result<(), String> {
+    let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .map_err(|e| e.emit_to_string(source))?;
+    Ok(())
+}
+
+/// The shared device.
+struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+}
+
+static GPU: OnceLock<Result<Gpu, String>> = OnceLock::new();
+
+/// Opens the device once: any adapter (Vulkan first, as `WGPU_BACKEND` allows), with the
+/// adapter's own limits.
+fn gpu() -> Result<&'static Gpu, RunError> {
+    GPU.get_or_init(open)
+        .as_ref()
+        .map_err(|e| RunError::new(e.clone()))
+}
+
+fn open() -> Result<Gpu, String> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if std::env::var_os("WGPU_BACKEND").is_none() {
+        desc.backends = wgpu::Backends::all();
+    }
+    let instance = wgpu::Instance::new(desc);
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+        ..Default::default()
+    };
+    let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|e| {
+        format!("the GPU backend found no GPU adapter ({e}): {INSTALL_HINT}")
+    })?;
+    let info = adapter.get_info();
+    if !adapter
+        .get_downlevel_capabilities()
+        .flags
+        .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+    {
+        return Err(format!(
+            "the GPU adapter `{}` cannot run compute shaders: {INSTALL_HINT}",
+            info.name
+        ));
+    }
+    let limits = adapter.limits();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("lossc"),
+        required_limits: limits.clone(),
+        ..Default::default()
+    }))
+    .map_err(|e| format!("cannot open the GPU adapter `{}`: {e}", info.name))?;
+    // Errors are caught by error scopes around each step; nothing is left to the default
+    // handler, which would panic.
+    device.on_uncaptured_error(std::sync::Arc::new(|_e: wgpu::Error| {}));
+    Ok(Gpu {
+        device,
+        queue,
+        info,
+        limits,
+    })
+}
+
+/// A line describing the adapter the backend uses (name, kind, driver, backend).
+pub fn adapter_description() -> Result<String, RunError> {
+    let g = gpu()?;
+    let i = &g.info;
+    Ok(format!(
+        "{} ({:?}, {:?}{})",
+        i.name,
+        i.device_type,
+        i.backend,
+        if i.driver_info.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", i.driver_info)
+        }
+    ))
+}
+
+/// True when an adapter exists; false (and nothing else happens) when none does.
+pub fn available() -> bool {
+    gpu().is_ok()
+}
+
+/// Runs `f` inside a validation and out-of-memory error scope.
+fn scoped<T>(g: &Gpu, what: &str, f: impl FnOnce() -> T) -> Result<T, RunError> {
+    let oom = g.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let valid = g.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let out = f();
+    let v = pollster::block_on(valid.pop());
+    let o = pollster::block_on(oom.pop());
+    match v.or(o) {
+        None => Ok(out),
+        Some(e) => Err(RunError::new(format!("GPU error while {what}: {e}"))),
+    }
+}
+
+/// A loss compiled to WGSL with one pipeline per kernel.
+pub struct GpuLoss {
+    program: Loss,
+    shader: Shader,
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+impl GpuLoss {
+    /// Emits and compiles `program` (a loss, or a gradient program from `compiler::grad`).
+    pub fn compile(program: &Loss) -> Result<GpuLoss, RunError> {
+        let shader = wgsl::emit(program);
+        validate(&shader.source).map_err(|e| {
+            RunError::new(format!(
+                "internal error: lossc emitted invalid WGSL for `{}`:\n{e}",
+                program.name
+            ))
+        })?;
+        let g = gpu()?;
+        let storage = shader.bindings.len() - 1;
+        if storage as u32 > g.limits.max_storage_buffers_per_shader_stage {
+            return Err(RunError::new(format!(
+                "`{}` needs {storage} storage buffers, more than the {} the GPU adapter `{}` allows per shader",
+                program.name, g.limits.max_storage_buffers_per_shader_stage, g.info.name
+            )));
+        }
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(k, b)| wgpu::BindGroupLayoutEntry {
+                binding: k as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b {
+                        Binding::Params => wgpu::BufferBindingType::Uniform,
+                        Binding::Input(_) => wgpu::BufferBindingType::Storage { read_only: true },
+                        _ => wgpu::BufferBindingType::Storage { read_only: false },
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        scoped(g, "compiling the shaders", || {
+            let layout = g
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("lossc bindings"),
+                    entries: &entries,
+                });
+            let pipeline_layout =
+                g.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some("lossc"),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            let module = g
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&program.name),
+                    source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
+                });
+            let pipelines = shader
+                .kernels
+                .iter()
+                .map(|k| {
+                    g.device
+                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(&k.entry),
+                            layout: Some(&pipeline_layout),
+                            module: &module,
+                            entry_point: Some(&k.entry),
+                            compilation_options: Default::default(),
+                            cache: None,
+                        })
+                })
+                .collect();
+            (layout, pipelines)
+        })
+        .map(|(layout, pipelines)| GpuLoss {
+            program: program.clone(),
+            shader,
+            layout,
+            pipelines,
+        })
+    }
+
+    /// The compiled program.
+    pub fn program(&self) -> &Loss {
+        &self.program
+    }
+
+    /// The WGSL the pipelines were built from.
+    pub fn shader(&self) -> &Shader {
+        &self.shader
+    }
+
+    /// Runs on bound inputs: the outputs, and the values (as f64) of the definitions in
+    /// `read`, in that order.
+    pub fn run(&self, bound: &Bound, read: &[DefId]) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
+        let loss = &self.program;
+        crate::interp::check_memory(loss, bound)?;
+        let g = gpu()?;
+        let max_binding = u64::from(g.limits.max_storage_buffer_binding_size)
+            .min(g.limits.max_buffer_size);
+        let elements = |dims: &[usize]| -> u64 { dims.iter().map(|&d| d as u64).product() };
+        let def_sizes: Vec<u64> = loss
+            .defs
+            .iter()
+            .map(|d| {
+                elements(
+                    &d.indices
+                        .iter()
+                        .map(|&v| bound.dims[loss.vars[v].dim])
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let fits = |name: &str, n: u64| -> Result<(), RunError> {
+            if n * 4 > max_binding || n > i32::MAX as u64 {
+                return Err(RunError::new(format!(
+                    "`{name}` would take {} MiB on the GPU, more than the {} MiB one buffer may bind on `{}`",
+                    (n * 4).div_ceil(1 << 20),
+                    max_binding >> 20,
+                    g.info.name
+                )));
+            }
+            Ok(())
+        };
+        for (d, def) in loss.defs.iter().enumerate() {
+            fits(&def.name, def_sizes[d])?;
+        }
+        // Inputs in the element types the shader reads: f32, i32, u32.
+        let mut input_bytes = vec![];
+        for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
+            fits(&input.name, t.data.len() as u64)?;
+            input_bytes.push(input_data(input, t)?);
+        }
+        let device = &g.device;
+        let storage = |label: &str, bytes: u64, extra: wgpu::BufferUsages| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(4).div_ceil(4) * 4,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST
+                    | extra,
+                mapped_at_creation: false,
+            })
+        };
+        let params = wgsl::params_bytes(&bound.dims, &bound.hypers);
+        let reductions = self.shader.reductions as u64;
+        let metrics: Vec<DefId> = loss
+            .defs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == DefKind::Metric)
+            .map(|(k, _)| k)
+            .collect();
+        let (result_values, defs) = scoped(g, "running the shaders", || {
+            let buffers: Vec<wgpu::Buffer> = self
+                .shader
+                .bindings
+                .iter()
+                .enumerate()
+                .map(|(k, b)| {
+                    let label = format!("binding {k}");
+                    match b {
+                        Binding::Params => {
+                            let buf = device.create_buffer(&wgpu::BufferDescriptor {
+                                label: Some("params"),
+                                size: params.len() as u64,
+                                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                                mapped_at_creation: false,
+                            });
+                            g.queue.write_buffer(&buf, 0, &params);
+                            buf
+                        }
+                        Binding::Errors => {
+                            let buf = storage("errors", 20, wgpu::BufferUsages::empty());
+                            g.queue.write_buffer(&buf, 0, &[0u8; 20]);
+                            buf
+                        }
+                        Binding::Result => storage("result", 4, wgpu::BufferUsages::empty()),
+                        Binding::Reduced => storage(&label, reductions * 4, wgpu::BufferUsages::empty()),
+                        Binding::Partials | Binding::PartialCounts => storage(
+                            &label,
+                            reductions * u64::from(wgsl::MAX_PARTIALS) * 4,
+                            wgpu::BufferUsages::empty(),
+                        ),
+                        Binding::Input(i) => {
+                            let bytes = &input_bytes[*i];
+                            let buf = storage(&loss.inputs[*i].name, bytes.len() as u64, wgpu::BufferUsages::empty());
+                            if !bytes.is_empty() {
+                                g.queue.write_buffer(&buf, 0, bytes);
+                            }
+                            buf
+                        }
+                        Binding::Def(d) => storage(&loss.defs[*d].name, def_sizes[*d] * 4, wgpu::BufferUsages::empty()),
+                    }
+                })
+                .collect();
+            let entries: Vec<wgpu::BindGroupEntry> = buffers
+                .iter()
+                .enumerate()
+                .map(|(k, b)| wgpu::BindGroupEntry {
+                    binding: k as u32,
+                    resource: b.as_entire_binding(),
+                })
+                .collect();
+            let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("lossc"),
+                layout: &self.layout,
+                entries: &entries,
+            });
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&loss.name),
+                    timestamp_writes: None,
+                });
+                pass.set_bind_group(0, &group, &[]);
+                for (kernel, pipeline) in self.shader.kernels.iter().zip(&self.pipelines) {
+                    let (x, y) = match &kernel.work {
+                        Work::Elements(dims) => {
+                            let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                            if n == 0 {
+                                continue;
+                            }
+                            wgsl::element_groups(n)
+                        }
+                        Work::Partial { dims, .. } => {
+                            let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                            (wgsl::reduction_groups(n), 1)
+                        }
+                        Work::Fold | Work::Single => (1, 1),
+                    };
+                    pass.set_pipeline(pipeline);
+                    pass.dispatch_workgroups(x, y, 1);
+                }
+            }
+            // Read back: the errors, the loss, the metrics and the requested definitions.
+            let at = |b: Binding| {
+                self.shader
+                    .bindings
+                    .iter()
+                    .position(|x| *x == b)
+                    .expect("every binding is declared")
+            };
+            let mut wanted: Vec<(usize, u64)> =
+                vec![(at(Binding::Errors), 20), (at(Binding::Result), 4)];
+            for &d in metrics.iter().chain(read) {
+                wanted.push((at(Binding::Def(d)), def_sizes[d] * 4));
+            }
+            let total: u64 = wanted.iter().map(|(_, n)| n.div_ceil(4) * 4).sum();
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read back"),
+                size: total.max(4),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut offset = 0;
+            let mut spans = vec![];
+            for &(binding, bytes) in &wanted {
+                if bytes > 0 {
+                    encoder.copy_buffer_to_buffer(&buffers[binding], 0, &staging, offset, bytes);
+                }
+                spans.push((offset as usize, bytes as usize));
+                offset += bytes.div_ceil(4) * 4;
+            }
+            g.queue.submit([encoder.finish()]);
+            let slice = staging.slice(..);
+            slice.map_async(wgpu::MapMode::Read, |_| {});
+            let _ = device.poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            });
+            let words: Vec<u32> = match slice.get_mapped_range() {
+                Ok(view) => bytemuck::cast_slice::<u8, u32>(&view).to_vec(),
+                Err(e) => {
+                    return Err(RunError::new(format!(
+                        "cannot read the results back from the GPU: {e}"
+                    )));
+                }
+            };
+            staging.unmap();
+            let take = |(start, bytes): (usize, usize)| -> Vec<u32> {
+                words[start / 4..(start + bytes) / 4].to_vec()
+            };
+            let parts: Vec<Vec<u32>> = spans.into_iter().map(take).collect();
+            Ok((parts[0].clone(), parts[1..].to_vec()))
+        })??;
+        let errors = result_values;
+        if errors.first().copied().unwrap_or(0) != 0 {
+            return Err(self.out_of_range(&errors, bound));
+        }
+        let as_f64 = |w: &[u32]| -> Vec<f64> { w.iter().map(|&b| f64::from(f32::from_bits(b))).collect() };
+        let loss_value = as_f64(&defs[0]).first().copied().unwrap_or(f64::NAN);
+        let metric_values = metrics
+            .iter()
+            .zip(&defs[1..])
+            .map(|(&d, w)| (loss.defs[d].name.clone(), as_f64(w)[0]))
+            .collect();
+        let read_values = defs[1 + metrics.len()..].iter().map(|w| as_f64(w)).collect();
+        Ok((
+            Outputs {
+                loss: loss_value,
+                metrics: metric_values,
+            },
+            read_values,
+        ))
+    }
+
+    fn out_of_range(&self, error: &[u32], bound: &Bound) -> RunError {
+        let loss = &self.program;
+        let (k, pos, value, is_def) = (error[1] as usize, error[2] as usize, error[3] as i32, error[4]);
+        let t = if is_def == 1 {
+            Tensor::Def(k)
+        } else {
+            Tensor::Input(k)
+        };
+        let dim = loss.shape_of(t)[pos];
+        RunError::new(format!(
+            "index out of range: position {pos} of `{}` (dimension `{}`, size {}) got {value}",
+            loss.tensor_name(t),
+            loss.dims[dim],
+            bound.dims[dim],
+        ))
+    }
+}
+
+/// An input's elements in the type the shader reads.
+fn input_data(input: &compiler::ir::Input, t: &crate::Tensor) -> Result<Vec<u8>, RunError> {
+    Ok(match (&t.data, input.dtype) {
+        (Data::F64(v), DType::Float) => v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+        (Data::I64(v), DType::Int) => {
+            let mut out = Vec::with_capacity(v.len() * 4);
+            for (k, &x) in v.iter().enumerate() {
+                let x = i32::try_from(x).map_err(|_| {
+                    RunError::new(format!(
+                        "input `{}` holds {x} at {:?}, beyond the 32-bit integers the GPU backend takes",
+                        input.name,
+                        crate::bind::position(&t.shape, k)
+                    ))
+                })?;
+                out.extend(x.to_le_bytes());
+            }
+            out
+        }
+        (Data::Bool(v), DType::Bool) => v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect(),
+        (data, _) => {
+            return Err(RunError::new(format!(
+                "input `{}` holds {} values but the loss declares {}",
+                input.name,
+                data.type_name(),
+                input.dtype.name()
+            )));
+        }
+    })
+}
+
+/// Compiles `loss`'s stabilised gradient program (the one the CPU backend runs) to WGSL and
+/// runs it: the GPU counterpart of [`crate::eval_with_grad`].
+pub fn eval_with_grad(
+    loss: &Loss,
+    bound: &Bound,
+    wrt: &[InputId],
+) -> Result<(Outputs, crate::interp::Gradients), RunError> {
+    let compiled = GpuLoss::compile(&crate::cpu::gradient_program(loss, wrt))?;
+    let outputs: Vec<(InputId, DefId)> = compiler::grad::gradient_outputs(compiled.program())
+        .into_iter()
+        .filter(|(i, _)| wrt.contains(i))
+        .collect();
+    let read: Vec<DefId> = outputs.iter().map(|&(_, d)| d).collect();
+    let (out, values) = compiled.run(bound, &read)?;
+    let grads = outputs
+        .into_iter()
+        .zip(values)
+        .map(|((i, _), v)| (i, v))
+        .collect();
+    Ok((out, grads))
+}
