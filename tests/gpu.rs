@@ -50,3 +50,197 @@ fn every_emitted_module_is_valid_wgsl() {
     assert!(n >= 2 * 60, "only {n} modules");
     assert!(failures.is_empty(), "{} invalid:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// True when the device tests can run; otherwise prints why they skip, or panics when
+/// `LOSSC_REQUIRE_GPU` is set.
+fn gpu_or_skip(test: &str) -> bool {
+    if runtime::gpu::available() {
+        return true;
+    }
+    let why = runtime::gpu::adapter_description().unwrap_err();
+    let required = std::env::var(runtime::gpu::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    assert!(!required, "{} is set but {why}", runtime::gpu::REQUIRE_ENV);
+    eprintln!("skipping {test}: {why}");
+    false
+}
+
+/// f32 agreement: relative 1e-4 of the value, or of the largest entry for tensors.
+fn close(got: f64, want: f64, scale: f64) -> bool {
+    (got.is_nan() && want.is_nan())
+        || got == want
+        || (got - want).abs() <= 1e-4 * scale.max(want.abs()).max(1e-6)
+}
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
+/// Fixtures whose inputs lie beyond what f32 can represent or condition (as for the CPU):
+/// (case, why).
+const BEYOND_F32: &[(&str, &str)] = &[
+    (
+        "dco/extreme_b8.json",
+        "exp(logp) at logp = -705 underflows f32 (the f64 reference needs e^-705)",
+    ),
+    (
+        "binary_kl_norm/extreme_b5_c4.json",
+        "the reference's clamp bound 1 - 1e-8 rounds to 1 in f32, so log(1 - d) = log 0",
+    ),
+    (
+        "z_loss_spherical/shifted_b5_c3.json",
+        "logits shifted by 1e4: f32 keeps about 3 decimals of their differences",
+    ),
+];
+
+/// Fixtures that are ill-conditioned in f32 (large inputs whose differences matter): compared
+/// at 1e-3, as for the CPU.
+const ILL_CONDITIONED: &[&str] = &[
+    "normalized_softmax/large_mixed_scale.json",
+    "exo_pair/random_b8.json",
+];
+
+#[test]
+fn gpu_matches_every_stdlib_fixture() {
+    if !gpu_or_skip("gpu_matches_every_stdlib_fixture") {
+        return;
+    }
+    let cases = fixtures::cases();
+    let mut failures = vec![];
+    let mut compared = 0;
+    for case in cases
+        .iter()
+        .filter(|c| !BEYOND_F32.iter().any(|(label, _)| *label == c.label))
+    {
+        let label = &case.label;
+        let ill = ILL_CONDITIONED.contains(&label.as_str());
+        let close = |got: f64, want: f64, scale: f64| {
+            close(got, want, scale) || (ill && (got - want).abs() <= 1e-3 * scale.max(want.abs()))
+        };
+        let wrt = compiler::grad::resolve_wrt(&case.loss, &[]).unwrap();
+        let (out, grads) = match runtime::gpu::eval_with_grad(&case.loss, &case.bound, &wrt) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
+        compared += 1;
+        let want = case.expected["loss"].as_f64().unwrap();
+        if !close(out.loss, want, 0.0) {
+            failures.push(format!("{label}: loss {} vs {want}", out.loss));
+        }
+        for (m, v) in &out.metrics {
+            let w = case.expected["metrics"][m].as_f64().unwrap();
+            if !close(*v, w, 0.0) {
+                failures.push(format!("{label}: metric {m} {v} vs {w}"));
+            }
+        }
+        for (i, g) in grads {
+            let input = &case.loss.inputs[i].name;
+            let want = fixtures::flatten(&case.expected["grad"][input]);
+            let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            if let Some((k, (a, w))) = g
+                .iter()
+                .zip(&want)
+                .enumerate()
+                .find(|(_, (a, w))| !close(**a, **w, scale))
+            {
+                failures.push(format!(
+                    "{label}: grad_{input}[{k}] {a} vs {w} (largest {scale})"
+                ));
+            }
+        }
+    }
+    eprintln!("{compared} stdlib fixtures agree on the GPU");
+    assert!(cases.len() >= 100, "only {} cases", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn sizes(spec: &str) -> Vec<(String, usize)> {
+    spec.split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// GPU and interpreter agree on `loss` at seeded random inputs (values and gradients).
+fn agree(loss: &Loss, spec: &str, seed: u64) -> Vec<String> {
+    let inputs = runtime::random::random_inputs(loss, &sizes(spec), seed).unwrap();
+    let bound = runtime::bind(loss, &inputs, &[]).unwrap();
+    let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
+    let reference = runtime::eval_with_grad(loss, &bound, &wrt);
+    let compiled = runtime::gpu::eval_with_grad(loss, &bound, &wrt);
+    let ((a, ga), (b, gb)) = match (reference, compiled) {
+        (Ok(r), Ok(c)) => (r, c),
+        // Both may refuse the same input (e.g. a random gather out of range).
+        (Err(_), Err(_)) => return vec![],
+        (r, c) => {
+            return vec![format!(
+                "{}: interpreter {:?} but GPU {:?}",
+                loss.name,
+                r.err(),
+                c.err()
+            )];
+        }
+    };
+    // Values are compared where f32 can hold them (as for the CPU backend).
+    let narrow = runtime::eval_with_grad_in(loss, &bound, &wrt, runtime::Precision::F32).ok();
+    let fits = |reference: f64, narrow: Option<f64>| {
+        reference.is_finite()
+            && reference.abs() <= f64::from(f32::MAX)
+            && narrow.is_some_and(f64::is_finite)
+    };
+    let mut failures = vec![];
+    if fits(a.loss, narrow.as_ref().map(|(o, _)| o.loss)) && !close(b.loss, a.loss, 0.0) {
+        failures.push(format!("{}: loss {} vs {}", loss.name, b.loss, a.loss));
+    }
+    for ((name, x), (_, y)) in a.metrics.iter().zip(&b.metrics) {
+        if x.is_finite() && !close(*y, *x, 0.0) {
+            failures.push(format!("{}: metric {name} {y} vs {x}", loss.name));
+        }
+    }
+    for (n, ((_, x), (_, y))) in ga.iter().zip(&gb).enumerate() {
+        let narrow_grad = |k: usize| narrow.as_ref().map(|(_, g)| g[n].1[k]);
+        let scale = x
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        if let Some((k, (p, q))) = x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find(|(k, (p, q))| fits(**p, narrow_grad(*k)) && !close(**q, **p, scale))
+        {
+            failures.push(format!("{}: gradient [{k}] {q} vs {p}", loss.name));
+        }
+    }
+    failures
+}
+
+#[test]
+fn gpu_matches_the_interpreter_on_pass_programs() {
+    if !gpu_or_skip("gpu_matches_the_interpreter_on_pass_programs") {
+        return;
+    }
+    let mut failures = vec![];
+    let mut n = 0;
+    for (label, loss, spec) in programs() {
+        let Some(spec) = spec else { continue };
+        failures.extend(
+            agree(&loss, &spec, 11)
+                .into_iter()
+                .map(|f| format!("{label}: {f}")),
+        );
+        n += 1;
+    }
+    eprintln!("{n} pass-corpus losses compared on the GPU");
+    assert!(n >= 25);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -136,8 +136,26 @@ fn scoped<T>(g: &Gpu, what: &str, f: impl FnOnce() -> T) -> Result<T, RunError> 
 pub struct GpuLoss {
     program: Loss,
     shader: Shader,
-    layout: wgpu::BindGroupLayout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Per kernel: the layout of the bindings it touches, and its pipeline.
+    kernels: Vec<(wgpu::BindGroupLayout, wgpu::ComputePipeline)>,
+}
+
+/// The layout entry of binding `index`.
+fn layout_entry(index: u32, b: Binding) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding: index,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: match b {
+                Binding::Params => wgpu::BufferBindingType::Uniform,
+                Binding::Input(_) => wgpu::BufferBindingType::Storage { read_only: true },
+                _ => wgpu::BufferBindingType::Storage { read_only: false },
+            },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    }
 }
 
 impl GpuLoss {
@@ -151,74 +169,63 @@ impl GpuLoss {
             ))
         })?;
         let g = gpu()?;
-        let storage = shader.bindings.len() - 1;
-        if storage as u32 > g.limits.max_storage_buffers_per_shader_stage {
+        let limit = g.limits.max_storage_buffers_per_shader_stage;
+        if let Some(k) = shader.kernels.iter().find(|k| k.bindings.len() as u32 - 1 > limit) {
             return Err(RunError::new(format!(
-                "`{}` needs {storage} storage buffers, more than the {} the GPU adapter `{}` allows per shader",
-                program.name, g.limits.max_storage_buffers_per_shader_stage, g.info.name
+                "the kernel `{}` of `{}` needs {} storage buffers, more than the {limit} the GPU adapter `{}` allows per shader",
+                k.entry,
+                program.name,
+                k.bindings.len() - 1,
+                g.info.name
             )));
         }
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = shader
-            .bindings
-            .iter()
-            .enumerate()
-            .map(|(k, b)| wgpu::BindGroupLayoutEntry {
-                binding: k as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match b {
-                        Binding::Params => wgpu::BufferBindingType::Uniform,
-                        Binding::Input(_) => wgpu::BufferBindingType::Storage { read_only: true },
-                        _ => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
         scoped(g, "compiling the shaders", || {
-            let layout = g
-                .device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some("lossc bindings"),
-                    entries: &entries,
-                });
-            let pipeline_layout =
-                g.device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some("lossc"),
-                        bind_group_layouts: &[Some(&layout)],
-                        immediate_size: 0,
-                    });
             let module = g
                 .device
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(&program.name),
                     source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
                 });
-            let pipelines = shader
+            shader
                 .kernels
                 .iter()
                 .map(|k| {
-                    g.device
-                        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    let entries: Vec<wgpu::BindGroupLayoutEntry> = k
+                        .bindings
+                        .iter()
+                        .map(|&b| layout_entry(b, shader.bindings[b as usize]))
+                        .collect();
+                    let layout = g
+                        .device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                             label: Some(&k.entry),
-                            layout: Some(&pipeline_layout),
-                            module: &module,
-                            entry_point: Some(&k.entry),
-                            compilation_options: Default::default(),
-                            cache: None,
-                        })
+                            entries: &entries,
+                        });
+                    let pipeline_layout =
+                        g.device
+                            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                                label: Some(&k.entry),
+                                bind_group_layouts: &[Some(&layout)],
+                                immediate_size: 0,
+                            });
+                    let pipeline =
+                        g.device
+                            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                                label: Some(&k.entry),
+                                layout: Some(&pipeline_layout),
+                                module: &module,
+                                entry_point: Some(&k.entry),
+                                compilation_options: Default::default(),
+                                cache: None,
+                            });
+                    (layout, pipeline)
                 })
-                .collect();
-            (layout, pipelines)
+                .collect::<Vec<_>>()
         })
-        .map(|(layout, pipelines)| GpuLoss {
+        .map(|kernels| GpuLoss {
             program: program.clone(),
             shader,
-            layout,
-            pipelines,
+            kernels,
         })
     }
 
@@ -337,27 +344,36 @@ impl GpuLoss {
                     }
                 })
                 .collect();
-            let entries: Vec<wgpu::BindGroupEntry> = buffers
+            let groups: Vec<wgpu::BindGroup> = self
+                .shader
+                .kernels
                 .iter()
-                .enumerate()
-                .map(|(k, b)| wgpu::BindGroupEntry {
-                    binding: k as u32,
-                    resource: b.as_entire_binding(),
+                .zip(&self.kernels)
+                .map(|(k, (layout, _))| {
+                    let entries: Vec<wgpu::BindGroupEntry> = k
+                        .bindings
+                        .iter()
+                        .map(|&b| wgpu::BindGroupEntry {
+                            binding: b,
+                            resource: buffers[b as usize].as_entire_binding(),
+                        })
+                        .collect();
+                    device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(&k.entry),
+                        layout,
+                        entries: &entries,
+                    })
                 })
                 .collect();
-            let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("lossc"),
-                layout: &self.layout,
-                entries: &entries,
-            });
             let mut encoder = device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&loss.name),
                     timestamp_writes: None,
                 });
-                pass.set_bind_group(0, &group, &[]);
-                for (kernel, pipeline) in self.shader.kernels.iter().zip(&self.pipelines) {
+                for ((kernel, (_, pipeline)), group) in
+                    self.shader.kernels.iter().zip(&self.kernels).zip(&groups)
+                {
                     let (x, y) = match &kernel.work {
                         Work::Elements(dims) => {
                             let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
@@ -373,6 +389,7 @@ impl GpuLoss {
                         Work::Fold | Work::Single => (1, 1),
                     };
                     pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, group, &[]);
                     pass.dispatch_workgroups(x, y, 1);
                 }
             }

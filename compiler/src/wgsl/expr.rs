@@ -156,6 +156,8 @@ pub(super) struct Body<'a, 'e> {
     next: usize,
     /// Reductions already computed into `reduced[slot]`.
     pub reduced: Vec<Reduced<'e>>,
+    /// The inputs and definitions read or written.
+    pub used: std::collections::BTreeSet<super::Binding>,
 }
 
 /// An f32 literal.
@@ -230,6 +232,7 @@ impl<'a, 'e> Body<'a, 'e> {
             indent,
             next: 0,
             reduced: vec![],
+            used: Default::default(),
         }
     }
 
@@ -388,6 +391,10 @@ impl<'a, 'e> Body<'a, 'e> {
                 format!("({flat} * {size} + {i})")
             };
         }
+        self.used.insert(match t {
+            Tensor::Input(k) => super::Binding::Input(k),
+            Tensor::Def(d) => super::Binding::Def(d),
+        });
         let at = if flat.is_empty() {
             "0u".to_string()
         } else {

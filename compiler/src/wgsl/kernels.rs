@@ -50,6 +50,7 @@ fn top_reductions<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
 /// Builds the module of one program.
 pub(super) struct Module<'a> {
     loss: &'a Loss,
+    bindings: Vec<Binding>,
     names: Names<'a>,
     text: String,
     kernels: Vec<Kernel>,
@@ -61,6 +62,7 @@ impl<'a> Module<'a> {
         Module {
             loss,
             names: Names::new(loss),
+            bindings: vec![],
             text: String::new(),
             kernels: vec![],
             reductions: 0,
@@ -68,7 +70,7 @@ impl<'a> Module<'a> {
     }
 
     pub fn emit(mut self) -> Shader {
-        let bindings = self.header();
+        self.bindings = self.header();
         self.text.push_str(super::math::SOURCE);
         self.text.push_str(RUNTIME);
         let loss = self.loss;
@@ -109,7 +111,7 @@ impl<'a> Module<'a> {
                     &format!("the {role}definition `{}` (scalar)", def.name),
                     &head,
                     &def.body,
-                    def.dtype,
+                    Some(d),
                     &target.replace("{at}", "0"),
                 );
             } else {
@@ -123,12 +125,12 @@ impl<'a> Module<'a> {
             &format!("the loss `{}`", loss.name),
             &head,
             result,
-            loss.type_of(result),
+            None,
             "result[0]",
         );
         Shader {
             source: self.text,
-            bindings,
+            bindings: self.bindings,
             kernels: self.kernels,
             reductions: self.reductions,
         }
@@ -319,7 +321,7 @@ impl<'a> Module<'a> {
         self.unflatten(&mut body, indices, "flat");
         let v = body.float(value);
         body.line(&format!("{}[flat] = {v};", self.names.defs[d]));
-        let text = body.text;
+        let text = std::mem::take(&mut body.text);
         let t = &mut self.text;
         let _ = writeln!(
             t,
@@ -333,11 +335,12 @@ impl<'a> Module<'a> {
         );
         t.push_str(&text);
         let _ = writeln!(t, "}}\n");
+        let mut used = body.used;
+        used.insert(Binding::Def(d));
         self.kernels.push(Kernel {
             entry: entry.to_string(),
-            work: Work::Elements(
-                indices.iter().map(|&v| loss.vars[v].dim).collect(),
-            ),
+            work: Work::Elements(indices.iter().map(|&v| loss.vars[v].dim).collect()),
+            bindings: self.binding_indices(&used),
         });
     }
 
@@ -348,7 +351,7 @@ impl<'a> Module<'a> {
         what: &str,
         head: &str,
         value: &'a Expr,
-        dtype: DType,
+        written: Option<usize>,
         target: &str,
     ) {
         let mut tops = vec![];
@@ -363,9 +366,12 @@ impl<'a> Module<'a> {
         let mut body = Body::new(&self.names, 1);
         body.reduced = reduced;
         let (v, ty) = body.expr(value);
-        let _ = dtype;
         let v = super::expr::as_float(v, ty);
         body.line(&format!("{target} = {v};"));
+        let mut used = std::mem::take(&mut body.used);
+        if let Some(d) = written {
+            used.insert(Binding::Def(d));
+        }
         let text = body.text;
         let t = &mut self.text;
         let _ = writeln!(t, "// {}:\n//   {head}", capitalise(what));
@@ -375,6 +381,7 @@ impl<'a> Module<'a> {
         self.kernels.push(Kernel {
             entry: entry.to_string(),
             work: Work::Single,
+            bindings: self.binding_indices(&used),
         });
     }
 
@@ -434,7 +441,8 @@ impl<'a> Module<'a> {
             slot * MAX_PARTIALS as usize
         ));
         body.line("}");
-        let partial = body.text;
+        let partial = std::mem::take(&mut body.text);
+        let used = std::mem::take(&mut body.used);
         let shown = describe(loss, e, 160);
         let t = &mut self.text;
         let _ = writeln!(
@@ -486,11 +494,27 @@ impl<'a> Module<'a> {
                 slot,
                 dims: vars.iter().map(|&v| loss.vars[v].dim).collect(),
             },
+            bindings: self.binding_indices(&used),
         });
         self.kernels.push(Kernel {
             entry: format!("reduce{slot}_fold"),
             work: Work::Fold,
+            bindings: self.binding_indices(&Default::default()),
         });
+    }
+}
+
+impl Module<'_> {
+    /// The fixed bindings and `used`, as binding indices.
+    fn binding_indices(&self, used: &std::collections::BTreeSet<Binding>) -> Vec<u32> {
+        self.bindings
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                !matches!(b, Binding::Input(_) | Binding::Def(_)) || used.contains(b)
+            })
+            .map(|(k, _)| k as u32)
+            .collect()
     }
 }
 

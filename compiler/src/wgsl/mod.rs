@@ -49,7 +49,7 @@ pub struct Shader {
 
 /// A buffer bound at `@group(0) @binding(index)`, `index` being its position in
 /// [`Shader::bindings`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Binding {
     /// The uniform of dimension sizes and hyperparameters ([`params_bytes`]).
     Params,
@@ -76,6 +76,11 @@ pub struct Kernel {
     pub entry: String,
     /// What it computes, which sets the dispatch size.
     pub work: Work,
+    /// The bindings it may touch (indices into [`Shader::bindings`], ascending): the six
+    /// fixed ones and the inputs and definitions it reads or writes. A pipeline binds only
+    /// these, so a program may have more definitions than an adapter allows storage buffers
+    /// per shader.
+    pub bindings: Vec<u32>,
 }
 
 /// The dispatch shape of a kernel.
