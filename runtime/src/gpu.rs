@@ -534,3 +534,112 @@ pub fn eval_with_grad(
         .collect();
     Ok((out, grads))
 }
+
+/// Evaluates the WGSL expression `expr` (of the f32s `x` and `y`, with lossc's math library,
+/// `compiler::wgsl::math`, in scope) on the device at each pair `(xs[k], ys[k])`: how the
+/// library's accuracy is measured on a real adapter.
+pub fn eval_math(expr: &str, xs: &[f32], ys: &[f32]) -> Result<Vec<f32>, RunError> {
+    let n = xs.len().min(ys.len());
+    let source = format!(
+        "{}\n@group(0) @binding(0) var<storage, read> xs: array<f32>;\n\
+         @group(0) @binding(1) var<storage, read> ys: array<f32>;\n\
+         @group(0) @binding(2) var<storage, read_write> out: array<f32>;\n\
+         @compute @workgroup_size(64)\n\
+         fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{\n    \
+         let k = gid.x;\n    \
+         if (k >= arrayLength(&out)) {{ return; }}\n    \
+         let x = xs[k];\n    \
+         let y = ys[k];\n    \
+         out[k] = {expr};\n}}\n",
+        wgsl::math::SOURCE
+    );
+    validate(&source).map_err(RunError::new)?;
+    let g = gpu()?;
+    let device = &g.device;
+    let bytes = (n.max(1) * 4) as u64;
+    scoped(g, "evaluating a math expression", || {
+        let buffer = |label: &str, data: Option<&[f32]>, usage: wgpu::BufferUsages| {
+            let b = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            });
+            if let Some(d) = data
+                && !d.is_empty()
+            {
+                g.queue.write_buffer(&b, 0, bytemuck::cast_slice(&d[..n]));
+            }
+            b
+        };
+        let input = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
+        let bx = buffer("xs", Some(xs), input);
+        let by = buffer("ys", Some(ys), input);
+        let out = buffer(
+            "out",
+            None,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
+        let staging = buffer(
+            "staging",
+            None,
+            wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        );
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("math"),
+            source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("math"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("math"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: bx.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: by.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: out.as_entire_binding(),
+                },
+            ],
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            let (x, y) = wgsl::element_groups(n as u64);
+            pass.dispatch_workgroups(x * y, 1, 1);
+        }
+        encoder.copy_buffer_to_buffer(&out, 0, &staging, 0, bytes);
+        g.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        let _ = device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        });
+        let values = match slice.get_mapped_range() {
+            Ok(view) => bytemuck::cast_slice::<u8, f32>(&view)[..n].to_vec(),
+            Err(e) => {
+                return Err(RunError::new(format!(
+                    "cannot read the results back from the GPU: {e}"
+                )));
+            }
+        };
+        staging.unmap();
+        Ok(values)
+    })?
+}
