@@ -468,3 +468,123 @@ fn two_level_reductions_are_deterministic_and_match_the_interpreter() {
     assert!(close(a.loss, want.loss, 0.0), "{} vs {}", a.loss, want.loss);
     assert!(close(a.metrics[0].1, want.metrics[0].1, 0.0), "{:?} vs {:?}", a.metrics, want.metrics);
 }
+
+fn lossc(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lossc"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run lossc")
+}
+
+#[test]
+fn compile_emit_wgsl_writes_a_valid_module() {
+    let dir = std::env::temp_dir().join(format!("lossc-wgsl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("dpo.wgsl");
+    let o = lossc(
+        &["compile", "dpo", "--emit", "wgsl", "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&out).unwrap();
+    runtime::gpu::validate(&text).unwrap();
+    assert!(text.contains("fn compute_loss()"), "{text}");
+    assert!(text.contains("var<storage, read_write> def_grad_policy_chosen_logps"));
+    // --wrt narrows the gradient program to one input.
+    let o = lossc(
+        &[
+            "compile", "dpo", "--emit", "wgsl", "--wrt", "policy_chosen_logps", "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let narrow = std::fs::read_to_string(&out).unwrap();
+    assert!(narrow.contains("def_grad_policy_chosen_logps"));
+    assert!(!narrow.contains("def_grad_policy_rejected_logps"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The numbers of a `--json` object.
+fn numbers(json: &[u8]) -> Vec<(String, Vec<f64>)> {
+    let v: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let flat = |x: &serde_json::Value| fixtures::flatten(x);
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, x)| (k.clone(), flat(x)))
+        .collect()
+}
+
+#[test]
+fn eval_backend_gpu_agrees_with_the_interpreter() {
+    if !gpu_or_skip("eval_backend_gpu_agrees_with_the_interpreter") {
+        return;
+    }
+    for (name, sizes) in [("dpo", "B=16"), ("cross_entropy", "B=16,C=7")] {
+        let run = |backend: &str| {
+            let o = lossc(
+                &["eval", name, "--random", sizes, "--backend", backend, "--json"],
+                &[],
+            );
+            assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+            numbers(&o.stdout)
+        };
+        let (gpu, interp) = (run("gpu"), run("interp"));
+        assert_eq!(gpu.len(), interp.len());
+        assert!(gpu.iter().any(|(k, _)| k.starts_with("grad_")), "{gpu:?}");
+        for ((k, a), (k2, b)) in gpu.iter().zip(&interp) {
+            assert_eq!(k, k2);
+            let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (x, y) in a.iter().zip(b) {
+                assert!(close(*x, *y, scale), "{name} {k}: {x} vs {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bench_backend_gpu_times_forward_and_backward() {
+    if !gpu_or_skip("bench_backend_gpu_times_forward_and_backward") {
+        return;
+    }
+    let o = lossc(
+        &["bench", "cross_entropy", "--size", "B=64,C=10", "--backend", "gpu", "--reps", "2", "--json"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["backend"], "gpu");
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    let value = v["value"].as_f64().unwrap();
+    assert!(value.is_finite() && value > 0.0, "{v}");
+    let o = lossc(
+        &["bench", "cross_entropy", "--size", "B=64,C=10", "--backend", "gpu", "--reps", "1"],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("adapter"), "{text}");
+}
+
+/// With no adapter to be had (here: only a backend this build lacks), the GPU backend is a
+/// clear error naming what to install.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_adapter_is_an_error_naming_what_to_install() {
+    let env = [("WGPU_BACKEND", "dx12")];
+    for args in [
+        &["eval", "dpo", "--random", "B=4", "--backend", "gpu"][..],
+        &["bench", "dpo", "--size", "B=4", "--backend", "gpu"][..],
+    ] {
+        let o = lossc(args, &env);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            err.contains("no GPU adapter") && err.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
+            "{err}"
+        );
+    }
+}

@@ -15,7 +15,9 @@ pub struct BenchArgs {
     /// Dimension sizes, e.g. `B=4096,C=1000`.
     #[arg(long, value_name = "DIM=SIZE,..")]
     size: String,
-    /// Where to run: native code (Cranelift JIT) or the f64 interpreter.
+    /// Where to run: native code (Cranelift JIT), WGSL compute shaders on any wgpu adapter
+    /// (times include uploading the inputs and reading back the loss and gradients), or the
+    /// f64 interpreter.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
     /// Timed repetitions (the median is reported).
@@ -28,11 +30,6 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let err = |e: &dyn std::fmt::Display| UserError(format!("error: {e}"));
-    if args.backend == "gpu" {
-        return Err(UserError(
-            "error: the `gpu` backend is not built yet".into(),
-        ));
-    }
     let sizes = super::eval::parse_sizes(&args.size)
         .map_err(|e| UserError(format!("error: --size: {e}")))?;
     let src = source::load(&args.file)?;
@@ -48,15 +45,28 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     } else {
         None
     };
+    let gpu = if args.backend == "gpu" {
+        let program = runtime::cpu::gradient_program(loss, &wrt);
+        let g = runtime::gpu::GpuLoss::compile(&program).map_err(|e| err(&e))?;
+        let grads = compiler::grad::gradient_outputs(g.program())
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>();
+        Some((g, grads))
+    } else {
+        None
+    };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let interp_program = compiler::grad::gradient(loss, &wrt);
     let mut times = vec![];
     let mut value = 0.0;
     for _ in 0..args.reps.max(1) + 1 {
         let t = Instant::now();
-        value = match &compiled {
-            Some(c) => c.run(&bound).map_err(|e| err(&e))?.0.loss,
-            None => {
+        value = match (&compiled, &gpu) {
+            (Some(c), _) => c.run(&bound).map_err(|e| err(&e))?.0.loss,
+            // Upload, every kernel, and reading back the loss, metrics and gradients.
+            (_, Some((g, grads))) => g.run(&bound, grads).map_err(|e| err(&e))?.0.loss,
+            _ => {
                 runtime::eval_all(&interp_program, &bound)
                     .map_err(|e| err(&e))?
                     .0
@@ -84,6 +94,10 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         "{} --size {} on {} (forward + gradient of every float input)",
         loss.name, args.size, args.backend
     );
+    if gpu.is_some() {
+        let adapter = runtime::gpu::adapter_description().map_err(|e| err(&e))?;
+        let _ = writeln!(s, "  adapter      {adapter}");
+    }
     let _ = writeln!(s, "  compile      {compile_ms:.3} ms");
     let _ = writeln!(
         s,

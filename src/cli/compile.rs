@@ -1,5 +1,6 @@
-//! `lossc compile FILE --emit obj|header|clif -o OUT`: ahead-of-time compilation of the loss
-//! and its gradient to an object file with a C entry point, its C header, or the Cranelift IR.
+//! `lossc compile FILE --emit obj|header|clif|wgsl -o OUT`: ahead-of-time compilation of the
+//! loss and its gradient to an object file with a C entry point, its C header, the Cranelift
+//! IR, or WGSL compute shaders (`compiler::wgsl`).
 
 use crate::source::{self, UserError};
 use clap::Args;
@@ -44,11 +45,6 @@ pub fn symbol(loss: &Loss) -> String {
 
 pub fn run(args: CompileArgs) -> Result<String, UserError> {
     let err = |e: &dyn std::fmt::Display| UserError(format!("error: {e}"));
-    if args.emit == "wgsl" {
-        return Err(UserError(
-            "error: WGSL emission is not built yet (the GPU backend)".into(),
-        ));
-    }
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
@@ -61,6 +57,7 @@ pub fn run(args: CompileArgs) -> Result<String, UserError> {
                 .map_err(|e| err(&e))?
                 .into_bytes()
         }
+        "wgsl" => compiler::wgsl::emit(&compiled).source.into_bytes(),
         "obj" => {
             let mut m = module(&loss.name)?;
             clif::lower(&compiled, &mut m, &symbol(loss)).map_err(|e| err(&e))?;
