@@ -7,8 +7,6 @@ use std::collections::HashSet;
 /// The WGSL names of everything a program refers to.
 pub(super) struct Names<'a> {
     pub loss: &'a Loss,
-    /// Per index variable.
-    pub vars: Vec<String>,
     /// Per input: its storage buffer.
     pub inputs: Vec<String>,
     /// Per definition: its storage buffer.
@@ -86,37 +84,8 @@ impl<'a> Names<'a> {
             .iter()
             .map(|d| unique(format!("compute_{}", sanitize(&d.name))))
             .collect();
-        let mut count = std::collections::HashMap::new();
-        for v in &loss.vars {
-            *count.entry(v.name.as_str()).or_insert(0) += 1;
-        }
-        let vars = loss
-            .vars
-            .iter()
-            .enumerate()
-            .map(|(id, v)| {
-                let base = sanitize(&v.name);
-                let temp_like = base.len() > 1
-                    && base.starts_with('t')
-                    && base[1..].chars().all(|c| c.is_ascii_digit());
-                let clash = TAKEN.contains(&base.as_str())
-                    || temp_like
-                    || base.starts_with("in_")
-                    || base.starts_with("def_")
-                    || base.starts_with("lossc_")
-                    || base.starts_with("compute_")
-                    || base.starts_with("reduce")
-                    || base.starts_with("__");
-                if count[v.name.as_str()] > 1 || clash {
-                    format!("{base}_{id}")
-                } else {
-                    base
-                }
-            })
-            .collect();
         Names {
             loss,
-            vars,
             inputs,
             defs,
             entries,
@@ -132,6 +101,39 @@ impl<'a> Names<'a> {
                 .collect(),
         }
     }
+}
+
+/// WGSL names for the index variables `ids` (one kernel's): the name as written where it is
+/// unique among them and takes no reserved or generated name, with the variable's number
+/// appended otherwise. Variables not in `ids` get the suffixed form.
+pub(super) fn var_names(loss: &Loss, ids: &[VarId]) -> Vec<String> {
+    let mut count = std::collections::HashMap::new();
+    for &v in ids {
+        *count.entry(loss.vars[v].name.as_str()).or_insert(0) += 1;
+    }
+    loss.vars
+        .iter()
+        .enumerate()
+        .map(|(id, v)| {
+            let base = sanitize(&v.name);
+            let temp_like = base.len() > 1
+                && base.starts_with('t')
+                && base[1..].chars().all(|c| c.is_ascii_digit());
+            let clash = TAKEN.contains(&base.as_str())
+                || temp_like
+                || base.starts_with("in_")
+                || base.starts_with("def_")
+                || base.starts_with("lossc_")
+                || base.starts_with("compute_")
+                || base.starts_with("reduce")
+                || base.starts_with("__");
+            if count.get(v.name.as_str()) == Some(&1) && ids.contains(&id) && !clash {
+                base
+            } else {
+                format!("{base}_{id}")
+            }
+        })
+        .collect()
 }
 
 /// A WGSL value's type.
@@ -158,6 +160,8 @@ pub(super) struct Body<'a, 'e> {
     pub reduced: Vec<Reduced<'e>>,
     /// The inputs and definitions read or written.
     pub used: std::collections::BTreeSet<super::Binding>,
+    /// The WGSL name of each index variable in this kernel.
+    pub vars: Vec<String>,
 }
 
 /// An f32 literal.
@@ -225,8 +229,23 @@ fn needs_statements(loss: &Loss, e: &Expr) -> bool {
 }
 
 impl<'a, 'e> Body<'a, 'e> {
-    pub fn new(names: &'a Names<'a>, indent: usize) -> Body<'a, 'e> {
+    /// A kernel body whose index variables are `bound` and those bound inside `exprs`.
+    pub fn new(
+        names: &'a Names<'a>,
+        indent: usize,
+        bound: &[VarId],
+        exprs: &[&Expr],
+    ) -> Body<'a, 'e> {
+        let mut ids = bound.to_vec();
+        for e in exprs {
+            e.visit(&mut |x| {
+                if let Expr::Reduce { vars, .. } = x {
+                    ids.extend(vars);
+                }
+            });
+        }
         Body {
+            vars: var_names(names.loss, &ids),
             names,
             text: String::new(),
             indent,
@@ -254,10 +273,19 @@ impl<'a, 'e> Body<'a, 'e> {
         self.names.loss
     }
 
-    /// The value of `e` as f32.
+    /// The value of `e` as f32 (an int literal as a float literal, an int-valued `if` with
+    /// float branches).
     pub fn float(&mut self, e: &'e Expr) -> String {
-        let (s, t) = self.expr(e);
-        as_float(s, t)
+        match e {
+            Expr::Int(k) => float_literal(*k as f64),
+            Expr::Select(c, a, b) if self.loss().type_of(e) == DType::Int => {
+                self.select_as(c, a, b, Ty::F).0
+            }
+            _ => {
+                let (s, t) = self.expr(e);
+                as_float(s, t)
+            }
+        }
     }
 
     /// The value of `e` as a WGSL expression of its type.
@@ -273,7 +301,7 @@ impl<'a, 'e> Body<'a, 'e> {
             Expr::Float(x) => (float_literal(*x), Ty::F),
             Expr::Int(k) => (int_literal(*k), Ty::I),
             Expr::Bool(b) => (b.to_string(), Ty::B),
-            Expr::Index(v) => (self.names.vars[*v].clone(), Ty::I),
+            Expr::Index(v) => (self.vars[*v].clone(), Ty::I),
             Expr::Hyper(h) => (self.names.hypers[*h].clone(), Ty::F),
             Expr::Read { tensor, indices } => self.read(*tensor, indices),
             Expr::Unary(UnaryOp::Neg, a) => {
@@ -305,6 +333,15 @@ impl<'a, 'e> Body<'a, 'e> {
                 body,
             } => self.reduce(e, *op, vars, filter.as_deref(), body.as_deref()),
         }
+    }
+
+    /// The value of `e` as type `ty`.
+    fn typed(&mut self, e: &'e Expr, ty: Ty) -> String {
+        if ty == Ty::F {
+            return self.float(e);
+        }
+        let (s, t) = self.expr(e);
+        convert(s, t, ty)
     }
 
     /// `&&` / `||`: WGSL's own short-circuit operators when the right side is one expression,
@@ -341,21 +378,24 @@ impl<'a, 'e> Body<'a, 'e> {
             DType::Int => Ty::I,
             DType::Bool => Ty::B,
         };
+        self.select_as(c, a, b, ty)
+    }
+
+    /// A select whose branches are converted to `ty`.
+    fn select_as(&mut self, c: &'e Expr, a: &'e Expr, b: &'e Expr, ty: Ty) -> (String, Ty) {
         let (cs, ct) = self.expr(c);
         let cond = as_truth(cs, ct);
         if is_simple(self.loss(), a) && is_simple(self.loss(), b) {
-            let (x, tx) = self.expr(a);
-            let (y, ty2) = self.expr(b);
-            let (x, y) = (convert(x, tx, ty), convert(y, ty2, ty));
+            let (x, y) = (self.typed(a, ty), self.typed(b, ty));
             return (format!("select({y}, {x}, {cond})"), ty);
         }
         let t = self.temp();
         self.line(&format!("var {t}: {};", wgsl_type(ty)));
-        self.line(&format!("if ({cond}) {{"));
+        self.line(&format!("if {} {{", condition(&cond)));
         for (k, branch) in [a, b].into_iter().enumerate() {
             self.indent += 1;
-            let (x, tx) = self.expr(branch);
-            self.line(&format!("{t} = {};", convert(x, tx, ty)));
+            let x = self.typed(branch, ty);
+            self.line(&format!("{t} = {x};"));
             self.indent -= 1;
             self.line(if k == 0 { "} else {" } else { "}" });
         }
@@ -371,7 +411,7 @@ impl<'a, 'e> Body<'a, 'e> {
         for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
             let size = self.names.dims[dim].clone();
             let i = match ix {
-                Expr::Index(v) if loss.vars[*v].dim == dim => self.names.vars[*v].clone(),
+                Expr::Index(v) if loss.vars[*v].dim == dim => self.vars[*v].clone(),
                 other => {
                     let (s, ty) = self.expr(other);
                     let s = convert(s, ty, Ty::I);
@@ -423,7 +463,7 @@ impl<'a, 'e> Body<'a, 'e> {
     /// Opens nested `for` loops over `vars` (row-major); returns how many to close.
     pub fn open_loops(&mut self, vars: &[VarId]) -> usize {
         for &v in vars {
-            let name = self.names.vars[v].clone();
+            let name = self.vars[v].clone();
             let size = self.names.dims[self.loss().vars[v].dim].clone();
             self.line(&format!(
                 "for (var {name} = 0; {name} < {size}; {name} = {name} + 1) {{"
@@ -445,7 +485,8 @@ impl<'a, 'e> Body<'a, 'e> {
     pub fn filter(&mut self, filter: Option<&'e Expr>) {
         if let Some(f) = filter {
             let (s, t) = self.expr(f);
-            self.line(&format!("if (!{}) {{ continue; }}", as_truth(s, t)));
+            let skip = condition(&negate(as_truth(s, t)));
+            self.line(&format!("if {skip} {{ continue; }}"));
         }
     }
 
@@ -539,7 +580,7 @@ impl<'a, 'e> Body<'a, 'e> {
                 self.line(&format!(
                     "if ({at} < 0 || {x} {cmp} {acc} || (lossc_is_nan({x}) && !lossc_is_nan({acc}))) {{"
                 ));
-                let position = self.names.vars[vars[0]].clone();
+                let position = self.vars[vars[0]].clone();
                 self.line(&format!("    {acc} = {x};"));
                 self.line(&format!("    {at} = {position};"));
                 self.line("}");
@@ -547,6 +588,42 @@ impl<'a, 'e> Body<'a, 'e> {
                 (at, Ty::I)
             }
         }
+    }
+}
+
+/// True when `s` is one parenthesised expression: `(..)` with the first `(` closing last.
+fn is_wrapped(s: &str) -> bool {
+    if !s.starts_with('(') {
+        return false;
+    }
+    let mut depth = 0;
+    for (k, ch) in s.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 {
+            return k == s.len() - 1;
+        }
+    }
+    false
+}
+
+/// `!s`, or `s` without its leading `!` when it is `!(..)` as a whole.
+fn negate(s: String) -> String {
+    match s.strip_prefix('!') {
+        Some(inner) if is_wrapped(inner) => inner.to_string(),
+        _ => format!("!{s}"),
+    }
+}
+
+/// `s` as an `if` condition: in parentheses unless it already is one parenthesised expression.
+fn condition(s: &str) -> String {
+    if is_wrapped(s) {
+        s.to_string()
+    } else {
+        format!("({s})")
     }
 }
 
@@ -574,7 +651,13 @@ pub(super) fn convert(s: String, from: Ty, to: Ty) -> String {
 pub(super) fn as_float(s: String, t: Ty) -> String {
     match t {
         Ty::F => s,
-        Ty::I => format!("f32({s})"),
+        Ty::I => match s.trim_start_matches("(-").trim_end_matches(')').parse::<i64>() {
+            // An int literal becomes a float literal.
+            Ok(k) if s.starts_with("(-") == s.ends_with(')') => {
+                float_literal(if s.starts_with("(-") { -k } else { k } as f64)
+            }
+            _ => format!("f32({s})"),
+        },
         Ty::B => format!("select(0.0, 1.0, {s})"),
     }
 }

@@ -278,16 +278,16 @@ impl<'a> Module<'a> {
             .map(|&v| format!("u32({})", self.names.dims[self.loss.vars[v].dim]))
             .collect();
         if let [v] = vars {
-            body.line(&format!("let {} = i32({flat});", self.names.vars[*v]));
+            body.line(&format!("let {} = i32({flat});", body.vars[*v]));
         } else {
             body.line(&format!("var rest = {flat};"));
             for (k, &v) in vars.iter().enumerate().rev() {
                 if k == 0 {
-                    body.line(&format!("let {} = i32(rest);", self.names.vars[v]));
+                    body.line(&format!("let {} = i32(rest);", body.vars[v]));
                 } else {
                     body.line(&format!(
                         "let {} = i32(rest % {});",
-                        self.names.vars[v], sizes[k]
+                        body.vars[v], sizes[k]
                     ));
                     body.line(&format!("rest = rest / {};", sizes[k]));
                 }
@@ -308,7 +308,7 @@ impl<'a> Module<'a> {
     ) {
         let loss = self.loss;
         let def = &loss.defs[d];
-        let mut body = Body::new(&self.names, 1);
+        let mut body = Body::new(&self.names, 1, indices, &[value]);
         let sizes: Vec<String> = indices
             .iter()
             .map(|&v| format!("u32({})", self.names.dims[loss.vars[v].dim]))
@@ -363,7 +363,7 @@ impl<'a> Module<'a> {
             self.two_level(e, slot, what);
             reduced.push(Reduced { expr: e, slot });
         }
-        let mut body = Body::new(&self.names, 1);
+        let mut body = Body::new(&self.names, 1, &[], &[value]);
         body.reduced = reduced;
         let (v, ty) = body.expr(value);
         let v = super::expr::as_float(v, ty);
@@ -402,7 +402,7 @@ impl<'a> Module<'a> {
             Reducer::Min => ("lossc_inf()", "min"),
             _ => ("0.0", "sum"),
         };
-        let mut body = Body::new(&self.names, 1);
+        let mut body = Body::new(&self.names, 1, &[], &[e]);
         body.line(&format!("var acc = {start};"));
         body.line("var kept = 0u;");
         let sizes: Vec<String> = vars
