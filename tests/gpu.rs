@@ -588,3 +588,27 @@ fn no_adapter_is_an_error_naming_what_to_install() {
         );
     }
 }
+
+/// The WGSL of a stdlib loss and its gradient, with the library every module shares replaced
+/// by one line (it has its own accuracy test).
+fn wgsl_without_library(name: &str) -> String {
+    let loss = stdlib_loss(name);
+    let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
+    let shader = compiler::wgsl::emit(&runtime::cpu::gradient_program(&loss, &wrt));
+    let library = compiler::wgsl::library();
+    assert_eq!(shader.source.matches(library.as_str()).count(), 1);
+    shader.source.replace(
+        &library,
+        "// (lossc's math library and helpers, compiler::wgsl::library())\n\n",
+    )
+}
+
+#[test]
+fn dpo_wgsl_snapshot() {
+    insta::assert_snapshot!("dpo_wgsl", wgsl_without_library("dpo"));
+}
+
+#[test]
+fn cross_entropy_wgsl_snapshot() {
+    insta::assert_snapshot!("cross_entropy_wgsl", wgsl_without_library("cross_entropy"));
+}

@@ -71,8 +71,7 @@ impl<'a> Module<'a> {
 
     pub fn emit(mut self) -> Shader {
         self.bindings = self.header();
-        self.text.push_str(super::math::SOURCE);
-        self.text.push_str(RUNTIME);
+        self.text.push_str(&library());
         let loss = self.loss;
         for (d, def) in loss.defs.iter().enumerate() {
             let role = if def.name.starts_with("grad_") {
@@ -524,6 +523,12 @@ fn capitalise(s: &str) -> String {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
+}
+
+/// The text every module carries between its bindings and its kernels: the math library and
+/// [`RUNTIME`].
+pub(super) fn library() -> String {
+    format!("{}{RUNTIME}", super::math::SOURCE)
 }
 
 /// Helpers every module carries: index checks, the end of `logsumexp`, and the workgroup

@@ -146,6 +146,12 @@ pub fn storage_type(dtype: DType, is_input: bool) -> &'static str {
     }
 }
 
+/// The functions every emitted module contains verbatim (the math library, index checks,
+/// workgroup reductions), between its bindings and its kernels.
+pub fn library() -> String {
+    kernels::library()
+}
+
 /// Emits the WGSL module of `program`.
 pub fn emit(program: &Loss) -> Shader {
     kernels::Module::new(program).emit()
