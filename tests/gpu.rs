@@ -612,3 +612,27 @@ fn dpo_wgsl_snapshot() {
 fn cross_entropy_wgsl_snapshot() {
     insta::assert_snapshot!("cross_entropy_wgsl", wgsl_without_library("cross_entropy"));
 }
+
+#[test]
+fn a_definition_beyond_the_binding_limit_is_a_clear_error() {
+    if !gpu_or_skip("a_definition_beyond_the_binding_limit_is_a_clear_error") {
+        return;
+    }
+    // Small inputs, a 6000 × 6000 definition: 144 MB of f32, beyond lavapipe's 128 MiB (and
+    // WebGPU's default) for one storage binding.
+    let source = "loss outer(x: [N], y: [M]) {
+        let p[i, j] = x[i] * y[j]
+        sum[i, j](p[i, j])
+    }";
+    let loss = compiler::check_source(source).unwrap().losses.remove(0);
+    let inputs = runtime::random::random_inputs(&loss, &sizes("N=6000,M=6000"), 1).unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    match runtime::gpu::eval_with_grad(&loss, &bound, &[]) {
+        // An adapter that binds this much may run it.
+        Ok((out, _)) => assert!(out.loss.is_finite()),
+        Err(e) => assert!(
+            e.message.contains("`p` would take 138 MiB on the GPU, more than the"),
+            "{e}"
+        ),
+    }
+}

@@ -274,6 +274,17 @@ impl GpuLoss {
         for (d, def) in loss.defs.iter().enumerate() {
             fits(&def.name, def_sizes[d])?;
         }
+        for k in &self.shader.kernels {
+            if let Work::Partial { dims, .. } = &k.work {
+                let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                if n > u64::from(u32::MAX) {
+                    return Err(RunError::new(format!(
+                        "a reduction of `{}` would have {n} terms at these sizes, more than the GPU backend counts (2^32 - 1)",
+                        loss.name
+                    )));
+                }
+            }
+        }
         // Inputs in the element types the shader reads: f32, i32, u32.
         let mut input_bytes = vec![];
         for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
