@@ -17,7 +17,11 @@ fn programs() -> Vec<(String, Loss, Option<String>)> {
         }
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/loss/pass");
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
     for path in files {
         let source = std::fs::read_to_string(&path).unwrap();
@@ -26,7 +30,11 @@ fn programs() -> Vec<(String, Loss, Option<String>)> {
             .find_map(|l| l.split("--random ").nth(1))
             .map(|s| s.split_whitespace().next().unwrap().to_string());
         for loss in compiler::check_source(&source).unwrap().losses {
-            out.push((path.file_name().unwrap().to_string_lossy().into_owned(), loss, spec.clone()));
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                loss,
+                spec.clone(),
+            ));
         }
     }
     out
@@ -48,7 +56,12 @@ fn every_emitted_module_is_valid_wgsl() {
         }
     }
     assert!(n >= 2 * 60, "only {n} modules");
-    assert!(failures.is_empty(), "{} invalid:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} invalid:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// True when the device tests can run; otherwise prints why they skip, or panics when
@@ -58,7 +71,8 @@ fn gpu_or_skip(test: &str) -> bool {
         return true;
     }
     let why = runtime::gpu::adapter_description().unwrap_err();
-    let required = std::env::var(runtime::gpu::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+    let required =
+        std::env::var(runtime::gpu::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
     assert!(!required, "{} is set but {why}", runtime::gpu::REQUIRE_ENV);
     eprintln!("skipping {test}: {why}");
     false
@@ -130,7 +144,11 @@ fn gpu_matches_every_stdlib_fixture() {
         let (out, grads) = match gpu.run(&case.bound, &read) {
             Ok((out, values)) => (
                 out,
-                outputs.iter().map(|&(i, _)| i).zip(values).collect::<Vec<_>>(),
+                outputs
+                    .iter()
+                    .map(|&(i, _)| i)
+                    .zip(values)
+                    .collect::<Vec<_>>(),
             ),
             Err(e) => {
                 failures.push(format!("{label}: {e}"));
@@ -166,7 +184,11 @@ fn gpu_matches_every_stdlib_fixture() {
     }
     eprintln!("{compared} stdlib fixtures compared on the GPU");
     assert!(cases.len() >= 100, "only {} cases", cases.len());
-    assert_eq!(compared + BEYOND_F32.len(), cases.len(), "every fixture ran");
+    assert_eq!(
+        compared + BEYOND_F32.len(),
+        cases.len(),
+        "every fixture ran"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} cases differ:\n{}",
@@ -261,7 +283,10 @@ fn gpu_matches_the_interpreter_on_pass_programs() {
     }
     eprintln!("{n} pass-corpus losses run on the GPU, {refused} refused by both backends");
     assert!(n >= 25);
-    assert!(refused * 4 < n, "{refused} of {n} refused: the comparison is mostly vacuous");
+    assert!(
+        refused * 4 < n,
+        "{refused} of {n} refused: the comparison is mostly vacuous"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -319,22 +344,129 @@ fn wgsl_math_library_accuracy_against_f64() {
     use compiler::ir::Builtin;
     let builtin = |f: Builtin, x: f64| runtime::interp::builtin(f, [x, 0.0, 0.0]);
     let softplus = move |x: f64| builtin(Builtin::Softplus, x);
-    type Case<'a> = (&'a str, &'a str, Vec<f32>, f32, Box<dyn Fn(f64) -> f64>, f64);
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<f32>,
+        f32,
+        Box<dyn Fn(f64) -> f64>,
+        f64,
+    );
     let n = 4000;
     let cases: Vec<Case> = vec![
-        ("exp", "lossc_exp(x)", samples(&[(-103.0, 88.7), (-1.0, 1.0)], true, n), 0.0, Box::new(f64::exp), 4e-7),
-        ("log", "lossc_log(x)", [samples(&[(1e-6, 4.0), (4.0, 1e6)], false, n), (0..=n).map(|k| 10f32.powf(-37.0 + 75.0 * k as f32 / n as f32)).collect()].concat(), 0.0, Box::new(f64::ln), 4e-7),
-        ("log1p", "lossc_log1p(x)", samples(&[(-0.9999, 1.0), (1.0, 1e6)], true, n), 0.0, Box::new(f64::ln_1p), 4e-7),
-        ("expm1", "lossc_expm1(x)", samples(&[(-30.0, 30.0), (-1.0, 1.0)], true, n), 0.0, Box::new(f64::exp_m1), 4e-7),
-        ("sigmoid", "lossc_sigmoid(x)", samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n), 0.0, Box::new(move |x: f64| builtin(Builtin::Sigmoid, x)), 4e-7),
-        ("softplus", "lossc_softplus(x)", samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n), 0.0, Box::new(softplus), 4e-7),
-        ("log_sigmoid", "lossc_log_sigmoid(x)", samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n), 0.0, Box::new(move |x: f64| builtin(Builtin::LogSigmoid, x)), 4e-7),
-        ("log1mexp", "lossc_log1mexp(x)", samples(&[(-80.0, -1e-7), (-2.0, -1e-3)], false, n).into_iter().chain((0..=n).map(|k| -(10f32.powf(-12.0 + 11.0 * k as f32 / n as f32)))).collect(), 0.0, Box::new(move |x: f64| builtin(Builtin::Log1mexp, x)), 4e-7),
-        ("tanh", "lossc_tanh(x)", samples(&[(-20.0, 20.0), (-1.0, 1.0)], true, n), 0.0, Box::new(f64::tanh), 4e-7),
-        ("pow(x, 2.5)", "lossc_pow(x, y)", samples(&[(0.0, 30.0), (30.0, 1e7)], false, n), 2.5, Box::new(|x: f64| x.powf(2.5)), 5e-6),
-        ("pow(x, -3)", "lossc_pow(x, y)", samples(&[(-30.0, 30.0)], true, n), -3.0, Box::new(|x: f64| x.powf(-3.0)), 4e-7),
-        ("sin", "lossc_sin(x)", samples(&[(-10.0, 10.0)], false, n), 0.0, Box::new(f64::sin), 4e-7),
-        ("cos", "lossc_cos(x)", samples(&[(-10.0, 10.0)], false, n), 0.0, Box::new(f64::cos), 4e-7),
+        (
+            "exp",
+            "lossc_exp(x)",
+            samples(&[(-103.0, 88.7), (-1.0, 1.0)], true, n),
+            0.0,
+            Box::new(f64::exp),
+            4e-7,
+        ),
+        (
+            "log",
+            "lossc_log(x)",
+            [
+                samples(&[(1e-6, 4.0), (4.0, 1e6)], false, n),
+                (0..=n)
+                    .map(|k| 10f32.powf(-37.0 + 75.0 * k as f32 / n as f32))
+                    .collect(),
+            ]
+            .concat(),
+            0.0,
+            Box::new(f64::ln),
+            4e-7,
+        ),
+        (
+            "log1p",
+            "lossc_log1p(x)",
+            samples(&[(-0.9999, 1.0), (1.0, 1e6)], true, n),
+            0.0,
+            Box::new(f64::ln_1p),
+            4e-7,
+        ),
+        (
+            "expm1",
+            "lossc_expm1(x)",
+            samples(&[(-30.0, 30.0), (-1.0, 1.0)], true, n),
+            0.0,
+            Box::new(f64::exp_m1),
+            4e-7,
+        ),
+        (
+            "sigmoid",
+            "lossc_sigmoid(x)",
+            samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n),
+            0.0,
+            Box::new(move |x: f64| builtin(Builtin::Sigmoid, x)),
+            4e-7,
+        ),
+        (
+            "softplus",
+            "lossc_softplus(x)",
+            samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n),
+            0.0,
+            Box::new(softplus),
+            4e-7,
+        ),
+        (
+            "log_sigmoid",
+            "lossc_log_sigmoid(x)",
+            samples(&[(-80.0, 80.0), (-2.0, 2.0)], true, n),
+            0.0,
+            Box::new(move |x: f64| builtin(Builtin::LogSigmoid, x)),
+            4e-7,
+        ),
+        (
+            "log1mexp",
+            "lossc_log1mexp(x)",
+            samples(&[(-80.0, -1e-7), (-2.0, -1e-3)], false, n)
+                .into_iter()
+                .chain((0..=n).map(|k| -(10f32.powf(-12.0 + 11.0 * k as f32 / n as f32))))
+                .collect(),
+            0.0,
+            Box::new(move |x: f64| builtin(Builtin::Log1mexp, x)),
+            4e-7,
+        ),
+        (
+            "tanh",
+            "lossc_tanh(x)",
+            samples(&[(-20.0, 20.0), (-1.0, 1.0)], true, n),
+            0.0,
+            Box::new(f64::tanh),
+            4e-7,
+        ),
+        (
+            "pow(x, 2.5)",
+            "lossc_pow(x, y)",
+            samples(&[(0.0, 30.0), (30.0, 1e7)], false, n),
+            2.5,
+            Box::new(|x: f64| x.powf(2.5)),
+            5e-6,
+        ),
+        (
+            "pow(x, -3)",
+            "lossc_pow(x, y)",
+            samples(&[(-30.0, 30.0)], true, n),
+            -3.0,
+            Box::new(|x: f64| x.powf(-3.0)),
+            4e-7,
+        ),
+        (
+            "sin",
+            "lossc_sin(x)",
+            samples(&[(-10.0, 10.0)], false, n),
+            0.0,
+            Box::new(f64::sin),
+            4e-7,
+        ),
+        (
+            "cos",
+            "lossc_cos(x)",
+            samples(&[(-10.0, 10.0)], false, n),
+            0.0,
+            Box::new(f64::cos),
+            4e-7,
+        ),
     ];
     let mut failures = vec![];
     eprintln!("| function | max relative error | at x |");
@@ -342,16 +474,38 @@ fn wgsl_math_library_accuracy_against_f64() {
         let (err, at, specials) = accuracy(expr, &xs, y, reference);
         eprintln!("| {name} | {err:.2e} | {at:e} |");
         if err > bound || !specials {
-            failures.push(format!("{name}: {err:.2e} at {at:e} (bound {bound:.0e}); special values right: {specials}"));
+            failures.push(format!(
+                "{name}: {err:.2e} at {at:e} (bound {bound:.0e}); special values right: {specials}"
+            ));
         }
     }
     // For comparison, the adapter's own WGSL built-ins (reported, not asserted: WGSL allows
     // exp 3 + 2|x| ULP and leaves tanh's large arguments to the driver).
     for (name, expr, xs, reference) in [
-        ("WGSL exp", "exp(x)", samples(&[(-87.0, 88.0)], false, n), f64::exp as fn(f64) -> f64),
-        ("WGSL log", "log(x)", samples(&[(1e-6, 4.0), (4.0, 1e6)], false, n), f64::ln),
-        ("WGSL log(1 + x)", "log(1.0 + x)", samples(&[(-0.5, 0.5)], true, n), f64::ln_1p),
-        ("WGSL tanh", "tanh(x)", samples(&[(-20.0, 20.0)], true, n), f64::tanh),
+        (
+            "WGSL exp",
+            "exp(x)",
+            samples(&[(-87.0, 88.0)], false, n),
+            f64::exp as fn(f64) -> f64,
+        ),
+        (
+            "WGSL log",
+            "log(x)",
+            samples(&[(1e-6, 4.0), (4.0, 1e6)], false, n),
+            f64::ln,
+        ),
+        (
+            "WGSL log(1 + x)",
+            "log(1.0 + x)",
+            samples(&[(-0.5, 0.5)], true, n),
+            f64::ln_1p,
+        ),
+        (
+            "WGSL tanh",
+            "tanh(x)",
+            samples(&[(-20.0, 20.0)], true, n),
+            f64::tanh,
+        ),
     ] {
         let (err, at, specials) = accuracy(expr, &xs, 0.0, reference);
         eprintln!("| {name} | {err:.2e} | {at:e} | special values right: {specials}");
@@ -466,7 +620,12 @@ fn two_level_reductions_are_deterministic_and_match_the_interpreter() {
     assert_eq!(a.metrics, b.metrics);
     let want = runtime::eval(&loss, &bound).unwrap();
     assert!(close(a.loss, want.loss, 0.0), "{} vs {}", a.loss, want.loss);
-    assert!(close(a.metrics[0].1, want.metrics[0].1, 0.0), "{:?} vs {:?}", a.metrics, want.metrics);
+    assert!(
+        close(a.metrics[0].1, want.metrics[0].1, 0.0),
+        "{:?} vs {:?}",
+        a.metrics,
+        want.metrics
+    );
 }
 
 fn lossc(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
@@ -484,10 +643,22 @@ fn compile_emit_wgsl_writes_a_valid_module() {
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("dpo.wgsl");
     let o = lossc(
-        &["compile", "dpo", "--emit", "wgsl", "-o", out.to_str().unwrap()],
+        &[
+            "compile",
+            "dpo",
+            "--emit",
+            "wgsl",
+            "-o",
+            out.to_str().unwrap(),
+        ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let text = std::fs::read_to_string(&out).unwrap();
     runtime::gpu::validate(&text).unwrap();
     assert!(text.contains("fn compute_loss()"), "{text}");
@@ -495,7 +666,13 @@ fn compile_emit_wgsl_writes_a_valid_module() {
     // --wrt narrows the gradient program to one input.
     let o = lossc(
         &[
-            "compile", "dpo", "--emit", "wgsl", "--wrt", "policy_chosen_logps", "-o",
+            "compile",
+            "dpo",
+            "--emit",
+            "wgsl",
+            "--wrt",
+            "policy_chosen_logps",
+            "-o",
             out.to_str().unwrap(),
         ],
         &[],
@@ -526,10 +703,23 @@ fn eval_backend_gpu_agrees_with_the_interpreter() {
     for (name, sizes) in [("dpo", "B=16"), ("cross_entropy", "B=16,C=7")] {
         let run = |backend: &str| {
             let o = lossc(
-                &["eval", name, "--random", sizes, "--backend", backend, "--json"],
+                &[
+                    "eval",
+                    name,
+                    "--random",
+                    sizes,
+                    "--backend",
+                    backend,
+                    "--json",
+                ],
                 &[],
             );
-            assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             numbers(&o.stdout)
         };
         let (gpu, interp) = (run("gpu"), run("interp"));
@@ -551,17 +741,41 @@ fn bench_backend_gpu_times_forward_and_backward() {
         return;
     }
     let o = lossc(
-        &["bench", "cross_entropy", "--size", "B=64,C=10", "--backend", "gpu", "--reps", "2", "--json"],
+        &[
+            "bench",
+            "cross_entropy",
+            "--size",
+            "B=64,C=10",
+            "--backend",
+            "gpu",
+            "--reps",
+            "2",
+            "--json",
+        ],
         &[],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["backend"], "gpu");
     assert!(v["median_ms"].as_f64().unwrap() > 0.0);
     let value = v["value"].as_f64().unwrap();
     assert!(value.is_finite() && value > 0.0, "{v}");
     let o = lossc(
-        &["bench", "cross_entropy", "--size", "B=64,C=10", "--backend", "gpu", "--reps", "1"],
+        &[
+            "bench",
+            "cross_entropy",
+            "--size",
+            "B=64,C=10",
+            "--backend",
+            "gpu",
+            "--reps",
+            "1",
+        ],
         &[],
     );
     let text = String::from_utf8_lossy(&o.stdout);
@@ -583,7 +797,8 @@ fn no_adapter_is_an_error_naming_what_to_install() {
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert!(
-            err.contains("no GPU adapter") && err.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
+            err.contains("no GPU adapter")
+                && err.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
             "{err}"
         );
     }
@@ -631,7 +846,8 @@ fn a_definition_beyond_the_binding_limit_is_a_clear_error() {
         // An adapter that binds this much may run it.
         Ok((out, _)) => assert!(out.loss.is_finite()),
         Err(e) => assert!(
-            e.message.contains("`p` would take 138 MiB on the GPU, more than the"),
+            e.message
+                .contains("`p` would take 138 MiB on the GPU, more than the"),
             "{e}"
         ),
     }

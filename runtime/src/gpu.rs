@@ -65,9 +65,8 @@ fn open() -> Result<Gpu, String> {
         compatible_surface: None,
         ..Default::default()
     };
-    let adapter = pollster::block_on(instance.request_adapter(&options)).map_err(|e| {
-        format!("the GPU backend found no GPU adapter ({e}): {INSTALL_HINT}")
-    })?;
+    let adapter = pollster::block_on(instance.request_adapter(&options))
+        .map_err(|e| format!("the GPU backend found no GPU adapter ({e}): {INSTALL_HINT}"))?;
     let info = adapter.get_info();
     if !adapter
         .get_downlevel_capabilities()
@@ -170,7 +169,11 @@ impl GpuLoss {
         })?;
         let g = gpu()?;
         let limit = g.limits.max_storage_buffers_per_shader_stage;
-        if let Some(k) = shader.kernels.iter().find(|k| k.bindings.len() as u32 - 1 > limit) {
+        if let Some(k) = shader
+            .kernels
+            .iter()
+            .find(|k| k.bindings.len() as u32 - 1 > limit)
+        {
             return Err(RunError::new(format!(
                 "the kernel `{}` of `{}` needs {} storage buffers, more than the {limit} the GPU adapter `{}` allows per shader",
                 k.entry,
@@ -180,12 +183,10 @@ impl GpuLoss {
             )));
         }
         scoped(g, "compiling the shaders", || {
-            let module = g
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&program.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
-                });
+            let module = g.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&program.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
+            });
             shader
                 .kernels
                 .iter()
@@ -195,12 +196,12 @@ impl GpuLoss {
                         .iter()
                         .map(|&b| layout_entry(b, shader.bindings[b as usize]))
                         .collect();
-                    let layout = g
-                        .device
-                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                            label: Some(&k.entry),
-                            entries: &entries,
-                        });
+                    let layout =
+                        g.device
+                            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                                label: Some(&k.entry),
+                                entries: &entries,
+                            });
                     let pipeline_layout =
                         g.device
                             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -245,7 +246,9 @@ impl GpuLoss {
         let loss = &self.program;
         crate::interp::check_memory(loss, bound)?;
         let g = gpu()?;
-        let max_binding = u64::from(g.limits.max_storage_buffer_binding_size)
+        let max_binding = g
+            .limits
+            .max_storage_buffer_binding_size
             .min(g.limits.max_buffer_size);
         let elements = |dims: &[usize]| -> u64 { dims.iter().map(|&d| d as u64).product() };
         let def_sizes: Vec<u64> = loss
@@ -337,7 +340,9 @@ impl GpuLoss {
                             buf
                         }
                         Binding::Result => storage("result", 4, wgpu::BufferUsages::empty()),
-                        Binding::Reduced => storage(&label, reductions * 4, wgpu::BufferUsages::empty()),
+                        Binding::Reduced => {
+                            storage(&label, reductions * 4, wgpu::BufferUsages::empty())
+                        }
                         Binding::Partials | Binding::PartialCounts => storage(
                             &label,
                             reductions * u64::from(wgsl::MAX_PARTIALS) * 4,
@@ -345,13 +350,21 @@ impl GpuLoss {
                         ),
                         Binding::Input(i) => {
                             let bytes = &input_bytes[*i];
-                            let buf = storage(&loss.inputs[*i].name, bytes.len() as u64, wgpu::BufferUsages::empty());
+                            let buf = storage(
+                                &loss.inputs[*i].name,
+                                bytes.len() as u64,
+                                wgpu::BufferUsages::empty(),
+                            );
                             if !bytes.is_empty() {
                                 g.queue.write_buffer(&buf, 0, bytes);
                             }
                             buf
                         }
-                        Binding::Def(d) => storage(&loss.defs[*d].name, def_sizes[*d] * 4, wgpu::BufferUsages::empty()),
+                        Binding::Def(d) => storage(
+                            &loss.defs[*d].name,
+                            def_sizes[*d] * 4,
+                            wgpu::BufferUsages::empty(),
+                        ),
                     }
                 })
                 .collect();
@@ -387,14 +400,16 @@ impl GpuLoss {
                 {
                     let (x, y) = match &kernel.work {
                         Work::Elements(dims) => {
-                            let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                            let n =
+                                elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
                             if n == 0 {
                                 continue;
                             }
                             wgsl::element_groups(n)
                         }
                         Work::Partial { dims, .. } => {
-                            let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                            let n =
+                                elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
                             (wgsl::reduction_groups(n), 1)
                         }
                         Work::Fold | Work::Single => (1, 1),
@@ -459,14 +474,18 @@ impl GpuLoss {
         if errors.first().copied().unwrap_or(0) != 0 {
             return Err(self.out_of_range(&errors, bound));
         }
-        let as_f64 = |w: &[u32]| -> Vec<f64> { w.iter().map(|&b| f64::from(f32::from_bits(b))).collect() };
+        let as_f64 =
+            |w: &[u32]| -> Vec<f64> { w.iter().map(|&b| f64::from(f32::from_bits(b))).collect() };
         let loss_value = as_f64(&defs[0]).first().copied().unwrap_or(f64::NAN);
         let metric_values = metrics
             .iter()
             .zip(&defs[1..])
             .map(|(&d, w)| (loss.defs[d].name.clone(), as_f64(w)[0]))
             .collect();
-        let read_values = defs[1 + metrics.len()..].iter().map(|w| as_f64(w)).collect();
+        let read_values = defs[1 + metrics.len()..]
+            .iter()
+            .map(|w| as_f64(w))
+            .collect();
         Ok((
             Outputs {
                 loss: loss_value,
@@ -478,13 +497,30 @@ impl GpuLoss {
 
     fn out_of_range(&self, error: &[u32], bound: &Bound) -> RunError {
         let loss = &self.program;
-        let (k, pos, value, is_def) = (error[1] as usize, error[2] as usize, error[3] as i32, error[4]);
+        let (k, pos, value, is_def) = (
+            error[1] as usize,
+            error[2] as usize,
+            error[3] as i32,
+            error[4],
+        );
         let t = if is_def == 1 {
             Tensor::Def(k)
         } else {
             Tensor::Input(k)
         };
-        let dim = loss.shape_of(t)[pos];
+        let known = match t {
+            Tensor::Def(d) => d < loss.defs.len(),
+            Tensor::Input(i) => i < loss.inputs.len(),
+        };
+        let Some(dim) = known
+            .then(|| loss.shape_of(t))
+            .and_then(|s| s.get(pos).copied())
+        else {
+            return RunError::new(format!(
+                "index out of range in `{}` (the GPU reported an unknown place: {error:?})",
+                loss.name
+            ));
+        };
         RunError::new(format!(
             "index out of range: position {pos} of `{}` (dimension `{}`, size {}) got {value}",
             loss.tensor_name(t),
@@ -512,7 +548,9 @@ fn input_data(input: &compiler::ir::Input, t: &crate::Tensor) -> Result<Vec<u8>,
             }
             out
         }
-        (Data::Bool(v), DType::Bool) => v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect(),
+        (Data::Bool(v), DType::Bool) => {
+            v.iter().flat_map(|&b| u32::from(b).to_le_bytes()).collect()
+        }
         (data, _) => {
             return Err(RunError::new(format!(
                 "input `{}` holds {} values but the loss declares {}",

@@ -179,14 +179,15 @@ impl<'a> Module<'a> {
         let _ = writeln!(t, "}}\n");
         let mut bindings = vec![];
         let mut bind = |t: &mut String, b: Binding, decl: String, comment: &str| {
-            let _ = writeln!(
-                t,
-                "@group(0) @binding({}) {decl}{comment}",
-                bindings.len()
-            );
+            let _ = writeln!(t, "@group(0) @binding({}) {decl}{comment}", bindings.len());
             bindings.push(b);
         };
-        bind(t, Binding::Params, "var<uniform> params: Params;".into(), "");
+        bind(
+            t,
+            Binding::Params,
+            "var<uniform> params: Params;".into(),
+            "",
+        );
         bind(
             t,
             Binding::Errors,
@@ -244,7 +245,10 @@ impl<'a> Module<'a> {
             bind(
                 t,
                 Binding::Def(d),
-                format!("var<storage, read_write> {}: array<f32>;", self.names.defs[d]),
+                format!(
+                    "var<storage, read_write> {}: array<f32>;",
+                    self.names.defs[d]
+                ),
                 &format!(
                     " // {} {}[{}]{}",
                     if def.kind == DefKind::Metric {
@@ -284,10 +288,7 @@ impl<'a> Module<'a> {
                 if k == 0 {
                     body.line(&format!("let {} = i32(rest);", body.vars[v]));
                 } else {
-                    body.line(&format!(
-                        "let {} = i32(rest % {});",
-                        body.vars[v], sizes[k]
-                    ));
+                    body.line(&format!("let {} = i32(rest % {});", body.vars[v], sizes[k]));
                     body.line(&format!("rest = rest / {};", sizes[k]));
                 }
             }
@@ -313,10 +314,7 @@ impl<'a> Module<'a> {
             .map(|&v| format!("u32({})", self.names.dims[loss.vars[v].dim]))
             .collect();
         body.line("let flat = gid.x + gid.y * groups.x * 64u;");
-        body.line(&format!(
-            "if (flat >= {}) {{ return; }}",
-            sizes.join(" * ")
-        ));
+        body.line(&format!("if (flat >= {}) {{ return; }}", sizes.join(" * ")));
         self.unflatten(&mut body, indices, "flat");
         let v = body.float(value);
         body.line(&format!("{}[flat] = {v};", self.names.defs[d]));
@@ -509,9 +507,7 @@ impl Module<'_> {
         self.bindings
             .iter()
             .enumerate()
-            .filter(|(_, b)| {
-                !matches!(b, Binding::Input(_) | Binding::Def(_)) || used.contains(b)
-            })
+            .filter(|(_, b)| !matches!(b, Binding::Input(_) | Binding::Def(_)) || used.contains(b))
             .map(|(k, _)| k as u32)
             .collect()
     }
