@@ -788,6 +788,21 @@ impl<'a, 'e> Body<'a, 'e> {
     }
 }
 
+/// The value of `s` when it is exactly an int literal as [`int_literal`] writes it (`5`,
+/// `(-5)`).
+fn int_literal_value(s: &str) -> Option<i64> {
+    let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
+    if digits(s) {
+        return s.parse().ok();
+    }
+    let inner = s.strip_prefix("(-")?.strip_suffix(')')?;
+    if digits(inner) {
+        inner.parse::<i64>().ok().map(|k| -k)
+    } else {
+        None
+    }
+}
+
 /// True when `s` is one parenthesised expression: `(..)` with the first `(` closing last.
 fn is_wrapped(s: &str) -> bool {
     if !s.starts_with('(') {
@@ -848,15 +863,9 @@ pub(super) fn convert(s: String, from: Ty, to: Ty) -> String {
 pub(super) fn as_float(s: String, t: Ty) -> String {
     match t {
         Ty::F => s,
-        Ty::I => match s
-            .trim_start_matches("(-")
-            .trim_end_matches(')')
-            .parse::<i64>()
-        {
+        Ty::I => match int_literal_value(&s) {
             // An int literal becomes a float literal.
-            Ok(k) if s.starts_with("(-") == s.ends_with(')') => {
-                float_literal(if s.starts_with("(-") { -k } else { k } as f64)
-            }
+            Some(k) => float_literal(k as f64),
             _ => format!("f32({s})"),
         },
         Ty::B => format!("select(0.0, 1.0, {s})"),
