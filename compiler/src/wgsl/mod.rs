@@ -156,3 +156,108 @@ pub fn library() -> String {
 pub fn emit(program: &Loss) -> Shader {
     kernels::Module::new(program).emit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(source: &str) -> Loss {
+        crate::check_source(source).unwrap().losses.remove(0)
+    }
+
+    #[test]
+    fn params_hold_dimensions_then_hyperparameters_padded_to_16_bytes() {
+        let bytes = params_bytes(&[3, 7], &[0.5]);
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(&bytes[0..4], &3i32.to_le_bytes());
+        assert_eq!(&bytes[4..8], &7i32.to_le_bytes());
+        assert_eq!(&bytes[8..12], &0.5f32.to_le_bytes());
+        assert_eq!(params_bytes(&[], &[]).len(), 16);
+        assert_eq!(params_bytes(&[1; 5], &[]).len(), 32);
+    }
+
+    #[test]
+    fn dispatch_sizes_cover_every_element_and_respect_the_limits() {
+        assert_eq!(reduction_groups(0), 1);
+        assert_eq!(reduction_groups(256), 1);
+        assert_eq!(reduction_groups(257), 2);
+        assert_eq!(reduction_groups(1 << 30), MAX_PARTIALS);
+        for n in [1u64, 64, 65, 1 << 21, (1 << 21) + 1, 3_000_000_000] {
+            let (x, y) = element_groups(n);
+            assert!(x <= MAX_GROUPS_X && y <= 65535, "{n}: {x} × {y}");
+            assert!(
+                u64::from(x) * u64::from(y) * u64::from(ELEMENT_GROUP) >= n,
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_kernel_per_definition_and_two_per_top_level_reduction() {
+        let loss = program(
+            "loss l(x: [B, C]) {
+                let m[b] = max[c](x[b, c])
+                metric total = sum[b](m[b])
+                mean[b](m[b]) + 1
+            }",
+        );
+        let shader = emit(&loss);
+        let entries: Vec<&str> = shader.kernels.iter().map(|k| k.entry.as_str()).collect();
+        assert_eq!(
+            entries,
+            [
+                "compute_m",
+                "reduce0_partial",
+                "reduce0_fold",
+                "compute_total",
+                "reduce1_partial",
+                "reduce1_fold",
+                "compute_loss"
+            ]
+        );
+        assert_eq!(shader.reductions, 2);
+        // The inner max is a loop in the invocation, not a two-level reduction.
+        assert!(
+            shader
+                .source
+                .contains("for (var c = 0; c < params.dim_C; c = c + 1)")
+        );
+        assert!(shader.source.contains("//   let m[b] = max[c](x[b, c])"));
+        // Each kernel binds the fixed buffers and only what it touches.
+        let m = &shader.kernels[0];
+        let names: Vec<Binding> = m
+            .bindings
+            .iter()
+            .map(|&b| shader.bindings[b as usize])
+            .collect();
+        assert!(names.contains(&Binding::Input(0)) && names.contains(&Binding::Def(0)));
+        assert!(!names.contains(&Binding::Def(1)));
+    }
+
+    #[test]
+    fn gathers_are_checked_and_lazy_branches_stay_lazy() {
+        let loss = program(
+            "loss l(x: [B, C], y: int[B]) {
+                mean[b](if y[b] < 0 then 0 else x[b, y[b]] + sum[c](x[b, c]))
+            }",
+        );
+        let src = emit(&loss).source;
+        assert!(
+            src.contains("lossc_check(in_y[u32(b)], params.dim_C, 0u /* x */, 1u, false)"),
+            "{src}"
+        );
+        // The else branch (a gather and a loop) runs only when taken.
+        assert!(src.contains("if (in_y[u32(b)] < 0) {"), "{src}");
+    }
+
+    #[test]
+    fn literals_are_valid_wgsl() {
+        use expr::float_literal;
+        assert_eq!(float_literal(1.0), "1.0");
+        assert_eq!(float_literal(-0.5), "(-0.5)");
+        assert_eq!(float_literal(1e-8), "1e-8");
+        assert_eq!(float_literal(1e300), "lossc_inf()");
+        assert_eq!(float_literal(f64::NEG_INFINITY), "(-lossc_inf())");
+        assert_eq!(float_literal(f64::NAN), "lossc_nan()");
+    }
+}
