@@ -905,3 +905,40 @@ proptest::proptest! {
         }
     }
 }
+
+/// The CI contract: on a machine with no adapter (here: only a backend this build lacks), a
+/// device test skips with a message saying so, and fails when `LOSSC_REQUIRE_GPU=1`.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_an_adapter_device_tests_skip_unless_required() {
+    let run = |require: bool| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--exact",
+            "two_level_reductions_are_deterministic_and_match_the_interpreter",
+            "--nocapture",
+        ])
+        .env("WGPU_BACKEND", "dx12")
+        .env_remove(runtime::gpu::REQUIRE_ENV);
+        if require {
+            c.env(runtime::gpu::REQUIRE_ENV, "1");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let (ok, text) = run(false);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("skipping two_level_reductions_are_deterministic_and_match_the_interpreter")
+            && text.contains("apt-get install mesa-vulkan-drivers libvulkan1"),
+        "{text}"
+    );
+    let (ok, text) = run(true);
+    assert!(!ok, "{text}");
+    assert!(text.contains("LOSSC_REQUIRE_GPU is set but"), "{text}");
+}
