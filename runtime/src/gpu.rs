@@ -246,23 +246,70 @@ impl GpuLoss {
         let loss = &self.program;
         crate::interp::check_memory(loss, bound)?;
         let g = gpu()?;
+        let def_sizes = self.check_sizes(g, bound)?;
+        // Inputs in the element types the shader reads: f32, i32, u32.
+        let inputs = loss
+            .inputs
+            .iter()
+            .zip(&bound.inputs)
+            .map(|(input, t)| input_data(input, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let metrics: Vec<DefId> = loss
+            .defs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.kind == DefKind::Metric)
+            .map(|(k, _)| k)
+            .collect();
+        let at = |b: Binding| {
+            self.shader
+                .bindings
+                .iter()
+                .position(|x| *x == b)
+                .expect("every binding is declared")
+        };
+        // What comes back: the error record, the loss, the metrics, the requested definitions.
+        let mut wanted = vec![(at(Binding::Errors), 20), (at(Binding::Result), 4)];
+        for &d in metrics.iter().chain(read) {
+            wanted.push((at(Binding::Def(d)), def_sizes[d] * 4));
+        }
+        let parts = scoped(g, "running the shaders", || {
+            let buffers = self.buffers(g, bound, &def_sizes, &inputs);
+            let mut encoder = g.device.create_command_encoder(&Default::default());
+            self.dispatch(g, bound, &buffers, &mut encoder);
+            read_back(g, encoder, &buffers, &wanted)
+        })??;
+        let errors = &parts[0];
+        if errors[0] != 0 {
+            return Err(self.out_of_range(errors, bound));
+        }
+        let as_f64 =
+            |w: &[u32]| -> Vec<f64> { w.iter().map(|&b| f64::from(f32::from_bits(b))).collect() };
+        let metric_values = metrics
+            .iter()
+            .zip(&parts[2..])
+            .map(|(&d, w)| (loss.defs[d].name.clone(), as_f64(w)[0]))
+            .collect();
+        Ok((
+            Outputs {
+                loss: as_f64(&parts[1])[0],
+                metrics: metric_values,
+            },
+            parts[2 + metrics.len()..]
+                .iter()
+                .map(|w| as_f64(w))
+                .collect(),
+        ))
+    }
+
+    /// Every definition's element count, after checking that each input and definition fits
+    /// one binding of the adapter and each two-level reduction counts its terms in 32 bits.
+    fn check_sizes(&self, g: &Gpu, bound: &Bound) -> Result<Vec<u64>, RunError> {
+        let loss = &self.program;
         let max_binding = g
             .limits
             .max_storage_buffer_binding_size
             .min(g.limits.max_buffer_size);
-        let elements = |dims: &[usize]| -> u64 { dims.iter().map(|&d| d as u64).product() };
-        let def_sizes: Vec<u64> = loss
-            .defs
-            .iter()
-            .map(|d| {
-                elements(
-                    &d.indices
-                        .iter()
-                        .map(|&v| bound.dims[loss.vars[v].dim])
-                        .collect::<Vec<_>>(),
-                )
-            })
-            .collect();
         let fits = |name: &str, n: u64| -> Result<(), RunError> {
             if n * 4 > max_binding || n > i32::MAX as u64 {
                 return Err(RunError::new(format!(
@@ -274,12 +321,19 @@ impl GpuLoss {
             }
             Ok(())
         };
-        for (d, def) in loss.defs.iter().enumerate() {
-            fits(&def.name, def_sizes[d])?;
+        for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
+            fits(&input.name, t.data.len() as u64)?;
+        }
+        let mut sizes = vec![];
+        for def in &loss.defs {
+            let dims: Vec<usize> = def.indices.iter().map(|&v| loss.vars[v].dim).collect();
+            let n = elements(bound, &dims);
+            fits(&def.name, n)?;
+            sizes.push(n);
         }
         for k in &self.shader.kernels {
             if let Work::Partial { dims, .. } = &k.work {
-                let n = elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
+                let n = elements(bound, dims);
                 if n > u64::from(u32::MAX) {
                     return Err(RunError::new(format!(
                         "a reduction of `{}` would have {n} terms at these sizes, more than the GPU backend counts (2^32 - 1)",
@@ -288,211 +342,119 @@ impl GpuLoss {
                 }
             }
         }
-        // Inputs in the element types the shader reads: f32, i32, u32.
-        let mut input_bytes = vec![];
-        for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
-            fits(&input.name, t.data.len() as u64)?;
-            input_bytes.push(input_data(input, t)?);
-        }
-        let device = &g.device;
-        let storage = |label: &str, bytes: u64, extra: wgpu::BufferUsages| {
-            device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(sizes)
+    }
+
+    /// One buffer per binding, inputs and `params` uploaded, `errors` cleared.
+    fn buffers(
+        &self,
+        g: &Gpu,
+        bound: &Bound,
+        def_sizes: &[u64],
+        inputs: &[Vec<u8>],
+    ) -> Vec<wgpu::Buffer> {
+        let loss = &self.program;
+        let create = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
+            g.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size: bytes.max(4).div_ceil(4) * 4,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST
-                    | extra,
+                usage,
                 mapped_at_creation: false,
             })
         };
-        let params = wgsl::params_bytes(&bound.dims, &bound.hypers);
-        let reductions = self.shader.reductions as u64;
-        let metrics: Vec<DefId> = loss
-            .defs
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.kind == DefKind::Metric)
-            .map(|(k, _)| k)
-            .collect();
-        let (result_values, defs) = scoped(g, "running the shaders", || {
-            let buffers: Vec<wgpu::Buffer> = self
-                .shader
-                .bindings
-                .iter()
-                .enumerate()
-                .map(|(k, b)| {
-                    let label = format!("binding {k}");
-                    match b {
-                        Binding::Params => {
-                            let buf = device.create_buffer(&wgpu::BufferDescriptor {
-                                label: Some("params"),
-                                size: params.len() as u64,
-                                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                                mapped_at_creation: false,
-                            });
-                            g.queue.write_buffer(&buf, 0, &params);
-                            buf
-                        }
-                        Binding::Errors => {
-                            let buf = storage("errors", 20, wgpu::BufferUsages::empty());
-                            g.queue.write_buffer(&buf, 0, &[0u8; 20]);
-                            buf
-                        }
-                        Binding::Result => storage("result", 4, wgpu::BufferUsages::empty()),
-                        Binding::Reduced => {
-                            storage(&label, reductions * 4, wgpu::BufferUsages::empty())
-                        }
-                        Binding::Partials | Binding::PartialCounts => storage(
-                            &label,
-                            reductions * u64::from(wgsl::MAX_PARTIALS) * 4,
-                            wgpu::BufferUsages::empty(),
-                        ),
-                        Binding::Input(i) => {
-                            let bytes = &input_bytes[*i];
-                            let buf = storage(
-                                &loss.inputs[*i].name,
-                                bytes.len() as u64,
-                                wgpu::BufferUsages::empty(),
-                            );
-                            if !bytes.is_empty() {
-                                g.queue.write_buffer(&buf, 0, bytes);
-                            }
-                            buf
-                        }
-                        Binding::Def(d) => storage(
-                            &loss.defs[*d].name,
-                            def_sizes[*d] * 4,
-                            wgpu::BufferUsages::empty(),
-                        ),
-                    }
-                })
-                .collect();
-            let groups: Vec<wgpu::BindGroup> = self
-                .shader
-                .kernels
-                .iter()
-                .zip(&self.kernels)
-                .map(|(k, (layout, _))| {
-                    let entries: Vec<wgpu::BindGroupEntry> = k
-                        .bindings
-                        .iter()
-                        .map(|&b| wgpu::BindGroupEntry {
-                            binding: b,
-                            resource: buffers[b as usize].as_entire_binding(),
-                        })
-                        .collect();
-                    device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(&k.entry),
-                        layout,
-                        entries: &entries,
-                    })
-                })
-                .collect();
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&loss.name),
-                    timestamp_writes: None,
-                });
-                for ((kernel, (_, pipeline)), group) in
-                    self.shader.kernels.iter().zip(&self.kernels).zip(&groups)
-                {
-                    let (x, y) = match &kernel.work {
-                        Work::Elements(dims) => {
-                            let n =
-                                elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
-                            if n == 0 {
-                                continue;
-                            }
-                            wgsl::element_groups(n)
-                        }
-                        Work::Partial { dims, .. } => {
-                            let n =
-                                elements(&dims.iter().map(|&d| bound.dims[d]).collect::<Vec<_>>());
-                            (wgsl::reduction_groups(n), 1)
-                        }
-                        Work::Fold | Work::Single => (1, 1),
-                    };
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, group, &[]);
-                    pass.dispatch_workgroups(x, y, 1);
-                }
+        let storage = |label: &str, bytes: u64| {
+            create(
+                label,
+                bytes,
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            )
+        };
+        let upload = |buf: wgpu::Buffer, bytes: &[u8]| {
+            if !bytes.is_empty() {
+                g.queue.write_buffer(&buf, 0, bytes);
             }
-            // Read back: the errors, the loss, the metrics and the requested definitions.
-            let at = |b: Binding| {
-                self.shader
+            buf
+        };
+        let reductions = self.shader.reductions as u64;
+        self.shader
+            .bindings
+            .iter()
+            .map(|b| match b {
+                Binding::Params => {
+                    let params = wgsl::params_bytes(&bound.dims, &bound.hypers);
+                    let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+                    upload(create("params", params.len() as u64, usage), &params)
+                }
+                Binding::Errors => upload(storage("errors", 20), &[0; 20]),
+                Binding::Result => storage("result", 4),
+                Binding::Reduced => storage("reduced", reductions * 4),
+                Binding::Partials => {
+                    storage("partials", reductions * u64::from(wgsl::MAX_PARTIALS) * 4)
+                }
+                Binding::PartialCounts => storage(
+                    "partial_counts",
+                    reductions * u64::from(wgsl::MAX_PARTIALS) * 4,
+                ),
+                Binding::Input(i) => {
+                    let bytes = &inputs[*i];
+                    upload(storage(&loss.inputs[*i].name, bytes.len() as u64), bytes)
+                }
+                Binding::Def(d) => storage(&loss.defs[*d].name, def_sizes[*d] * 4),
+            })
+            .collect()
+    }
+
+    /// Every kernel in order, in one compute pass (wgpu orders the dispatches' reads after
+    /// the writes before them); elementwise kernels over no elements are skipped.
+    fn dispatch(
+        &self,
+        g: &Gpu,
+        bound: &Bound,
+        buffers: &[wgpu::Buffer],
+        encoder: &mut wgpu::CommandEncoder,
+    ) {
+        let groups: Vec<wgpu::BindGroup> = self
+            .shader
+            .kernels
+            .iter()
+            .zip(&self.kernels)
+            .map(|(k, (layout, _))| {
+                let entries: Vec<wgpu::BindGroupEntry> = k
                     .bindings
                     .iter()
-                    .position(|x| *x == b)
-                    .expect("every binding is declared")
+                    .map(|&b| wgpu::BindGroupEntry {
+                        binding: b,
+                        resource: buffers[b as usize].as_entire_binding(),
+                    })
+                    .collect();
+                g.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&k.entry),
+                    layout,
+                    entries: &entries,
+                })
+            })
+            .collect();
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&self.program.name),
+            timestamp_writes: None,
+        });
+        for ((kernel, (_, pipeline)), group) in
+            self.shader.kernels.iter().zip(&self.kernels).zip(&groups)
+        {
+            let (x, y) = match &kernel.work {
+                Work::Elements(dims) => match elements(bound, dims) {
+                    0 => continue,
+                    n => wgsl::element_groups(n),
+                },
+                Work::Partial { dims, .. } => (wgsl::reduction_groups(elements(bound, dims)), 1),
+                Work::Fold | Work::Single => (1, 1),
             };
-            let mut wanted: Vec<(usize, u64)> =
-                vec![(at(Binding::Errors), 20), (at(Binding::Result), 4)];
-            for &d in metrics.iter().chain(read) {
-                wanted.push((at(Binding::Def(d)), def_sizes[d] * 4));
-            }
-            let total: u64 = wanted.iter().map(|(_, n)| n.div_ceil(4) * 4).sum();
-            let staging = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("read back"),
-                size: total.max(4),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let mut offset = 0;
-            let mut spans = vec![];
-            for &(binding, bytes) in &wanted {
-                if bytes > 0 {
-                    encoder.copy_buffer_to_buffer(&buffers[binding], 0, &staging, offset, bytes);
-                }
-                spans.push((offset as usize, bytes as usize));
-                offset += bytes.div_ceil(4) * 4;
-            }
-            g.queue.submit([encoder.finish()]);
-            let slice = staging.slice(..);
-            slice.map_async(wgpu::MapMode::Read, |_| {});
-            let _ = device.poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            });
-            let words: Vec<u32> = match slice.get_mapped_range() {
-                Ok(view) => bytemuck::cast_slice::<u8, u32>(&view).to_vec(),
-                Err(e) => {
-                    return Err(RunError::new(format!(
-                        "cannot read the results back from the GPU: {e}"
-                    )));
-                }
-            };
-            staging.unmap();
-            let take = |(start, bytes): (usize, usize)| -> Vec<u32> {
-                words[start / 4..(start + bytes) / 4].to_vec()
-            };
-            let parts: Vec<Vec<u32>> = spans.into_iter().map(take).collect();
-            Ok((parts[0].clone(), parts[1..].to_vec()))
-        })??;
-        let errors = result_values;
-        if errors.first().copied().unwrap_or(0) != 0 {
-            return Err(self.out_of_range(&errors, bound));
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, group, &[]);
+            pass.dispatch_workgroups(x, y, 1);
         }
-        let as_f64 =
-            |w: &[u32]| -> Vec<f64> { w.iter().map(|&b| f64::from(f32::from_bits(b))).collect() };
-        let loss_value = as_f64(&defs[0]).first().copied().unwrap_or(f64::NAN);
-        let metric_values = metrics
-            .iter()
-            .zip(&defs[1..])
-            .map(|(&d, w)| (loss.defs[d].name.clone(), as_f64(w)[0]))
-            .collect();
-        let read_values = defs[1 + metrics.len()..]
-            .iter()
-            .map(|w| as_f64(w))
-            .collect();
-        Ok((
-            Outputs {
-                loss: loss_value,
-                metrics: metric_values,
-            },
-            read_values,
-        ))
     }
 
     fn out_of_range(&self, error: &[u32], bound: &Bound) -> RunError {
@@ -528,6 +490,59 @@ impl GpuLoss {
             bound.dims[dim],
         ))
     }
+}
+
+/// The number of elements over these dimensions.
+fn elements(bound: &Bound, dims: &[usize]) -> u64 {
+    dims.iter().map(|&d| bound.dims[d] as u64).product()
+}
+
+/// Copies `(binding, bytes)` of each wanted buffer into one staging buffer after the work in
+/// `encoder`, submits, waits, and returns each as 32-bit words.
+fn read_back(
+    g: &Gpu,
+    mut encoder: wgpu::CommandEncoder,
+    buffers: &[wgpu::Buffer],
+    wanted: &[(usize, u64)],
+) -> Result<Vec<Vec<u32>>, RunError> {
+    let total: u64 = wanted.iter().map(|(_, n)| n.div_ceil(4) * 4).sum();
+    let staging = g.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read back"),
+        size: total.max(4),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut offset = 0;
+    let mut spans = vec![];
+    for &(binding, bytes) in wanted {
+        if bytes > 0 {
+            encoder.copy_buffer_to_buffer(&buffers[binding], 0, &staging, offset, bytes);
+        }
+        spans.push((offset as usize / 4, bytes as usize / 4));
+        offset += bytes.div_ceil(4) * 4;
+    }
+    g.queue.submit([encoder.finish()]);
+    let slice = staging.slice(..);
+    slice.map_async(wgpu::MapMode::Read, |_| {});
+    g.device
+        .poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: None,
+        })
+        .map_err(|e| RunError::new(format!("the GPU did not finish: {e}")))?;
+    let words: Vec<u32> = match slice.get_mapped_range() {
+        Ok(view) => bytemuck::cast_slice::<u8, u32>(&view).to_vec(),
+        Err(e) => {
+            return Err(RunError::new(format!(
+                "cannot read the results back from the GPU: {e}"
+            )));
+        }
+    };
+    staging.unmap();
+    Ok(spans
+        .into_iter()
+        .map(|(start, n)| words[start..start + n].to_vec())
+        .collect())
 }
 
 /// An input's elements in the type the shader reads.
