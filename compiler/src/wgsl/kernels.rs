@@ -1,7 +1,8 @@
 //! The module: header, bindings, one kernel per definition, the two-level reductions, the
 //! loss.
 
-use super::expr::{Body, Names, Reduced};
+use super::expr::{Body, Reduced};
+use super::names::Names;
 use super::{Binding, Kernel, MAX_PARTIALS, REDUCE_GROUP, Shader, Work};
 use crate::ir::{BinOp, DType, DefKind, Expr, Loss, Reducer, VarId};
 use std::fmt::Write;
@@ -161,14 +162,14 @@ impl<'a> Module<'a> {
         let _ = writeln!(t, "struct Params {{");
         let mut fields = 0;
         for d in &loss.dims {
-            let _ = writeln!(t, "    dim_{}: i32,", super::expr::sanitize(d));
+            let _ = writeln!(t, "    dim_{}: i32,", super::names::sanitize(d));
             fields += 1;
         }
         for h in &loss.hypers {
             let _ = writeln!(
                 t,
                 "    hyper_{}: f32, // default {}",
-                super::expr::sanitize(&h.name),
+                super::names::sanitize(&h.name),
                 crate::print::hyper_value(h.default)
             );
             fields += 1;

@@ -24,6 +24,7 @@
 mod expr;
 mod kernels;
 pub mod math;
+mod names;
 
 use crate::ir::{DType, DefId, DimId, InputId, Loss};
 
