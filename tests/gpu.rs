@@ -631,6 +631,20 @@ fn two_level_reductions_are_deterministic_and_match_the_interpreter() {
     assert_eq!(a.metrics, b.metrics);
     let want = runtime::eval(&loss, &bound).unwrap();
     assert!(close(a.loss, want.loss, 0.0), "{} vs {}", a.loss, want.loss);
+    // The same compiled loss at other hyperparameters (its buffers reused) and other sizes.
+    for (spec, smoothing) in [("B=20000,C=3", 0.0), ("B=7,C=5", 0.2), ("B=20000,C=3", 0.3)] {
+        let inputs = runtime::random::random_inputs(&loss, &sizes(spec), 6).unwrap();
+        let bound =
+            runtime::bind(&loss, &inputs, &[("label_smoothing".into(), smoothing)]).unwrap();
+        let (got, _) = gpu.run(&bound, &[]).unwrap();
+        let want = runtime::eval(&loss, &bound).unwrap();
+        assert!(
+            close(got.loss, want.loss, 0.0),
+            "{spec}: {} vs {}",
+            got.loss,
+            want.loss
+        );
+    }
     assert!(
         close(a.metrics[0].1, want.metrics[0].1, 0.0),
         "{:?} vs {:?}",

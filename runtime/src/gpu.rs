@@ -137,6 +137,16 @@ pub struct GpuLoss {
     shader: Shader,
     /// Per kernel: the layout of the bindings it touches, and its pipeline.
     kernels: Vec<(wgpu::BindGroupLayout, wgpu::ComputePipeline)>,
+    /// The buffers and bind groups of the last run, reused while the sizes stay the same.
+    resident: std::sync::Mutex<Option<Resident>>,
+}
+
+/// Device memory for one set of dimension sizes: a buffer per binding, a bind group per
+/// kernel.
+struct Resident {
+    dims: Vec<usize>,
+    buffers: Vec<wgpu::Buffer>,
+    groups: Vec<wgpu::BindGroup>,
 }
 
 /// The layout entry of binding `index`.
@@ -227,6 +237,7 @@ impl GpuLoss {
             program: program.clone(),
             shader,
             kernels,
+            resident: Default::default(),
         })
     }
 
@@ -273,12 +284,39 @@ impl GpuLoss {
         for &d in metrics.iter().chain(read) {
             wanted.push((at(Binding::Def(d)), def_sizes[d] * 4));
         }
+        let mut resident = self
+            .resident
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let parts = scoped(g, "running the shaders", || {
-            let buffers = self.buffers(g, bound, &def_sizes, &inputs);
+            let r = match resident.take() {
+                Some(r) if r.dims == bound.dims => r,
+                _ => {
+                    let buffers = self.buffers(g, &def_sizes, &inputs);
+                    let groups = self.bind_groups(g, &buffers);
+                    Resident {
+                        dims: bound.dims.clone(),
+                        buffers,
+                        groups,
+                    }
+                }
+            };
+            self.upload(g, bound, &r.buffers, &inputs);
             let mut encoder = g.device.create_command_encoder(&Default::default());
-            self.dispatch(g, bound, &buffers, &mut encoder);
-            read_back(g, encoder, &buffers, &wanted)
-        })??;
+            self.dispatch(bound, &r.groups, &mut encoder);
+            let parts = read_back(g, encoder, &r.buffers, &wanted);
+            *resident = Some(r);
+            parts
+        });
+        let parts = match parts {
+            Ok(p) => p?,
+            Err(e) => {
+                // A failed run leaves nothing behind to reuse.
+                *resident = None;
+                return Err(e);
+            }
+        };
+        drop(resident);
         let errors = &parts[0];
         if errors[0] != 0 {
             return Err(self.out_of_range(errors, bound));
@@ -345,14 +383,8 @@ impl GpuLoss {
         Ok(sizes)
     }
 
-    /// One buffer per binding, inputs and `params` uploaded, `errors` cleared.
-    fn buffers(
-        &self,
-        g: &Gpu,
-        bound: &Bound,
-        def_sizes: &[u64],
-        inputs: &[Vec<u8>],
-    ) -> Vec<wgpu::Buffer> {
+    /// One buffer per binding, sized for these inputs and definitions.
+    fn buffers(&self, g: &Gpu, def_sizes: &[u64], inputs: &[Vec<u8>]) -> Vec<wgpu::Buffer> {
         let loss = &self.program;
         let create = |label: &str, bytes: u64, usage: wgpu::BufferUsages| {
             g.device.create_buffer(&wgpu::BufferDescriptor {
@@ -371,52 +403,46 @@ impl GpuLoss {
                     | wgpu::BufferUsages::COPY_DST,
             )
         };
-        let upload = |buf: wgpu::Buffer, bytes: &[u8]| {
-            if !bytes.is_empty() {
-                g.queue.write_buffer(&buf, 0, bytes);
-            }
-            buf
-        };
-        let reductions = self.shader.reductions as u64;
+        let partials = self.shader.reductions as u64 * u64::from(wgsl::MAX_PARTIALS) * 4;
         self.shader
             .bindings
             .iter()
             .map(|b| match b {
-                Binding::Params => {
-                    let params = wgsl::params_bytes(&bound.dims, &bound.hypers);
-                    let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-                    upload(create("params", params.len() as u64, usage), &params)
-                }
-                Binding::Errors => upload(storage("errors", 20), &[0; 20]),
-                Binding::Result => storage("result", 4),
-                Binding::Reduced => storage("reduced", reductions * 4),
-                Binding::Partials => {
-                    storage("partials", reductions * u64::from(wgsl::MAX_PARTIALS) * 4)
-                }
-                Binding::PartialCounts => storage(
-                    "partial_counts",
-                    reductions * u64::from(wgsl::MAX_PARTIALS) * 4,
+                Binding::Params => create(
+                    "params",
+                    wgsl::params_bytes(&vec![0; loss.dims.len()], &vec![0.0; loss.hypers.len()])
+                        .len() as u64,
+                    wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 ),
-                Binding::Input(i) => {
-                    let bytes = &inputs[*i];
-                    upload(storage(&loss.inputs[*i].name, bytes.len() as u64), bytes)
-                }
+                Binding::Errors => storage("errors", 20),
+                Binding::Result => storage("result", 4),
+                Binding::Reduced => storage("reduced", self.shader.reductions as u64 * 4),
+                Binding::Partials => storage("partials", partials),
+                Binding::PartialCounts => storage("partial_counts", partials),
+                Binding::Input(i) => storage(&loss.inputs[*i].name, inputs[*i].len() as u64),
                 Binding::Def(d) => storage(&loss.defs[*d].name, def_sizes[*d] * 4),
             })
             .collect()
     }
 
-    /// Every kernel in order, in one compute pass (wgpu orders the dispatches' reads after
-    /// the writes before them); elementwise kernels over no elements are skipped.
-    fn dispatch(
-        &self,
-        g: &Gpu,
-        bound: &Bound,
-        buffers: &[wgpu::Buffer],
-        encoder: &mut wgpu::CommandEncoder,
-    ) {
-        let groups: Vec<wgpu::BindGroup> = self
-            .shader
+    /// Writes `params` and the inputs, and clears `errors`, before the next submission.
+    fn upload(&self, g: &Gpu, bound: &Bound, buffers: &[wgpu::Buffer], inputs: &[Vec<u8>]) {
+        for (b, buf) in self.shader.bindings.iter().zip(buffers) {
+            let bytes: &[u8] = match b {
+                Binding::Params => &wgsl::params_bytes(&bound.dims, &bound.hypers),
+                Binding::Errors => &[0; 20],
+                Binding::Input(i) => &inputs[*i],
+                _ => continue,
+            };
+            if !bytes.is_empty() {
+                g.queue.write_buffer(buf, 0, bytes);
+            }
+        }
+    }
+
+    /// A bind group per kernel, of the buffers it touches.
+    fn bind_groups(&self, g: &Gpu, buffers: &[wgpu::Buffer]) -> Vec<wgpu::BindGroup> {
+        self.shader
             .kernels
             .iter()
             .zip(&self.kernels)
@@ -435,13 +461,23 @@ impl GpuLoss {
                     entries: &entries,
                 })
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every kernel in order, in one compute pass (wgpu orders the dispatches' reads after
+    /// the writes before them); elementwise kernels over no elements are skipped.
+    fn dispatch(
+        &self,
+        bound: &Bound,
+        groups: &[wgpu::BindGroup],
+        encoder: &mut wgpu::CommandEncoder,
+    ) {
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some(&self.program.name),
             timestamp_writes: None,
         });
         for ((kernel, (_, pipeline)), group) in
-            self.shader.kernels.iter().zip(&self.kernels).zip(&groups)
+            self.shader.kernels.iter().zip(&self.kernels).zip(groups)
         {
             let (x, y) = match &kernel.work {
                 Work::Elements(dims) => match elements(bound, dims) {
