@@ -117,6 +117,14 @@ fn gpu_matches_every_stdlib_fixture() {
     if !gpu_or_skip("gpu_matches_every_stdlib_fixture") {
         return;
     }
+    // Both shapes of the kernels of definitions that need reductions.
+    for rows in [runtime::gpu::Rows::Never, runtime::gpu::Rows::Always] {
+        fixtures_agree(rows);
+    }
+}
+
+/// Every stdlib fixture (loss, metrics, gradients) on the GPU with this row policy.
+fn fixtures_agree(rows: runtime::gpu::Rows) {
     let cases = fixtures::cases();
     let mut failures = vec![];
     let mut compared = 0;
@@ -136,7 +144,9 @@ fn gpu_matches_every_stdlib_fixture() {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 let program = runtime::cpu::gradient_program(&case.loss, &wrt);
-                v.insert(runtime::gpu::GpuLoss::compile(&program).unwrap())
+                let mut gpu = runtime::gpu::GpuLoss::compile(&program).unwrap();
+                gpu.set_rows(rows);
+                v.insert(gpu)
             }
         };
         let outputs = compiler::grad::gradient_outputs(gpu.program());
@@ -151,7 +161,7 @@ fn gpu_matches_every_stdlib_fixture() {
                     .collect::<Vec<_>>(),
             ),
             Err(e) => {
-                failures.push(format!("{label}: {e}"));
+                failures.push(format!("{label} ({rows:?}): {e}"));
                 continue;
             }
         };
@@ -182,7 +192,7 @@ fn gpu_matches_every_stdlib_fixture() {
             }
         }
     }
-    eprintln!("{compared} stdlib fixtures compared on the GPU");
+    eprintln!("{compared} stdlib fixtures compared on the GPU ({rows:?})");
     assert!(cases.len() >= 100, "only {} cases", cases.len());
     assert_eq!(
         compared + BEYOND_F32.len(),
@@ -191,7 +201,7 @@ fn gpu_matches_every_stdlib_fixture() {
     );
     assert!(
         failures.is_empty(),
-        "{} of {} cases differ:\n{}",
+        "{rows:?}: {} of {} cases differ:\n{}",
         failures.len(),
         cases.len(),
         failures.join("\n")
@@ -216,11 +226,44 @@ fn within_f32_rounding(got: f64, want: f64, narrow: Option<f64>) -> bool {
 
 /// GPU and interpreter agree on `loss` at seeded random inputs (values and gradients).
 fn agree(loss: &Loss, spec: &str, seed: u64, refused: &mut usize) -> Vec<String> {
+    let mut failures = agree_with(loss, spec, seed, refused, runtime::gpu::Rows::Never);
+    failures.extend(agree_with(
+        loss,
+        spec,
+        seed,
+        &mut 0,
+        runtime::gpu::Rows::Always,
+    ));
+    failures
+}
+
+/// [`agree`] with this row policy.
+fn agree_with(
+    loss: &Loss,
+    spec: &str,
+    seed: u64,
+    refused: &mut usize,
+    rows: runtime::gpu::Rows,
+) -> Vec<String> {
     let inputs = runtime::random::random_inputs(loss, &sizes(spec), seed).unwrap();
     let bound = runtime::bind(loss, &inputs, &[]).unwrap();
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
     let reference = runtime::eval_with_grad(loss, &bound, &wrt);
-    let compiled = runtime::gpu::eval_with_grad(loss, &bound, &wrt);
+    let compiled = runtime::gpu::GpuLoss::compile(&runtime::cpu::gradient_program(loss, &wrt))
+        .and_then(|mut gpu| {
+            gpu.set_rows(rows);
+            let outputs = compiler::grad::gradient_outputs(gpu.program());
+            let read: Vec<usize> = outputs.iter().map(|&(_, d)| d).collect();
+            let (out, values) = gpu.run(&bound, &read)?;
+            Ok((
+                out,
+                outputs
+                    .iter()
+                    .map(|&(i, _)| i)
+                    .zip(values)
+                    .collect::<Vec<_>>(),
+            ))
+        });
     let ((a, ga), (b, gb)) = match (reference, compiled) {
         (Ok(r), Ok(c)) => (r, c),
         // Both may refuse the same input (e.g. a random gather out of range).
@@ -230,7 +273,7 @@ fn agree(loss: &Loss, spec: &str, seed: u64, refused: &mut usize) -> Vec<String>
         }
         (r, c) => {
             return vec![format!(
-                "{}: interpreter {:?} but GPU {:?}",
+                "{} ({rows:?}): interpreter {:?} but GPU {:?}",
                 loss.name,
                 r.err(),
                 c.err()

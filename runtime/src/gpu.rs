@@ -139,6 +139,21 @@ pub struct GpuLoss {
     kernels: Vec<(wgpu::BindGroupLayout, wgpu::ComputePipeline)>,
     /// The buffers and bind groups of the last run, reused while the sizes stay the same.
     resident: std::sync::Mutex<Option<Resident>>,
+    rows: Rows,
+}
+
+/// How a definition whose elements need reductions is computed (see
+/// [`compiler::wgsl::Work::Rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rows {
+    /// One workgroup per element where [`compiler::wgsl::prefer_rows`] says so (long
+    /// reductions, few elements), one invocation per element elsewhere.
+    #[default]
+    Auto,
+    /// Always one workgroup per element (where the sizes allow it).
+    Always,
+    /// Always one invocation per element.
+    Never,
 }
 
 /// Device memory for one set of dimension sizes: a buffer per binding, a bind group per
@@ -238,7 +253,27 @@ impl GpuLoss {
             shader,
             kernels,
             resident: Default::default(),
+            rows: Rows::Auto,
         })
+    }
+
+    /// Chooses how definitions that need reductions are computed (the results agree either
+    /// way to rounding; the tests run both).
+    pub fn set_rows(&mut self, rows: Rows) {
+        self.rows = rows;
+    }
+
+    /// Whether the row kernel over `dims` with reductions over `terms` runs (instead of the
+    /// elementwise kernel before it) at these sizes.
+    fn use_rows(&self, bound: &Bound, dims: &[usize], terms: &[Vec<usize>]) -> bool {
+        let n = elements(bound, dims);
+        let longest = terms.iter().map(|t| elements(bound, t)).max().unwrap_or(0);
+        let fits = n <= u64::from(wgsl::MAX_GROUPS_X) * 65535 && longest <= u64::from(u32::MAX);
+        fits && match self.rows {
+            Rows::Auto => wgsl::prefer_rows(n, longest),
+            Rows::Always => true,
+            Rows::Never => false,
+        }
     }
 
     /// The compiled program.
@@ -476,14 +511,32 @@ impl GpuLoss {
             label: Some(&self.program.name),
             timestamp_writes: None,
         });
-        for ((kernel, (_, pipeline)), group) in
-            self.shader.kernels.iter().zip(&self.kernels).zip(groups)
+        let kernels = &self.shader.kernels;
+        for (k, ((kernel, (_, pipeline)), group)) in
+            kernels.iter().zip(&self.kernels).zip(groups).enumerate()
         {
             let (x, y) = match &kernel.work {
-                Work::Elements(dims) => match elements(bound, dims) {
-                    0 => continue,
-                    n => wgsl::element_groups(n),
-                },
+                Work::Elements(dims) => {
+                    // The row kernel after it may run instead.
+                    if let Some(Work::Rows { dims, terms }) = kernels.get(k + 1).map(|k| &k.work)
+                        && self.use_rows(bound, dims, terms)
+                    {
+                        continue;
+                    }
+                    match elements(bound, dims) {
+                        0 => continue,
+                        n => wgsl::element_groups(n),
+                    }
+                }
+                Work::Rows { dims, terms } => {
+                    if !self.use_rows(bound, dims, terms) {
+                        continue;
+                    }
+                    match elements(bound, dims) {
+                        0 => continue,
+                        n => wgsl::row_groups(n),
+                    }
+                }
                 Work::Partial { dims, .. } => (wgsl::reduction_groups(elements(bound, dims)), 1),
                 Work::Fold | Work::Single => (1, 1),
             };

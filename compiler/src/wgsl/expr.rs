@@ -12,10 +12,12 @@ pub(super) enum Ty {
     B,
 }
 
-/// A top-level reduction computed by a two-level reduction before the kernel that uses it.
+/// A top-level reduction already computed (by a two-level reduction before the kernel, or by
+/// the workgroup of a row kernel), and the WGSL expression holding its value.
 pub(super) struct Reduced<'e> {
     pub expr: &'e Expr,
-    pub slot: usize,
+    pub value: String,
+    pub ty: Ty,
 }
 
 /// The statements of one function body being written.
@@ -24,7 +26,7 @@ pub(super) struct Body<'a, 'e> {
     pub text: String,
     pub indent: usize,
     next: usize,
-    /// Reductions already computed into `reduced[slot]`.
+    /// Reductions already computed.
     pub reduced: Vec<Reduced<'e>>,
     /// The inputs and definitions read or written.
     pub used: std::collections::BTreeSet<super::Binding>,
@@ -160,11 +162,7 @@ impl<'a, 'e> Body<'a, 'e> {
     /// The value of `e` as a WGSL expression of its type.
     pub fn expr(&mut self, e: &'e Expr) -> (String, Ty) {
         if let Some(r) = self.reduced.iter().find(|r| std::ptr::eq(r.expr, e)) {
-            let slot = r.slot;
-            return match self.loss().type_of(e) {
-                DType::Int => (format!("bitcast<i32>(reduced[{slot}])"), Ty::I),
-                _ => (format!("reduced[{slot}]"), Ty::F),
-            };
+            return (r.value.clone(), r.ty);
         }
         match e {
             Expr::Float(x) => (float_literal(*x), Ty::F),

@@ -1,7 +1,7 @@
 //! The module: header, bindings, one kernel per definition, the two-level reductions, the
 //! loss.
 
-use super::expr::{Body, Reduced};
+use super::expr::{Body, Reduced, Ty};
 use super::names::Names;
 use super::{Binding, Kernel, MAX_PARTIALS, REDUCE_GROUP, Shader, Work};
 use crate::ir::{BinOp, DType, DefKind, Expr, Loss, Reducer, VarId};
@@ -45,6 +45,27 @@ fn top_reductions<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
             top_reductions(b, out);
         }
         Expr::Call(_, args) => args.iter().for_each(|a| top_reductions(a, out)),
+    }
+}
+
+/// [`top_reductions`], and `logsumexp` too: what a row kernel's workgroup computes together.
+fn row_reductions<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Reduce {
+            op: Reducer::LogSumExp,
+            ..
+        } => out.push(e),
+        Expr::Reduce { .. } => top_reductions(e, out),
+        Expr::Select(c, _, _) => row_reductions(c, out),
+        Expr::Binary(BinOp::And | BinOp::Or, a, _) => row_reductions(a, out),
+        Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
+        Expr::Read { indices, .. } => indices.iter().for_each(|i| row_reductions(i, out)),
+        Expr::Unary(_, a) => row_reductions(a, out),
+        Expr::Binary(_, a, b) => {
+            row_reductions(a, out);
+            row_reductions(b, out);
+        }
+        Expr::Call(_, args) => args.iter().for_each(|a| row_reductions(a, out)),
     }
 }
 
@@ -116,6 +137,14 @@ impl<'a> Module<'a> {
                 );
             } else {
                 self.elementwise(&entry, role, d, &head, &def.indices, &def.body);
+                self.rows(
+                    &format!("{entry}_rows"),
+                    role,
+                    d,
+                    &head,
+                    &def.indices,
+                    &def.body,
+                );
             }
         }
         let result = &loss.result;
@@ -342,6 +371,140 @@ impl<'a> Module<'a> {
         });
     }
 
+    /// The alternative to [`Self::elementwise`] for a definition whose value needs reductions:
+    /// one workgroup of [`REDUCE_GROUP`] per element, which computes each top-level reduction
+    /// together (strided terms, a tree across the workgroup) before one invocation finishes
+    /// the element. Emitted only when the definition has such reductions.
+    fn rows(
+        &mut self,
+        entry: &str,
+        role: &str,
+        d: usize,
+        head: &str,
+        indices: &[VarId],
+        value: &'a Expr,
+    ) {
+        let mut tops = vec![];
+        row_reductions(value, &mut tops);
+        if tops.is_empty() {
+            return;
+        }
+        let loss = self.loss;
+        let def = &loss.defs[d];
+        let mut body = Body::new(&self.names, 1, indices, &[value]);
+        let sizes: Vec<String> = indices
+            .iter()
+            .map(|&v| format!("u32({})", self.names.dims[loss.vars[v].dim]))
+            .collect();
+        body.line("let flat = group.x + group.y * groups.x;");
+        body.line(&format!("if (flat >= {}) {{ return; }}", sizes.join(" * ")));
+        self.unflatten(&mut body, indices, "flat");
+        let mut reduced = vec![];
+        let mut terms = vec![];
+        for (k, e) in tops.into_iter().enumerate() {
+            let Expr::Reduce {
+                op,
+                vars,
+                filter,
+                body: term,
+            } = e
+            else {
+                unreachable!("row_reductions returns reductions")
+            };
+            terms.push(vars.iter().map(|&v| loss.vars[v].dim).collect::<Vec<_>>());
+            let n: Vec<String> = vars
+                .iter()
+                .map(|&v| format!("u32({})", self.names.dims[loss.vars[v].dim]))
+                .collect();
+            body.line(&format!("// {}", describe(loss, e, 100)));
+            let passes: &[(&str, &str, &str)] = match op {
+                Reducer::Max => &[("-lossc_inf()", "max", "lossc_max(acc, {v})")],
+                Reducer::Min => &[("lossc_inf()", "min", "lossc_min(acc, {v})")],
+                Reducer::LogSumExp => &[
+                    ("-lossc_inf()", "max", "lossc_max(acc, {v})"),
+                    ("0.0", "sum", "acc + lossc_exp({v} - m{k})"),
+                ],
+                _ => &[("0.0", "sum", "acc + {v}")],
+            };
+            for (pass, &(start, combine, update)) in passes.iter().enumerate() {
+                body.line("{");
+                body.indent += 1;
+                body.line(&format!("var acc = {start};"));
+                body.line("var kept = 0u;");
+                body.line(&format!(
+                    "for (var term = lane; term < {}; term = term + {REDUCE_GROUP}u) {{",
+                    n.join(" * ")
+                ));
+                body.indent += 1;
+                self.unflatten(&mut body, vars, "term");
+                body.filter(filter.as_deref());
+                if let Some(t) = term {
+                    let v = body.float(t);
+                    let update = update.replace("{v}", &v).replace("{k}", &k.to_string());
+                    body.line(&format!("acc = {update};"));
+                }
+                body.line("kept = kept + 1u;");
+                body.indent -= 1;
+                body.line("}");
+                body.line("scratch[lane] = acc;");
+                body.line("scratch_count[lane] = kept;");
+                body.line(&format!("workgroup_{combine}(lane);"));
+                body.indent -= 1;
+                body.line("}");
+                // Every invocation reads the result before the scratch is reused.
+                let lhs_decl = match (op, pass) {
+                    (Reducer::LogSumExp, 0) => format!("let m{k} = scratch[0];"),
+                    (Reducer::LogSumExp, _) => {
+                        format!("let r{k} = lossc_logsumexp_finish(m{k}, scratch[0]);")
+                    }
+                    (Reducer::Mean, _) => {
+                        format!("let r{k} = scratch[0] / f32(max(scratch_count[0], 1u));")
+                    }
+                    (Reducer::Count, _) => format!("let r{k} = i32(scratch_count[0]);"),
+                    _ => format!("let r{k} = scratch[0];"),
+                };
+                body.line(&lhs_decl);
+                body.line("workgroupBarrier();");
+            }
+            let ty = if *op == Reducer::Count { Ty::I } else { Ty::F };
+            reduced.push(Reduced {
+                expr: e,
+                value: format!("r{k}"),
+                ty,
+            });
+        }
+        body.reduced = reduced;
+        body.line("if (lane == 0u) {");
+        body.indent += 1;
+        let v = body.float(value);
+        body.line(&format!("{}[flat] = {v};", self.names.defs[d]));
+        body.indent -= 1;
+        body.line("}");
+        let text = std::mem::take(&mut body.text);
+        let t = &mut self.text;
+        let _ = writeln!(
+            t,
+            "// The {role}definition `{}`, one workgroup per element (its reductions shared):\n//   {head}",
+            def.name
+        );
+        let _ = writeln!(
+            t,
+            "@compute @workgroup_size({REDUCE_GROUP})\nfn {entry}(@builtin(local_invocation_index) lane: u32, @builtin(workgroup_id) group: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{"
+        );
+        t.push_str(&text);
+        let _ = writeln!(t, "}}\n");
+        let mut used = std::mem::take(&mut body.used);
+        used.insert(Binding::Def(d));
+        self.kernels.push(Kernel {
+            entry: entry.to_string(),
+            work: Work::Rows {
+                dims: indices.iter().map(|&v| loss.vars[v].dim).collect(),
+                terms,
+            },
+            bindings: self.binding_indices(&used),
+        });
+    }
+
     /// A scalar: its top-level reductions as two-level reductions, then one invocation.
     fn scalar(
         &mut self,
@@ -359,7 +522,11 @@ impl<'a> Module<'a> {
             let slot = self.reductions;
             self.reductions += 1;
             self.two_level(e, slot, what);
-            reduced.push(Reduced { expr: e, slot });
+            let (value, ty) = match self.loss.type_of(e) {
+                DType::Int => (format!("bitcast<i32>(reduced[{slot}])"), Ty::I),
+                _ => (format!("reduced[{slot}]"), Ty::F),
+            };
+            reduced.push(Reduced { expr: e, value, ty });
         }
         let mut body = Body::new(&self.names, 1, &[], &[value]);
         body.reduced = reduced;

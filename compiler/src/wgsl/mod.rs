@@ -90,6 +90,16 @@ pub enum Work {
     /// One invocation per element of a definition with these dimensions, in workgroups of
     /// [`ELEMENT_GROUP`] spread over x and y (x at most [`MAX_GROUPS_X`]).
     Elements(Vec<DimId>),
+    /// One workgroup of [`REDUCE_GROUP`] per element of a definition with these dimensions
+    /// (spread over x and y like [`Work::Elements`]), the alternative to the `Elements` kernel
+    /// just before it: the host runs exactly one of the two, this one where
+    /// [`prefer_rows`] says so.
+    Rows {
+        /// The definition's dimensions.
+        dims: Vec<DimId>,
+        /// The dimensions each of its shared reductions runs over.
+        terms: Vec<Vec<DimId>>,
+    },
     /// First level of reduction `slot` over these dimensions: [`reduction_groups`] workgroups.
     Partial {
         /// The reduction's slot in `reduced`.
@@ -119,6 +129,20 @@ pub fn element_groups(elements: u64) -> (u32, u32) {
     let groups = elements.div_ceil(u64::from(ELEMENT_GROUP));
     let x = groups.min(u64::from(MAX_GROUPS_X)).max(1);
     (x as u32, groups.div_ceil(x) as u32)
+}
+
+/// Whether a definition of `elements` elements whose longest shared reduction has `terms`
+/// terms runs one workgroup per element ([`Work::Rows`]) rather than one invocation per
+/// element: when each element's reduction is long enough to share and there are few enough
+/// elements that one invocation each would leave a GPU idle.
+pub fn prefer_rows(elements: u64, terms: u64) -> bool {
+    terms >= u64::from(REDUCE_GROUP) && elements <= 1 << 16
+}
+
+/// The workgroup counts (x, y) of a row kernel over `elements` elements.
+pub fn row_groups(elements: u64) -> (u32, u32) {
+    let x = elements.min(u64::from(MAX_GROUPS_X)).max(1);
+    (x as u32, elements.div_ceil(x) as u32)
 }
 
 /// The bytes of the `params` uniform: each dimension's size as i32, then each
