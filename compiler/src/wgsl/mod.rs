@@ -4,7 +4,10 @@
 //! The program is the one the CPU backend compiles (stabilised, differentiated, simplified,
 //! loop-invariant reductions hoisted into definitions), and it is split the same way: one
 //! kernel per definition. A definition with indices runs one invocation per element, its
-//! inner reductions as loops in the invocation, accumulating in registers. A scalar definition
+//! inner reductions as loops in the invocation, accumulating in registers; when its elements
+//! need reductions it also gets a row kernel ([`Work::Rows`]): one workgroup per element,
+//! which shares each top-level reduction across the workgroup (strided terms, then a tree),
+//! and the host runs whichever suits the sizes ([`prefer_rows`]). A scalar definition
 //! (a metric, a hoisted total) and the loss run in one invocation, except that each reduction
 //! at their top level (`sum`, `mean`, `count`, `max`, `min`, outside any lazily evaluated
 //! branch) runs first as a deterministic two-level reduction: [`REDUCE_GROUP`] invocations
