@@ -221,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn one_kernel_per_definition_and_two_per_top_level_reduction() {
+    fn one_kernel_per_definition_a_row_kernel_where_it_reduces_and_two_per_scalar_reduction() {
         let loss = program(
             "loss l(x: [B, C]) {
                 let m[b] = max[c](x[b, c])
@@ -235,6 +235,7 @@ mod tests {
             entries,
             [
                 "compute_m",
+                "compute_m_rows",
                 "reduce0_partial",
                 "reduce0_fold",
                 "compute_total",
@@ -244,6 +245,8 @@ mod tests {
             ]
         );
         assert_eq!(shader.reductions, 2);
+        assert!(matches!(&shader.kernels[1].work, Work::Rows { terms, .. } if terms == &[vec![1]]));
+        assert!(prefer_rows(512, 32000) && !prefer_rows(1 << 20, 32000) && !prefer_rows(512, 8));
         // The inner max is a loop in the invocation, not a two-level reduction.
         assert!(
             shader
