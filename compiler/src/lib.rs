@@ -11,5 +11,6 @@ pub mod logic;
 pub mod print;
 pub mod simplify;
 pub mod split;
+pub mod wgsl;
 
 pub use check::{check, check_source};

@@ -21,7 +21,9 @@ pub struct BenchArgs {
     /// Hyperparameter values, e.g. `temperature=0.1`.
     #[arg(long, value_name = "NAME=VALUE,..")]
     set: Option<String>,
-    /// Where to run: native code (Cranelift JIT) or the f64 interpreter.
+    /// Where to run: native code (Cranelift JIT), WGSL compute shaders on any wgpu adapter
+    /// (times include uploading the inputs and reading back the loss and gradients), or the
+    /// f64 interpreter.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
     /// Timed repetitions (the median is reported).
@@ -37,11 +39,6 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let err = |e: &dyn std::fmt::Display| UserError(format!("error: {e}"));
-    if args.backend == "gpu" {
-        return Err(UserError(
-            "error: the `gpu` backend is not built yet".into(),
-        ));
-    }
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
@@ -100,6 +97,17 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     } else {
         None
     };
+    let gpu = if args.backend == "gpu" {
+        let program = runtime::cpu::gradient_program(loss, &wrt);
+        let g = runtime::gpu::GpuLoss::compile(&program).map_err(|e| err(&e))?;
+        let grads = compiler::grad::gradient_outputs(g.program())
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>();
+        Some((g, grads))
+    } else {
+        None
+    };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let interp_program = compiler::grad::gradient(loss, &wrt);
     let mut prepared = match &compiled {
@@ -118,9 +126,16 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let mut value = 0.0;
     for _ in 0..args.reps.max(1) + 1 {
         let t = Instant::now();
-        value = match &mut prepared {
-            Some(p) => f64::from(pool.install(|| p.execute()).map_err(|e| err(&e))?),
-            None => {
+        value = match (&mut prepared, &gpu) {
+            (Some(p), _) => f64::from(pool.install(|| p.execute()).map_err(|e| err(&e))?),
+            // Upload, every kernel, and reading back the loss, metrics and gradients.
+            (_, Some((g, grads))) => {
+                g.run(bound.as_ref().expect("kept for the GPU"), grads)
+                    .map_err(|e| err(&e))?
+                    .0
+                    .loss
+            }
+            _ => {
                 runtime::eval_all(
                     &interp_program,
                     bound.as_ref().expect("kept for the interpreter"),
@@ -152,6 +167,10 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         "{} --size {} on {} with {threads} threads (forward + gradient of every float input)",
         loss.name, size, args.backend
     );
+    if gpu.is_some() {
+        let adapter = runtime::gpu::adapter_description().map_err(|e| err(&e))?;
+        let _ = writeln!(s, "  adapter      {adapter}");
+    }
     let _ = writeln!(s, "  compile      {compile_ms:.3} ms");
     let _ = writeln!(
         s,
