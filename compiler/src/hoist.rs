@@ -6,8 +6,9 @@
 //! original would not (outside a filter) is harmless. Contractions (`sum[k](a[i, k] * b[k, j])`
 //! up to elementwise factors on each side, see `crate::contraction`) become definitions too,
 //! with each side a matrix of its own, so a backend can hand them to a GEMM routine and the
-//! same product is computed once however often the gradient repeats it. The result is
-//! equivalent IR.
+//! same product is computed once however often the gradient repeats it. Gathers that ignore
+//! some enclosing index (`logits[b, target[b]]` in a loop over classes) move out the same way,
+//! when the conditions they sit under allow it. The result is equivalent IR.
 
 use crate::contraction::{free_vars, split_product};
 use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
@@ -21,6 +22,7 @@ pub fn hoist(loss: &Loss) -> Loss {
         map: HashMap::new(),
         count: 0,
         hoisted: vec![],
+        gathers: vec![],
     };
     h.out.defs.clear();
     for (old, def) in loss.defs.iter().enumerate() {
@@ -46,6 +48,8 @@ struct Hoister {
     count: usize,
     /// The hoisted definitions so far, with their index variables.
     hoisted: Vec<(usize, Vec<VarId>)>,
+    /// Gathers hoisted so far: the read, the conditions it was computed under, its replacement.
+    gathers: Vec<(Expr, Vec<Expr>, Expr)>,
 }
 
 /// `guards` followed by `more`.
@@ -75,16 +79,20 @@ impl Hoister {
     /// of `scope`.
     fn rewrite(&mut self, e: &Expr, scope: &[VarId], guards: &[Expr]) -> Expr {
         match e {
-            Expr::Read {
-                tensor: Tensor::Def(d),
-                indices,
-            } => Expr::Read {
-                tensor: Tensor::Def(self.map[d]),
-                indices: indices
-                    .iter()
-                    .map(|i| self.rewrite(i, scope, guards))
-                    .collect(),
-            },
+            Expr::Read { tensor, indices } => {
+                let tensor = match tensor {
+                    Tensor::Def(d) => Tensor::Def(self.map[d]),
+                    input => *input,
+                };
+                let read = Expr::Read {
+                    tensor,
+                    indices: indices
+                        .iter()
+                        .map(|i| self.rewrite(i, scope, guards))
+                        .collect(),
+                };
+                self.hoist_gather(&read, scope, guards).unwrap_or(read)
+            }
             Expr::Select(c, a, b) => {
                 let c = self.rewrite(c, scope, guards);
                 let not_c = Expr::Unary(crate::ir::UnaryOp::Not, Box::new(c.clone()));
@@ -137,6 +145,67 @@ impl Hoister {
         }
     }
 
+    /// The type of `e`, whose definition reads are numbered as in `self.defs`.
+    fn type_of(&mut self, e: &Expr) -> crate::ir::DType {
+        std::mem::swap(&mut self.out.defs, &mut self.defs);
+        let t = self.out.type_of(e);
+        std::mem::swap(&mut self.out.defs, &mut self.defs);
+        t
+    }
+
+    /// True when some index of `read` is not a loop variable of its own dimension: a gather
+    /// (or a literal index), checked when evaluated.
+    fn is_checked(&self, read: &Expr) -> bool {
+        let Expr::Read { tensor, indices } = read else {
+            return false;
+        };
+        let dims: Vec<usize> = match tensor {
+            Tensor::Input(i) => self.out.inputs[*i].shape.clone(),
+            Tensor::Def(d) => self.defs[*d]
+                .indices
+                .iter()
+                .map(|&v| self.out.vars[v].dim)
+                .collect(),
+        };
+        indices
+            .iter()
+            .zip(&dims)
+            .any(|(i, &dim)| !matches!(i, Expr::Index(v) if self.out.vars[*v].dim == dim))
+    }
+
+    /// A gather that ignores some of `scope` (`logits[b, target[b]]` inside a loop over
+    /// classes) as the read of a definition over the indices it uses, so the inner loop reads
+    /// a plain element instead of checking an index on every term. It moves only when every
+    /// condition it sits under is over those indices too (the definition evaluates it under
+    /// exactly those conditions, so it can fail only where the original would), or when the
+    /// same gather already moved under conditions that hold here.
+    fn hoist_gather(&mut self, read: &Expr, scope: &[VarId], guards: &[Expr]) -> Option<Expr> {
+        if !self.is_checked(read) || read.any(&mut |x| matches!(x, Expr::Reduce { .. })) {
+            return None;
+        }
+        let free = free_vars(read);
+        if free.len() >= scope.len() || !free.iter().all(|v| scope.contains(v)) {
+            return None;
+        }
+        for (earlier, under, replacement) in &self.gathers {
+            if earlier == read && under.iter().all(|g| guards.contains(g)) {
+                return Some(replacement.clone());
+            }
+        }
+        let capturable = guards.iter().all(|g| {
+            reads_in_range(g)
+                && !g.any(&mut |x| matches!(x, Expr::Reduce { .. }))
+                && free_vars(g).iter().all(|v| free.contains(v))
+        });
+        if !capturable {
+            return None;
+        }
+        let replacement = self.lift(read.clone(), free.into_iter().collect(), guards);
+        self.gathers
+            .push((read.clone(), guards.to_vec(), replacement.clone()));
+        Some(replacement)
+    }
+
     /// A contraction `sum[k](left * right)` as the read of a definition `c[i, j]` whose body
     /// is a plain product of two matrices, each side made a definition of its own unless it
     /// already is a matrix read by `(i, k)` / `(k, j)`: the form `contraction::contraction`
@@ -187,7 +256,7 @@ impl Hoister {
             .reduce(|a, b| Expr::Binary(BinOp::And, Box::new(a), Box::new(b)))
         {
             Some(guard) => {
-                let zero = match self.out.type_of(&e) {
+                let zero = match self.type_of(&e) {
                     crate::ir::DType::Int => Expr::Int(0),
                     crate::ir::DType::Bool => Expr::Bool(false),
                     crate::ir::DType::Float => Expr::Float(0.0),
@@ -236,7 +305,7 @@ impl Hoister {
         {
             name.push('_');
         }
-        let dtype = self.out.type_of(&body);
+        let dtype = self.type_of(&body);
         let id = self.defs.len();
         self.hoisted.push((id, indices.clone()));
         self.defs.push(Def {
@@ -375,5 +444,40 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("else 0.0"), "{text}");
+    }
+
+    #[test]
+    fn gathers_move_out_of_inner_loops_only_under_conditions_they_can_carry() {
+        let loss = crate::check_source(
+            "loss l(x: [B, C], t: int[B], m: bool[B]) {
+                metric hits = mean[b | m[b]](count[c | x[b, c] > x[b, t[b]] || x[b, c] == x[b, t[b]] && c < t[b]]())
+                metric risky = sum[b, c | x[b, c] > 0](x[b, t[b]])
+                sum[b | m[b]](x[b, t[b]])
+            }",
+        )
+        .unwrap()
+        .losses
+        .remove(0);
+        let out = hoist(&loss);
+        let text = crate::print::loss(&out);
+        // Under m[b] (over b alone): computed once per row, under that condition, and reused on
+        // the right of || (whose extra condition it does not need).
+        assert!(
+            text.contains("let hoisted1[b_h0] = if m[b_h0] then x[b_h0, t[b_h0]] else 0.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "count[c | x[b, c] > hoisted1[b] || x[b, c] == hoisted1[b] && c < t[b]]()"
+            ),
+            "{text}"
+        );
+        // Under x[b, c] > 0 (which involves c) it stays: moving it could index out of range
+        // where the program never does. Nor does a gather over every enclosing index move.
+        assert!(
+            text.contains("sum[b, c | x[b, c] > 0](x[b, t[b]])"),
+            "{text}"
+        );
+        assert!(text.contains("sum[b | m[b]](x[b, t[b]])"), "{text}");
     }
 }
