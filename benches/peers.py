@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,8 +210,10 @@ def main():
         row = [name, json.dumps(sizes)[1:-1].replace('"', ""), f"{ours['median_ms']:.1f}",
                f"{ours['compile_ms']:.1f}", f"{ours['value']:.6g}"]
         for fw in args.frameworks.split(","):
+            # A fresh inductor cache, so torch.compile's first call is a cold compile.
+            cold = dict(env, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(prefix="inductor-"))
             r = subprocess.run([sys.executable, __file__, "--peer", name, fw, "--reps", str(args.reps),
-                                "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+                                "--threads", str(args.threads)], capture_output=True, text=True, env=cold)
             if r.returncode != 0:
                 row.append("n/a")
                 print(f"{name}/{fw} failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
