@@ -78,39 +78,12 @@ fn gpu_or_skip(test: &str) -> bool {
     false
 }
 
-/// f32 agreement: relative 1e-4 of the value, or of the largest entry for tensors.
-fn close(got: f64, want: f64, scale: f64) -> bool {
-    (got.is_nan() && want.is_nan())
-        || got == want
-        || (got - want).abs() <= 1e-4 * scale.max(want.abs()).max(1e-6)
-}
-
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-/// Fixtures whose inputs lie beyond what f32 can represent or condition (as for the CPU):
-/// (case, why).
-const BEYOND_F32: &[(&str, &str)] = &[
-    (
-        "dco/extreme_b8.json",
-        "exp(logp) at logp = -705 underflows f32 (the f64 reference needs e^-705)",
-    ),
-    (
-        "binary_kl_norm/extreme_b5_c4.json",
-        "the reference's clamp bound 1 - 1e-8 rounds to 1 in f32, so log(1 - d) = log 0",
-    ),
-    (
-        "z_loss_spherical/shifted_b5_c3.json",
-        "logits shifted by 1e4: f32 keeps about 3 decimals of their differences",
-    ),
-];
-
-/// Fixtures that are ill-conditioned in f32 (large inputs whose differences matter): compared
-/// at 1e-3, as for the CPU.
-const ILL_CONDITIONED: &[&str] = &[
-    "normalized_softmax/large_mixed_scale.json",
-    "exo_pair/random_b8.json",
-];
+#[path = "support/tolerance.rs"]
+mod tolerance;
+use tolerance::{BEYOND_F32, ILL_CONDITIONED, close};
 
 #[test]
 fn gpu_matches_every_stdlib_fixture() {

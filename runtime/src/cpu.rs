@@ -281,6 +281,39 @@ impl CpuLoss {
     }
 }
 
+/// Calls a definition's (or a block's) compiled function on rows `start..end`: `Err` holds
+/// the error record `{tensor, position, value, is_def}` when it stopped at an out-of-range index.
+///
+/// # Safety
+/// `buffers` match the signature the code was compiled for (one pointer per input in its
+/// declared element type, one size per dimension, one value per hyperparameter, the layout's
+/// floats of work), `result` points to what the function writes there, and no other thread
+/// writes what this call reads or writes. Every index the code computes is then a loop
+/// variable below its dimension or checked against it.
+unsafe fn call_rows(
+    f: DefFn,
+    b: Buffers,
+    result: *mut f32,
+    start: usize,
+    end: usize,
+) -> Result<(), [i64; 4]> {
+    let mut error = [0i64; 4];
+    // SAFETY: the caller's contract.
+    let status = unsafe {
+        f(
+            b.inputs,
+            b.dims,
+            b.hypers,
+            b.work,
+            result,
+            error.as_mut_ptr(),
+            start as i64,
+            end as i64,
+        )
+    };
+    if status == 0 { Ok(()) } else { Err(error) }
+}
+
 /// The error for an out-of-range index compiled code reported as `error`.
 fn out_of_range(loss: &Loss, error: [i64; 4], sizes: &[usize]) -> RunError {
     let t = if error[3] == 1 {
@@ -429,38 +462,28 @@ impl Prepared<'_> {
             let f = self.defs[d];
             // Rows split into equal chunks in order; each element is computed by one thread
             // exactly as it would be alone, so results do not depend on the thread count.
-            let run_chunk = |k: usize| -> [i64; 5] {
-                let (start, end) = (rows * k / chunks, rows * (k + 1) / chunks);
-                let mut error = [0i64; 4];
+            let run_chunk = |k: usize| -> Result<(), [i64; 4]> {
                 let mut unused = 0f32;
-                let b = buffers;
-                // SAFETY: the buffers match the signature the code was compiled for (one
-                // pointer per input in its declared element type, one size per dimension, one
-                // value per hyperparameter, `layout.total` floats of work); every index the
-                // code computes is a loop variable below its dimension or checked against it;
-                // this call writes only rows start..end of definition d.
-                let status = unsafe {
-                    f(
-                        b.inputs,
-                        b.dims,
-                        b.hypers,
-                        b.work,
+                // SAFETY: this call writes only rows of chunk k of definition d (see
+                // `call_rows` for the rest).
+                unsafe {
+                    call_rows(
+                        f,
+                        buffers,
                         &mut unused,
-                        error.as_mut_ptr(),
-                        start as i64,
-                        end as i64,
+                        rows * k / chunks,
+                        rows * (k + 1) / chunks,
                     )
-                };
-                [status, error[0], error[1], error[2], error[3]]
+                }
             };
-            let outcomes: Vec<[i64; 5]> = if chunks == 1 {
+            let outcomes: Vec<Result<(), [i64; 4]>> = if chunks == 1 {
                 vec![run_chunk(0)]
             } else {
                 use rayon::prelude::*;
                 (0..chunks).into_par_iter().map(run_chunk).collect()
             };
-            if let Some(o) = outcomes.iter().find(|o| o[0] != 0) {
-                return Err(out_of_range(loss, [o[1], o[2], o[3], o[4]], &self.sizes));
+            if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+                return Err(out_of_range(loss, e, &self.sizes));
             }
         }
         let mut error = [0i64; 4];
@@ -572,37 +595,32 @@ impl Prepared<'_> {
         };
         let n = self.sizes[loss.vars[vars[0]].dim];
         let blocks = (n / BLOCK_TERMS).max(1);
-        let run_block = |k: usize| -> ([i64; 5], PartialState) {
-            let (start, end) = (n * k / blocks, n * (k + 1) / blocks);
-            let mut error = [0i64; 4];
+        let run_block = |k: usize| -> Result<PartialState, [i64; 4]> {
             let mut state = PartialState::default();
-            let b = buffers;
-            // SAFETY: as for a definition's rows (see `execute`); a block function writes only
-            // the `PartialState` its `result` parameter points to.
-            let status = unsafe {
-                f(
-                    b.inputs,
-                    b.dims,
-                    b.hypers,
-                    b.work,
+            let (start, end) = (n * k / blocks, n * (k + 1) / blocks);
+            // SAFETY: a block function writes only the `PartialState` its `result` parameter
+            // points to (see `call_rows` for the rest).
+            unsafe {
+                call_rows(
+                    f,
+                    buffers,
                     (&mut state as *mut PartialState).cast(),
-                    error.as_mut_ptr(),
-                    start as i64,
-                    end as i64,
+                    start,
+                    end,
                 )
-            };
-            ([status, error[0], error[1], error[2], error[3]], state)
+            }?;
+            Ok(state)
         };
-        let outcomes: Vec<([i64; 5], PartialState)> = if blocks == 1 {
+        let outcomes: Vec<Result<PartialState, [i64; 4]>> = if blocks == 1 {
             vec![run_block(0)]
         } else {
             use rayon::prelude::*;
             (0..blocks).into_par_iter().map(run_block).collect()
         };
-        if let Some((o, _)) = outcomes.iter().find(|(o, _)| o[0] != 0) {
-            return Err(out_of_range(loss, [o[1], o[2], o[3], o[4]], &self.sizes));
-        }
-        let parts: Vec<PartialState> = outcomes.into_iter().map(|(_, s)| s).collect();
+        let parts: Vec<PartialState> = outcomes
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| out_of_range(loss, e, &self.sizes))?;
         Ok(combine(op, &parts))
     }
 
