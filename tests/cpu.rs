@@ -401,3 +401,43 @@ fn long_reductions_keep_f32_accuracy() {
         );
     }
 }
+
+#[test]
+fn logsumexp_in_one_pass_keeps_the_special_values() {
+    // Rows: all -inf, -inf before finite terms, +inf twice, a NaN, huge equal terms, and a
+    // filter that keeps nothing - against the interpreter's two-pass definition.
+    let src = "loss l(x: [B, C]) {
+        let r[b] = logsumexp[c](x[b, c])
+        let none[b] = logsumexp[c | x[b, c] > 1e30](x[b, c])
+        sum[b](r[b]) + sum[b](none[b])
+    }";
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let rows = r#"{"x": [
+        ["-Infinity", "-Infinity", "-Infinity"],
+        ["-Infinity", 1.0, 2.0],
+        [1.0, "Infinity", "Infinity"],
+        [1.0, "NaN", 2.0],
+        [1000.0, 1000.0, 999.0],
+        [-3.0, 5.0, 4.0]
+    ]}"#;
+    let inputs = data::parse_tensors(Format::Json, rows.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let (_, want) = runtime::eval_all(&loss, &bound).unwrap();
+    let compiled = runtime::cpu::CpuLoss::compile(&loss).unwrap();
+    let (_, got) = compiled.run(&bound).unwrap();
+    for name in ["r", "none"] {
+        let d = loss.defs.iter().position(|d| d.name == name).unwrap();
+        let g = compiled
+            .program()
+            .defs
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap();
+        for (a, b) in got[g].iter().zip(&want[d]) {
+            assert!(
+                (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-5 * b.abs(),
+                "{name}: cpu {a}, interpreter {b}"
+            );
+        }
+    }
+}

@@ -680,8 +680,58 @@ impl<'a, M: Module> Lowering<'a, M> {
                     n: Some(self.b.use_var(at)),
                 })
             }
-            Reducer::Max | Reducer::Min | Reducer::LogSumExp => {
-                let body = body.expect("max, min and logsumexp have a body");
+            Reducer::LogSumExp => {
+                let body = body.expect("logsumexp has a body");
+                // One pass: the running max m and the sum s of exp(x - m), rescaled when a
+                // larger term arrives (rarely, after the first few).
+                let (acc, sum) = (
+                    self.b.declare_var(types::F32),
+                    self.b.declare_var(types::F32),
+                );
+                let (ninf, zero) = (self.f32(f32::NEG_INFINITY), self.f32(0.0));
+                self.b.def_var(acc, ninf);
+                self.b.def_var(sum, zero);
+                self.terms(vars, range, filter, &mut |s| {
+                    let v = s.expr(body)?;
+                    let v = s.float(v);
+                    let (m, total) = (s.b.use_var(acc), s.b.use_var(sum));
+                    let (ninf, zero, one) = (s.f32(f32::NEG_INFINITY), s.f32(0.0), s.f32(1.0));
+                    let (larger, same, done) =
+                        (s.b.create_block(), s.b.create_block(), s.b.create_block());
+                    let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                    s.b.ins().brif(bigger, larger, &[], same, &[]);
+                    // A new max: s·exp(m - x) + 1 (the sum is empty while m is -inf).
+                    s.b.switch_to_block(larger);
+                    let d = s.b.ins().fsub(m, v);
+                    let e = s.libm1("expf", d);
+                    let scaled = s.b.ins().fmul(total, e);
+                    let empty = s.b.ins().fcmp(FloatCC::Equal, m, ninf);
+                    let scaled = s.b.ins().select(empty, zero, scaled);
+                    let t = s.b.ins().fadd(scaled, one);
+                    s.b.def_var(sum, t);
+                    s.b.def_var(acc, v);
+                    s.b.ins().jump(done, &[]);
+                    // Otherwise s + exp(x - m), nothing for x = -inf (also when m is -inf); a NaN
+                    // term makes the sum NaN. Where m ends infinite, `finish` returns m.
+                    s.b.switch_to_block(same);
+                    let d = s.b.ins().fsub(v, m);
+                    let e = s.libm1("expf", d);
+                    let nothing = s.b.ins().fcmp(FloatCC::Equal, v, ninf);
+                    let e = s.b.ins().select(nothing, zero, e);
+                    let t = s.b.ins().fadd(total, e);
+                    s.b.def_var(sum, t);
+                    s.b.ins().jump(done, &[]);
+                    s.b.switch_to_block(done);
+                    Ok(())
+                })?;
+                Ok(ReduceState {
+                    f: Some(self.b.use_var(acc)),
+                    g: Some(self.b.use_var(sum)),
+                    n: None,
+                })
+            }
+            Reducer::Max | Reducer::Min => {
+                let body = body.expect("max and min have a body");
                 let start = if op == Reducer::Min {
                     f32::INFINITY
                 } else {
@@ -702,31 +752,9 @@ impl<'a, M: Module> Lowering<'a, M> {
                     s.b.def_var(acc, a);
                     Ok(())
                 })?;
-                let m = self.b.use_var(acc);
-                if op != Reducer::LogSumExp {
-                    return Ok(ReduceState {
-                        f: Some(m),
-                        ..ReduceState::default()
-                    });
-                }
-                // Second pass: sum of exp(x - max).
-                let sum = self.b.declare_var(types::F32);
-                let z = self.f32(0.0);
-                self.b.def_var(sum, z);
-                self.terms(vars, range, filter, &mut |s| {
-                    let v = s.expr(body)?;
-                    let v = s.float(v);
-                    let d = s.b.ins().fsub(v, m);
-                    let e = s.libm1("expf", d);
-                    let a = s.b.use_var(sum);
-                    let a = s.b.ins().fadd(a, e);
-                    s.b.def_var(sum, a);
-                    Ok(())
-                })?;
                 Ok(ReduceState {
-                    f: Some(m),
-                    g: Some(self.b.use_var(sum)),
-                    n: None,
+                    f: Some(self.b.use_var(acc)),
+                    ..ReduceState::default()
                 })
             }
         }
