@@ -441,3 +441,46 @@ fn logsumexp_in_one_pass_keeps_the_special_values() {
         }
     }
 }
+
+#[test]
+fn softplus_family_keeps_f32_accuracy_over_the_whole_range() {
+    // softplus and log_sigmoid share log1p(exp(-|x|)), computed from logf with Goldberg's
+    // correction: a few ulp everywhere, including where exp(-|x|) is tiny or subnormal.
+    let src = "loss l(x: [N]) {
+        let sp[i] = softplus(x[i])
+        let ls[i] = log_sigmoid(x[i])
+        sum[i](sp[i] + ls[i])
+    }";
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let xs: Vec<f64> = (-4000..=4000)
+        .map(|k| f64::from((k as f32) * 0.025))
+        .chain([-103.0, -88.5, -87.0, 1e-7, -1e-7, 0.0, 30.0, -30.0])
+        .collect();
+    let json = format!(r#"{{"x": {xs:?}}}"#);
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let compiled = runtime::cpu::CpuLoss::compile(&loss).unwrap();
+    let (_, got) = compiled.run(&bound).unwrap();
+    for (name, f) in [
+        (
+            "sp",
+            (|x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p()) as fn(f64) -> f64,
+        ),
+        ("ls", |x: f64| x.min(0.0) - (-x.abs()).exp().ln_1p()),
+    ] {
+        let d = compiled
+            .program()
+            .defs
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap();
+        for (x, g) in xs.iter().zip(&got[d]) {
+            let want = f(*x);
+            let err = (g - want).abs() / want.abs().max(f64::from(f32::MIN_POSITIVE));
+            assert!(
+                err <= 4.0 * f64::from(f32::EPSILON),
+                "{name}({x}): {g} vs {want}"
+            );
+        }
+    }
+}

@@ -58,7 +58,17 @@ impl<M: Module> Lowering<'_, M> {
         let a = self.b.ins().fabs(x);
         let n = self.b.ins().fneg(a);
         let e = self.libm1("expf", n);
-        self.libm1("log1pf", e)
+        // log1p(e) for e in (0, 1] by Goldberg's correction of log(1 + e): glibc's logf is
+        // several times faster than its log1pf, and log(u)·e/(u - 1) is as accurate (a few
+        // ulp); where u = 1 + e rounds to 1, log1p(e) = e to f32 precision.
+        let one = self.f32(1.0);
+        let u = self.b.ins().fadd(one, e);
+        let l = self.libm1("logf", u);
+        let d = self.b.ins().fsub(u, one);
+        let q = self.b.ins().fdiv(e, d);
+        let corrected = self.b.ins().fmul(l, q);
+        let exact = self.b.ins().fcmp(FloatCC::Equal, u, one);
+        self.b.ins().select(exact, e, corrected)
     }
 
     /// A built-in applied to f32 arguments.
