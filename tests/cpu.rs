@@ -306,6 +306,7 @@ loss blocks(x: [B], m: bool[B]) {
     metric empty_mean = mean[b | x[b] > 1000](x[b])
     metric tail_lse = logsumexp[b | !m[b]](x[b])
     metric nothing_lse = logsumexp[b | x[b] > 1000](x[b])
+    metric all_lse = logsumexp[b](x[b])
     sum[b](x[b] * x[b]) / 2 + mean[b | m[b]](x[b])
 }
 "#;
@@ -356,6 +357,7 @@ loss blocks(x: [B], m: bool[B]) {
     let metric = |name: &str| nan_out.metrics.iter().find(|m| m.0 == name).unwrap().1;
     assert_eq!(metric("first_max"), 6000.0);
     assert!(metric("top").is_nan() && metric("low").is_nan());
+    assert!(metric("all_lse").is_nan(), "{}", metric("all_lse"));
     // The same bits for every thread count.
     for threads in [1, 3, 4] {
         let (other, g) = run(threads);
@@ -417,6 +419,9 @@ fn logsumexp_in_one_pass_keeps_the_special_values() {
         ["-Infinity", 1.0, 2.0],
         [1.0, "Infinity", "Infinity"],
         [1.0, "NaN", 2.0],
+        ["NaN", 1.0, 2.0],
+        ["Infinity", "NaN", 1.0],
+        ["-Infinity", "NaN", "-Infinity"],
         [1000.0, 1000.0, 999.0],
         [-3.0, 5.0, 4.0]
     ]}"#;

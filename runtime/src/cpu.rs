@@ -360,6 +360,10 @@ fn combine(op: Reducer, parts: &[PartialState]) -> f32 {
             .iter()
             .fold(f32::INFINITY, |a, p| nan_max(a, p.f, false)),
         Reducer::LogSumExp => {
+            // A block's sum is NaN exactly when it met a NaN term.
+            if parts.iter().any(|p| p.g.is_nan()) {
+                return f32::NAN;
+            }
             let m = parts
                 .iter()
                 .fold(f32::NEG_INFINITY, |a, p| nan_max(a, p.f, true));

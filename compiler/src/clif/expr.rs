@@ -695,28 +695,30 @@ impl<'a, M: Module> Lowering<'a, M> {
                     let v = s.expr(body)?;
                     let v = s.float(v);
                     let (m, total) = (s.b.use_var(acc), s.b.use_var(sum));
-                    let (ninf, zero, one) = (s.f32(f32::NEG_INFINITY), s.f32(0.0), s.f32(1.0));
+                    let (zero, one) = (s.f32(0.0), s.f32(1.0));
                     let (larger, same, done) =
                         (s.b.create_block(), s.b.create_block(), s.b.create_block());
                     let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, v, m);
                     s.b.ins().brif(bigger, larger, &[], same, &[]);
-                    // A new max: s·exp(m - x) + 1 (the sum is empty while m is -inf).
+                    // A new max: s·exp(m - x) + 1. While m is -inf, s is 0 (or NaN after a
+                    // NaN term, which must stay) and exp(m - x) is 0.
                     s.b.switch_to_block(larger);
                     let d = s.b.ins().fsub(m, v);
                     let e = s.libm1("expf", d);
                     let scaled = s.b.ins().fmul(total, e);
-                    let empty = s.b.ins().fcmp(FloatCC::Equal, m, ninf);
-                    let scaled = s.b.ins().select(empty, zero, scaled);
                     let t = s.b.ins().fadd(scaled, one);
                     s.b.def_var(sum, t);
                     s.b.def_var(acc, v);
                     s.b.ins().jump(done, &[]);
-                    // Otherwise s + exp(x - m), nothing for x = -inf (also when m is -inf); a NaN
-                    // term makes the sum NaN. Where m ends infinite, `finish` returns m.
+                    // Otherwise s + exp(x - m): nothing where x - m is NaN for a number x
+                    // (-inf - -inf, inf - inf: m is then infinite and `finish` returns it),
+                    // NaN for a NaN term, which so makes the result NaN.
                     s.b.switch_to_block(same);
                     let d = s.b.ins().fsub(v, m);
                     let e = s.libm1("expf", d);
-                    let nothing = s.b.ins().fcmp(FloatCC::Equal, v, ninf);
+                    let d_nan = s.b.ins().fcmp(FloatCC::Unordered, d, d);
+                    let v_num = s.b.ins().fcmp(FloatCC::Ordered, v, v);
+                    let nothing = s.b.ins().band(d_nan, v_num);
                     let e = s.b.ins().select(nothing, zero, e);
                     let t = s.b.ins().fadd(total, e);
                     s.b.def_var(sum, t);
@@ -775,14 +777,17 @@ impl<'a, M: Module> Lowering<'a, M> {
                 Val::F(self.b.ins().fdiv(total, k))
             }
             Reducer::LogSumExp => {
-                // max + log(sum exp(x - max)); the max itself when it is not finite.
+                // max + log(sum exp(x - max)); the max itself when it is not finite; NaN
+                // after a NaN term (the sum carries it).
                 let (m, total) = (f.expect("a max"), g.expect("a sum"));
                 let log = self.libm1("logf", total);
                 let shifted = self.b.ins().fadd(m, log);
                 let inf = self.f32(f32::INFINITY);
                 let magnitude = self.b.ins().fabs(m);
                 let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf);
-                Val::F(self.b.ins().select(finite, shifted, m))
+                let value = self.b.ins().select(finite, shifted, m);
+                let nan = self.b.ins().fcmp(FloatCC::Unordered, total, total);
+                Val::F(self.b.ins().select(nan, total, value))
             }
         }
     }
