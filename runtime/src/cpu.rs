@@ -89,6 +89,7 @@ extern "C" fn lossc_powf(x: f32, y: f32) -> f32 {
 impl CpuLoss {
     /// Compiles `program` (a loss, or a gradient program from `compiler::grad`).
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
+        crate::limits::check_code_size(program)?;
         let isa = cranelift_native::builder()
             .map_err(|e| {
                 RunError::new(format!(
@@ -153,7 +154,7 @@ impl CpuLoss {
     /// Runs on bound inputs: the outputs and every definition's values (as f64).
     pub fn run(&self, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
         let loss = &self.program;
-        crate::interp::check_memory(loss, bound)?;
+        crate::limits::check_memory_for(loss, bound, 4, 12)?;
         // Inputs in the element types the code reads: f32, i32, u8.
         let mut buffers: Vec<Vec<u8>> = vec![];
         for (input, t) in loss.inputs.iter().zip(&bound.inputs) {

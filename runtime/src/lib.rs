@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod interp;
+pub mod limits;
 pub mod random;
 pub mod tensor;
 
