@@ -308,7 +308,12 @@ fn run_all(loss: &Loss, inputs: &Inputs) -> Vec<(&'static str, Run)> {
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
     BACKENDS
         .iter()
-        .map(|(name, backend)| (*name, backend(loss, &bound, &wrt).map_err(|e| e.to_string())))
+        .map(|(name, backend)| {
+            (
+                *name,
+                backend(loss, &bound, &wrt).map_err(|e| e.to_string()),
+            )
+        })
         .collect()
 }
 
@@ -328,8 +333,7 @@ fn class(x: f64) -> &'static str {
 /// Two backends' values agree: the same class, and finite values within f32 precision of
 /// `scale` (the largest finite magnitude among the values they belong with).
 fn agree(a: f64, b: f64, scale: f64) -> bool {
-    class(a) == class(b)
-        && (!a.is_finite() || (a - b).abs() <= 1e-3 * scale.max(a.abs()).max(1e-3))
+    class(a) == class(b) && (!a.is_finite() || (a - b).abs() <= 1e-3 * scale.max(a.abs()).max(1e-3))
 }
 
 /// Why two runs' values disagree, if they do.
@@ -368,7 +372,9 @@ fn judge(loss: &str, case: &str, runs: &[(&str, Run)], expect: &Expect) -> Vec<S
         Expect::Error(fragments) => {
             for (backend, run) in runs {
                 match run {
-                    Ok((o, _)) => fail(format!("{backend}: expected an error, got loss {}", o.loss)),
+                    Ok((o, _)) => {
+                        fail(format!("{backend}: expected an error, got loss {}", o.loss))
+                    }
                     Err(e) => {
                         if let Some(m) = missing(e, fragments) {
                             fail(format!("{backend}: {m}"));

@@ -47,7 +47,11 @@ fn the_backends_program_is_the_same_every_time() {
         let wrt = compiler::grad::resolve_wrt(&loss, &[]).unwrap();
         let a = compiler::print::loss(&runtime::cpu::gradient_program(&loss, &wrt));
         let b = compiler::print::loss(&runtime::cpu::gradient_program(&loss, &wrt));
-        assert_eq!(a, b, "{}: the gradient program differs between runs", loss.name);
+        assert_eq!(
+            a, b,
+            "{}: the gradient program differs between runs",
+            loss.name
+        );
     }
 }
 

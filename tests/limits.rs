@@ -117,7 +117,10 @@ fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
     }
     // The default budget (1 GiB) refuses s at 10^10 values before allocating anything.
     let o = lossc(&["eval", file.arg(), "--random", "B=100000,D=2"]);
-    refused(&o, &["definition `s`", "more than the memory budget of 1 GiB"]);
+    refused(
+        &o,
+        &["definition `s`", "more than the memory budget of 1 GiB"],
+    );
     // Random inputs over the budget are refused before they are drawn.
     let o = lossc(&[
         "eval",
@@ -203,7 +206,10 @@ fn an_exploding_e_graph_ends_within_seconds() {
     );
     refused(
         &run(&[]),
-        &["of the program compiled for `blowup` has", "--backend interp"],
+        &[
+            "of the program compiled for `blowup` has",
+            "--backend interp",
+        ],
     );
 }
 
@@ -220,7 +226,10 @@ fn deep_nesting_is_refused_within_seconds() {
         ),
         (
             "negations.loss",
-            format!("loss l(x: [B]) {{ mean[b]({}x[b]) }}\n", "-".repeat(100_000)),
+            format!(
+                "loss l(x: [B]) {{ mean[b]({}x[b]) }}\n",
+                "-".repeat(100_000)
+            ),
         ),
         (
             "calls.loss",
@@ -260,7 +269,10 @@ fn deep_nesting_is_refused_within_seconds() {
 #[test]
 fn doubling_fn_chains_stop_at_the_inlining_limit_within_seconds() {
     // Found by the `parse` fuzz target: 2^30 inlined calls, with and without parameters.
-    let o = lossc(&["check", "tests/corpus/bad_sources/fn_doubling_chain_30.loss"]);
+    let o = lossc(&[
+        "check",
+        "tests/corpus/bad_sources/fn_doubling_chain_30.loss",
+    ]);
     refused(&o, &["inlining `fn` calls makes this loss too large"]);
 }
 
@@ -269,7 +281,10 @@ fn a_ten_megabyte_source_is_refused_within_seconds() {
     let text = "// padding\n".repeat(1_000_000);
     let file = source_file("ten_mb.loss", &text);
     let o = lossc(&["check", file.arg()]);
-    refused(&o, &["bytes; lossc reads source files of at most 4194304 bytes"]);
+    refused(
+        &o,
+        &["bytes; lossc reads source files of at most 4194304 bytes"],
+    );
     // Just under the limit: ten thousand items and 3.6 MB of comments check within seconds.
     let item = "loss l(x: [B]) { mean[b](x[b] * 2) }\n";
     let mut text = item.repeat(10_000);

@@ -529,14 +529,11 @@ fn finite_differences(
                 (f(&plus) - f(&minus)) / (2.0 * step)
             };
             let (d1, d2) = (diff(1e-6), diff(5e-7));
-            if !d1.is_finite() || !gk.is_finite() || (d1 - d2).abs() > 1e-6 * scale.max(d1.abs())
-            {
+            if !d1.is_finite() || !gk.is_finite() || (d1 - d2).abs() > 1e-6 * scale.max(d1.abs()) {
                 continue;
             }
             if (gk - d1).abs() > 1e-5 * scale.max(d1.abs()) {
-                failures.push(format!(
-                    "grad_{name}[{k}] = {gk}, finite difference {d1}"
-                ));
+                failures.push(format!("grad_{name}[{k}] = {gk}, finite difference {d1}"));
             }
         }
     }
@@ -589,10 +586,9 @@ fn same_tensors(a: &TensorMap, b: &TensorMap, shapes: bool) -> bool {
                 && match (&ta.data, &tb.data) {
                     (Data::F64(x), Data::F64(y)) => {
                         x.len() == y.len()
-                            && x
-                                .iter()
-                                .zip(y)
-                                .all(|(p, q)| p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan()))
+                            && x.iter().zip(y).all(|(p, q)| {
+                                p.to_bits() == q.to_bits() || (p.is_nan() && q.is_nan())
+                            })
                     }
                     (x, y) if x.is_empty() && y.is_empty() => !shapes || x == y,
                     (x, y) => x == y,

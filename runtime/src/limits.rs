@@ -4,8 +4,8 @@
 //! the definitions it materialises fit in [`Bound::max_memory`](crate::Bound) bytes, and
 //! refuses with an error naming the definition that would exceed the budget.
 
-use crate::bind::Bound;
 use crate::RunError;
+use crate::bind::Bound;
 use compiler::ir::Loss;
 
 /// The default memory budget of one run: 1 GiB.
@@ -33,9 +33,9 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let n: u64 = number.parse().map_err(|_| {
         format!("`{s}` is not a size: expected a whole number of bytes with an optional suffix K, M, G or T (e.g. 512M, 2G)")
     })?;
-    n.checked_mul(1 << shift)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("`{s}` is not a usable size: it must be above 0 and below 2^64 bytes"))
+    n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(|| {
+        format!("`{s}` is not a usable size: it must be above 0 and below 2^64 bytes")
+    })
 }
 
 /// `bytes` for messages: `512 MiB`, `1.5 GiB`, `100 bytes`.
@@ -162,7 +162,10 @@ pub fn check_code_size(program: &Loss) -> Result<(), RunError> {
         .defs
         .iter()
         .map(|d| (d.name.as_str(), d.body.size()))
-        .chain(std::iter::once(("the loss's result", program.result.size())));
+        .chain(std::iter::once((
+            "the loss's result",
+            program.result.size(),
+        )));
     let mut total = 0;
     for (name, n) in parts {
         if n > MAX_COMPILED_EXPR_NODES {
@@ -199,7 +202,16 @@ mod tests {
         assert_eq!(parse_bytes("2gib"), Ok(2 << 30));
         assert_eq!(parse_bytes("64 KiB"), Ok(64 << 10));
         assert_eq!(parse_bytes("1T"), Ok(1 << 40));
-        for bad in ["", "M", "1.5G", "-1", "0", "12Q", "99999999999999999999", "20000000T"] {
+        for bad in [
+            "",
+            "M",
+            "1.5G",
+            "-1",
+            "0",
+            "12Q",
+            "99999999999999999999",
+            "20000000T",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
     }

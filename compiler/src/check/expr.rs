@@ -596,7 +596,10 @@ impl LossCx<'_, '_> {
         // inlined: `fn f2() = f1() + f1()` chains double the work at each level.
         self.inlined_nodes += 1;
         if self.inline_limit_reported || self.inlined_nodes > super::MAX_INLINED_NODES {
-            self.inline_limit(span, "inlining `fn` calls makes this loss too large".to_string());
+            self.inline_limit(
+                span,
+                "inlining `fn` calls makes this loss too large".to_string(),
+            );
             return None;
         }
         if self.inline_stack.is_empty() {

@@ -113,7 +113,9 @@ pub fn simplify_with(loss: &Loss, limits: Limits) -> (Loss, Vec<Stop>) {
             nodes += size;
             return (
                 e.clone(),
-                Stop::Limit(format!("the expression has {size} nodes, more than the node limit")),
+                Stop::Limit(format!(
+                    "the expression has {size} nodes, more than the node limit"
+                )),
             );
         }
         let (e, stop, n) = simplify_counted(e, limits);
