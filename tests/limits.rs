@@ -18,6 +18,7 @@ fn lossc(args: &[&str]) -> Output {
         .output()
         .expect("run lossc");
     let took = start.elapsed();
+    eprintln!("lossc {args:?}: {took:?}");
     assert!(
         took < SECONDS,
         "lossc {args:?} took {took:?}\n{}",
