@@ -396,3 +396,66 @@ int main(void) {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn compile_emits_the_program_the_backends_run() {
+    // multi_similarity: the Gram matrix becomes a matrix product of its own, shared by the
+    // forward pass and the gradient; the loss's mean is split out for blocked reduction.
+    let o = lossc(&["compile", "multi_similarity", "--emit", "loss", "-o", "-"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(
+            "let hoisted1[i_h0, j_h0] = sum[d](embeddings[i_h0, d] * embeddings[j_h0, d])"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("let grad_embeddings[b, d3]"), "{text}");
+    assert!(text.contains("loss_part"), "{text}");
+    // Binary output needs a file.
+    let o = lossc(&["compile", "dpo", "--emit", "obj", "-o", "-"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("give a path with -o"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_times_given_inputs_and_reports_json() {
+    let o = lossc(&[
+        "bench",
+        "dpo",
+        "--inputs",
+        "tests/corpus/ok_data/dpo__float32.safetensors",
+        "--set",
+        "beta=0.2",
+        "--reps",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for key in ["compile_ms", "median_ms", "min_ms", "max_ms", "gb_per_s"] {
+        assert!(v[key].as_f64().is_some_and(|x| x >= 0.0), "{key} in {v}");
+    }
+    assert_eq!(v["threads"], 1);
+    // The same value lossc eval gives on those inputs with that beta.
+    let e = lossc(&[
+        "eval",
+        "dpo",
+        "--inputs",
+        "tests/corpus/ok_data/dpo__float32.safetensors",
+        "--set",
+        "beta=0.2",
+        "--backend",
+        "cpu",
+        "--json",
+    ]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    let ev: serde_json::Value = serde_json::from_str(&stdout(&e)).unwrap();
+    let (a, b) = (v["value"].as_f64().unwrap(), ev["loss"].as_f64().unwrap());
+    assert!(
+        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+        "bench {a} vs eval {b}"
+    );
+}

@@ -262,11 +262,93 @@ fn argmax_and_argmin_take_the_first_extreme_index_on_every_backend() {
 
 #[test]
 fn cpu_results_are_bit_identical_for_any_thread_count() {
-    // Large enough for the executor to split definitions over threads.
-    let e = lossc::stdlib::get("cross_entropy").unwrap();
-    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
-    let inputs = runtime::random::random_inputs(&loss, &sizes("B=96,C=512"), 4).unwrap();
-    let bound = runtime::bind(&loss, &inputs, &[("label_smoothing".into(), 0.1)]).unwrap();
+    // Large enough for the executor to split definitions (and matrix products: the Gram
+    // matrix of multi_similarity and its gradient) over threads.
+    let cases = [
+        (
+            "cross_entropy",
+            "B=96,C=512",
+            vec![("label_smoothing".to_string(), 0.1)],
+        ),
+        ("multi_similarity", "B=160,D=48", vec![]),
+    ];
+    for (name, size, set) in cases {
+        let e = lossc::stdlib::get(name).unwrap();
+        let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+        let inputs = runtime::random::random_inputs(&loss, &sizes(size), 4).unwrap();
+        let bound = runtime::bind(&loss, &inputs, &set).unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
+        };
+        let (one, g1) = run(1);
+        for threads in [2, 3, 4] {
+            let (many, g) = run(threads);
+            assert_eq!(
+                one.loss.to_bits(),
+                many.loss.to_bits(),
+                "{name}: {threads} threads"
+            );
+            let same = g1[0]
+                .1
+                .iter()
+                .zip(&g[0].1)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{name}: gradients differ with {threads} threads");
+        }
+        // And run after run.
+        assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
+        // And the interpreter's values.
+        let (want, wg) = runtime::eval_with_grad(&loss, &bound, &[0]).unwrap();
+        assert!(
+            close(one.loss, want.loss, 0.0),
+            "{name}: {} vs {}",
+            one.loss,
+            want.loss
+        );
+        let scale = wg[0].1.iter().fold(0f64, |m, x| m.max(x.abs()));
+        for (a, b) in g1[0].1.iter().zip(&wg[0].1) {
+            assert!(close(*a, *b, scale), "{name}: gradient {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn reductions_split_in_blocks_combine_like_one_pass() {
+    // B = 9000 splits each top-level reduction into 4 blocks (runtime::cpu); the filters leave
+    // whole blocks empty, the ties and NaN sit in different blocks.
+    let src = r#"
+loss blocks(x: [B], m: bool[B]) {
+    metric first_max = argmax[b](x[b])
+    metric first_min = argmin[b | m[b]](x[b])
+    metric none = argmax[b | x[b] > 1000](x[b])
+    metric top = max[b | m[b]](x[b])
+    metric low = min[b](x[b])
+    metric kept = count[b | m[b]]()
+    metric empty_mean = mean[b | x[b] > 1000](x[b])
+    metric tail_lse = logsumexp[b | !m[b]](x[b])
+    metric nothing_lse = logsumexp[b | x[b] > 1000](x[b])
+    sum[b](x[b] * x[b]) / 2 + mean[b | m[b]](x[b])
+}
+"#;
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let n = 9000;
+    let mut x: Vec<f64> = (0..n)
+        .map(|i| ((i * 37 % 101) as f64) / 10.0 - 5.0)
+        .collect();
+    x[100] = 50.0; // the maximum, tied in the next block
+    x[2900] = 50.0;
+    x[1500] = -90.0; // the minimum overall, outside m
+    x[5000] = -80.0; // the minimum inside m, tied in the next block
+    x[8999] = -80.0;
+    let m: Vec<bool> = (0..n).map(|i| i >= 4500).collect(); // the first two blocks masked out
+    let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, x, m);
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let interp = runtime::eval(&loss, &bound).unwrap();
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -274,17 +356,73 @@ fn cpu_results_are_bit_identical_for_any_thread_count() {
             .unwrap();
         pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
     };
-    let (one, g1) = run(1);
-    for threads in [2, 3, 4] {
-        let (many, g) = run(threads);
-        assert_eq!(one.loss.to_bits(), many.loss.to_bits(), "{threads} threads");
-        let same = g1[0]
-            .1
-            .iter()
-            .zip(&g[0].1)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
-        assert!(same, "gradients differ with {threads} threads");
+    let (cpu, grads) = run(2);
+    assert!((cpu.loss - interp.loss).abs() <= 1e-4 * interp.loss.abs());
+    assert_eq!(cpu.metrics.len(), interp.metrics.len());
+    for ((name, got), (_, want)) in cpu.metrics.iter().zip(&interp.metrics) {
+        let close = got == want || (got - want).abs() <= 1e-5 * want.abs().max(1.0);
+        assert!(close, "{name}: cpu {got}, interpreter {want}");
     }
-    // And run after run.
-    assert_eq!(run(2).0.loss.to_bits(), run(2).0.loss.to_bits());
+    let want = [("first_max", 100.0), ("first_min", 5000.0), ("none", -1.0)];
+    for (name, v) in want {
+        assert_eq!(
+            cpu.metrics.iter().find(|m| m.0 == name).unwrap().1,
+            v,
+            "{name}"
+        );
+    }
+    // A NaN anywhere wins argmax and max, whichever block holds it.
+    let mut with_nan = x.clone();
+    with_nan[6000] = f64::NAN;
+    let json = format!(r#"{{"x": {:?}, "m": {:?}}}"#, with_nan, m).replace("NaN", "\"NaN\"");
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let nan_bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let (nan_out, _) = runtime::cpu::eval_with_grad(&loss, &nan_bound, &[]).unwrap();
+    let metric = |name: &str| nan_out.metrics.iter().find(|m| m.0 == name).unwrap().1;
+    assert_eq!(metric("first_max"), 6000.0);
+    assert!(metric("top").is_nan() && metric("low").is_nan());
+    // The same bits for every thread count.
+    for threads in [1, 3, 4] {
+        let (other, g) = run(threads);
+        assert_eq!(
+            cpu.loss.to_bits(),
+            other.loss.to_bits(),
+            "{threads} threads"
+        );
+        for ((_, a), (_, b)) in cpu.metrics.iter().zip(&other.metrics) {
+            assert_eq!(a.to_bits(), b.to_bits(), "{threads} threads");
+        }
+        assert!(
+            grads[0]
+                .1
+                .iter()
+                .zip(&g[0].1)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+}
+
+#[test]
+fn long_reductions_keep_f32_accuracy() {
+    // Issue 4's bound for reductions over more than 1e5 terms: 2e-4 relative. One running f32
+    // sum over this many DPO terms drifts past it; blocked sums do not.
+    let e = lossc::stdlib::get("dpo").unwrap();
+    let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
+    let inputs = runtime::random::random_inputs(&loss, &sizes("B=400000"), 9).unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let want = runtime::eval(&loss, &bound).unwrap();
+    let (got, _) = runtime::cpu::eval_with_grad(&loss, &bound, &[]).unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
+    assert!(
+        rel(got.loss, want.loss) < 2e-4,
+        "{} vs {}",
+        got.loss,
+        want.loss
+    );
+    for ((name, a), (_, b)) in got.metrics.iter().zip(&want.metrics) {
+        assert!(
+            rel(*a, *b) < 2e-4 || (a - b).abs() < 1e-6,
+            "{name}: {a} vs {b}"
+        );
+    }
 }

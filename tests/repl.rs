@@ -123,7 +123,7 @@ metric m = 1
 :eval dpo
 :eval dpo --random B=2 --set beta=0.5 --wrt policy_chosen_logps
 :eval dpo --random B=2 --set nope=1
-:backend gpu
+:backend tpu
 :backend
 :set
 :unset beta

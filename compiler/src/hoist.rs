@@ -3,10 +3,16 @@
 //! instead of once per point of the enclosing loops (`max(count[b: B](), 1)` inside a
 //! per-element gradient becomes one scalar). Only reductions whose reads are all indexed by
 //! plain index variables move: those cannot go out of range, so evaluating them where the
-//! original would not (outside a filter) is harmless. The result is equivalent IR.
+//! original would not (outside a filter) is harmless. Contractions (`sum[k](a[i, k] * b[k, j])`
+//! up to elementwise factors on each side, see `crate::contraction`) become definitions too,
+//! with each side a matrix of its own, so a backend can hand them to a GEMM routine and the
+//! same product is computed once however often the gradient repeats it. Gathers that ignore
+//! some enclosing index (`logits[b, target[b]]` in a loop over classes) move out the same way,
+//! when the conditions they sit under allow it. The result is equivalent IR.
 
-use crate::ir::{Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
-use std::collections::{BTreeSet, HashMap};
+use crate::contraction::{free_vars, split_product};
+use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
+use std::collections::HashMap;
 
 /// `loss` with invariant reductions hoisted into definitions of their own.
 pub fn hoist(loss: &Loss) -> Loss {
@@ -16,18 +22,19 @@ pub fn hoist(loss: &Loss) -> Loss {
         map: HashMap::new(),
         count: 0,
         hoisted: vec![],
+        gathers: vec![],
     };
     h.out.defs.clear();
     for (old, def) in loss.defs.iter().enumerate() {
         let scope: Vec<VarId> = def.indices.clone();
-        let body = h.rewrite(&def.body, &scope);
+        let body = h.rewrite(&def.body, &scope, &[]);
         h.map.insert(old, h.defs.len());
         h.defs.push(Def {
             body,
             ..def.clone()
         });
     }
-    let result = h.rewrite(&loss.result, &[]);
+    let result = h.rewrite(&loss.result, &[], &[]);
     h.out.result = result;
     h.out.defs = h.defs;
     h.out
@@ -41,20 +48,24 @@ struct Hoister {
     count: usize,
     /// The hoisted definitions so far, with their index variables.
     hoisted: Vec<(usize, Vec<VarId>)>,
+    /// Gathers hoisted so far: the read, the conditions it was computed under, its replacement.
+    gathers: Vec<(Expr, Vec<Expr>, Expr)>,
 }
 
-/// The index variables `e` uses without binding them.
-fn free_vars(e: &Expr) -> BTreeSet<VarId> {
-    let mut free = BTreeSet::new();
-    let mut bound = BTreeSet::new();
-    e.visit(&mut |x| match x {
-        Expr::Index(v) => {
-            free.insert(*v);
+/// `guards` followed by `more`.
+fn with<const N: usize>(guards: &[Expr], more: [Expr; N]) -> Vec<Expr> {
+    guards.iter().cloned().chain(more).collect()
+}
+
+/// Appends the conjuncts of `e` (split at `&&`) to `out`.
+fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
+    match e {
+        Expr::Binary(BinOp::And, a, b) => {
+            conjuncts(a, out);
+            conjuncts(b, out);
         }
-        Expr::Reduce { vars, .. } => bound.extend(vars.iter().copied()),
-        _ => {}
-    });
-    free.difference(&bound).copied().collect()
+        other => out.push(other.clone()),
+    }
 }
 
 /// True when every read in `e` is indexed by index variables only (it cannot go out of range).
@@ -63,17 +74,42 @@ fn reads_in_range(e: &Expr) -> bool {
 }
 
 impl Hoister {
-    /// Rewrites `e` (whose enclosing indices are `scope`), remapping definition reads and
-    /// hoisting reductions that ignore some of `scope`.
-    fn rewrite(&mut self, e: &Expr, scope: &[VarId]) -> Expr {
+    /// Rewrites `e` (whose enclosing indices are `scope`, evaluated only where every condition
+    /// in `guards` holds), remapping definition reads and hoisting reductions that ignore some
+    /// of `scope`.
+    fn rewrite(&mut self, e: &Expr, scope: &[VarId], guards: &[Expr]) -> Expr {
         match e {
-            Expr::Read {
-                tensor: Tensor::Def(d),
-                indices,
-            } => Expr::Read {
-                tensor: Tensor::Def(self.map[d]),
-                indices: indices.iter().map(|i| self.rewrite(i, scope)).collect(),
-            },
+            Expr::Read { tensor, indices } => {
+                let tensor = match tensor {
+                    Tensor::Def(d) => Tensor::Def(self.map[d]),
+                    input => *input,
+                };
+                let read = Expr::Read {
+                    tensor,
+                    indices: indices
+                        .iter()
+                        .map(|i| self.rewrite(i, scope, guards))
+                        .collect(),
+                };
+                self.hoist_gather(&read, scope, guards).unwrap_or(read)
+            }
+            Expr::Select(c, a, b) => {
+                let c = self.rewrite(c, scope, guards);
+                let not_c = Expr::Unary(crate::ir::UnaryOp::Not, Box::new(c.clone()));
+                let a = self.rewrite(a, scope, &with(guards, [c.clone()]));
+                let b = self.rewrite(b, scope, &with(guards, [not_c]));
+                Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+            }
+            Expr::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
+                let a = self.rewrite(a, scope, guards);
+                let known = if *op == BinOp::And {
+                    a.clone()
+                } else {
+                    Expr::Unary(crate::ir::UnaryOp::Not, Box::new(a.clone()))
+                };
+                let b = self.rewrite(b, scope, &with(guards, [known]));
+                Expr::Binary(*op, Box::new(a), Box::new(b))
+            }
             Expr::Reduce {
                 op,
                 vars,
@@ -82,28 +118,153 @@ impl Hoister {
             } => {
                 let mut inner: Vec<VarId> = scope.to_vec();
                 inner.extend(vars);
+                let filter = filter.as_ref().map(|f| self.rewrite(f, &inner, guards));
+                let mut kept = guards.to_vec();
+                if let Some(f) = &filter {
+                    conjuncts(f, &mut kept);
+                }
                 let reduced = Expr::Reduce {
                     op: *op,
                     vars: vars.clone(),
-                    filter: filter.as_ref().map(|f| Box::new(self.rewrite(f, &inner))),
-                    body: body.as_ref().map(|b| Box::new(self.rewrite(b, &inner))),
+                    body: body
+                        .as_ref()
+                        .map(|b| Box::new(self.rewrite(b, &inner, &kept))),
+                    filter: filter.map(Box::new),
                 };
                 let free = free_vars(&reduced);
-                if free.len() < scope.len()
-                    && free.iter().all(|v| scope.contains(v))
-                    && reads_in_range(&reduced)
-                {
-                    self.lift(reduced, free)
+                let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
+                if movable && free.len() < scope.len() {
+                    self.lift(reduced, free.into_iter().collect(), guards)
+                } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
+                    self.lift_contraction(p, guards)
                 } else {
                     reduced
                 }
             }
-            e => e.map_children(|c| self.rewrite(c, scope)),
+            e => e.map_children(|c| self.rewrite(c, scope, guards)),
         }
     }
 
-    /// Makes `e` (free in `free`) a definition over `free` and returns its read.
-    fn lift(&mut self, e: Expr, free: BTreeSet<VarId>) -> Expr {
+    /// The type of `e`, whose definition reads are numbered as in `self.defs`.
+    fn type_of(&mut self, e: &Expr) -> crate::ir::DType {
+        std::mem::swap(&mut self.out.defs, &mut self.defs);
+        let t = self.out.type_of(e);
+        std::mem::swap(&mut self.out.defs, &mut self.defs);
+        t
+    }
+
+    /// True when some index of `read` is not a loop variable of its own dimension: a gather
+    /// (or a literal index), checked when evaluated.
+    fn is_checked(&self, read: &Expr) -> bool {
+        let Expr::Read { tensor, indices } = read else {
+            return false;
+        };
+        let dims: Vec<usize> = match tensor {
+            Tensor::Input(i) => self.out.inputs[*i].shape.clone(),
+            Tensor::Def(d) => self.defs[*d]
+                .indices
+                .iter()
+                .map(|&v| self.out.vars[v].dim)
+                .collect(),
+        };
+        indices
+            .iter()
+            .zip(&dims)
+            .any(|(i, &dim)| !matches!(i, Expr::Index(v) if self.out.vars[*v].dim == dim))
+    }
+
+    /// A gather that ignores some of `scope` (`logits[b, target[b]]` inside a loop over
+    /// classes) as the read of a definition over the indices it uses, so the inner loop reads
+    /// a plain element instead of checking an index on every term. It moves only when every
+    /// condition it sits under is over those indices too (the definition evaluates it under
+    /// exactly those conditions, so it can fail only where the original would), or when the
+    /// same gather already moved under conditions that hold here.
+    fn hoist_gather(&mut self, read: &Expr, scope: &[VarId], guards: &[Expr]) -> Option<Expr> {
+        if !self.is_checked(read) || read.any(&mut |x| matches!(x, Expr::Reduce { .. })) {
+            return None;
+        }
+        let free = free_vars(read);
+        if free.len() >= scope.len() || !free.iter().all(|v| scope.contains(v)) {
+            return None;
+        }
+        for (earlier, under, replacement) in &self.gathers {
+            if earlier == read && under.iter().all(|g| guards.contains(g)) {
+                return Some(replacement.clone());
+            }
+        }
+        let capturable = guards.iter().all(|g| {
+            reads_in_range(g)
+                && !g.any(&mut |x| matches!(x, Expr::Reduce { .. }))
+                && free_vars(g).iter().all(|v| free.contains(v))
+        });
+        if !capturable {
+            return None;
+        }
+        let replacement = self.lift(read.clone(), free.into_iter().collect(), guards);
+        self.gathers
+            .push((read.clone(), guards.to_vec(), replacement.clone()));
+        Some(replacement)
+    }
+
+    /// A contraction `sum[k](left * right)` as the read of a definition `c[i, j]` whose body
+    /// is a plain product of two matrices, each side made a definition of its own unless it
+    /// already is a matrix read by `(i, k)` / `(k, j)`: the form `contraction::contraction`
+    /// recognises, so a backend can use a GEMM routine.
+    fn lift_contraction(&mut self, p: crate::contraction::Product, guards: &[Expr]) -> Expr {
+        let mut side = |e: Expr, vars: [VarId; 2]| -> Expr {
+            let plain = matches!(&e, Expr::Read { indices, .. }
+                if indices.len() == 2
+                    && indices.iter().all(|x| matches!(x, Expr::Index(v) if vars.contains(v)))
+                    && indices[0] != indices[1]);
+            if plain {
+                e
+            } else {
+                self.lift(e, vars.to_vec(), guards)
+            }
+        };
+        let left = side(p.left, [p.i, p.k]);
+        let right = side(p.right, [p.k, p.j]);
+        let product = Expr::Reduce {
+            op: crate::ir::Reducer::Sum,
+            vars: vec![p.k],
+            filter: None,
+            body: Some(Box::new(Expr::Binary(
+                BinOp::Mul,
+                Box::new(left),
+                Box::new(right),
+            ))),
+        };
+        self.lift(product, vec![p.i, p.j], guards)
+    }
+
+    /// Makes `e` (free in `free`) a definition over `free`, in that order, and returns its read.
+    /// The definition computes `e` only where the `guards` over `free` alone hold (the only
+    /// places it is read), 0 elsewhere: a reduction under `labels[p] == labels[a]` is computed
+    /// for the positive pairs, not for every pair.
+    fn lift(&mut self, e: Expr, free: Vec<VarId>, guards: &[Expr]) -> Expr {
+        let relevant: Vec<Expr> = guards
+            .iter()
+            .filter(|g| {
+                reads_in_range(g)
+                    && !g.any(&mut |x| matches!(x, Expr::Reduce { .. }))
+                    && free_vars(g).iter().all(|v| free.contains(v))
+            })
+            .cloned()
+            .collect();
+        let e = match relevant
+            .into_iter()
+            .reduce(|a, b| Expr::Binary(BinOp::And, Box::new(a), Box::new(b)))
+        {
+            Some(guard) => {
+                let zero = match self.type_of(&e) {
+                    crate::ir::DType::Int => Expr::Int(0),
+                    crate::ir::DType::Bool => Expr::Bool(false),
+                    crate::ir::DType::Float => Expr::Float(0.0),
+                };
+                Expr::Select(Box::new(guard), Box::new(e), Box::new(zero))
+            }
+            None => e,
+        };
         let mut rename = HashMap::new();
         let mut indices = vec![];
         for &v in &free {
@@ -144,7 +305,7 @@ impl Hoister {
         {
             name.push('_');
         }
-        let dtype = self.out.type_of(&body);
+        let dtype = self.type_of(&body);
         let id = self.defs.len();
         self.hoisted.push((id, indices.clone()));
         self.defs.push(Def {
@@ -261,5 +422,62 @@ mod tests {
             }",
         );
         assert_eq!(names, ["hoisted1", "hoisted2"]);
+    }
+
+    #[test]
+    fn a_reduction_hoisted_from_under_a_filter_is_computed_only_where_the_filter_holds() {
+        let loss = crate::check_source(
+            "loss l(x: [B, B], lab: int[B]) {
+                let d[i, j] = sum[p | lab[p] == lab[i] && p != i && x[i, j] > 0](logsumexp[n](x[i, n] - x[i, p]))
+                sum[i, j](d[i, j])
+            }",
+        )
+        .unwrap()
+        .losses
+        .remove(0);
+        let out = hoist(&loss);
+        let lifted = out.defs.iter().find(|d| d.name == "hoisted1").unwrap();
+        // Guarded by the conjuncts over (i, p) only; x[i, j] > 0 involves j, which it lacks.
+        let text = crate::print::expr(&out, &lifted.body);
+        assert!(
+            text.starts_with("if lab[p_h0] == lab[i_h0] && p_h0 != i_h0 then logsumexp["),
+            "{text}"
+        );
+        assert!(text.ends_with("else 0.0"), "{text}");
+    }
+
+    #[test]
+    fn gathers_move_out_of_inner_loops_only_under_conditions_they_can_carry() {
+        let loss = crate::check_source(
+            "loss l(x: [B, C], t: int[B], m: bool[B]) {
+                metric hits = mean[b | m[b]](count[c | x[b, c] > x[b, t[b]] || x[b, c] == x[b, t[b]] && c < t[b]]())
+                metric risky = sum[b, c | x[b, c] > 0](x[b, t[b]])
+                sum[b | m[b]](x[b, t[b]])
+            }",
+        )
+        .unwrap()
+        .losses
+        .remove(0);
+        let out = hoist(&loss);
+        let text = crate::print::loss(&out);
+        // Under m[b] (over b alone): computed once per row, under that condition, and reused on
+        // the right of || (whose extra condition it does not need).
+        assert!(
+            text.contains("let hoisted1[b_h0] = if m[b_h0] then x[b_h0, t[b_h0]] else 0.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "count[c | x[b, c] > hoisted1[b] || x[b, c] == hoisted1[b] && c < t[b]]()"
+            ),
+            "{text}"
+        );
+        // Under x[b, c] > 0 (which involves c) it stays: moving it could index out of range
+        // where the program never does. Nor does a gather over every enclosing index move.
+        assert!(
+            text.contains("sum[b, c | x[b, c] > 0](x[b, t[b]])"),
+            "{text}"
+        );
+        assert!(text.contains("sum[b | m[b]](x[b, t[b]])"), "{text}");
     }
 }

@@ -3,11 +3,14 @@
 
 pub mod check;
 pub mod clif;
+pub mod contraction;
 pub mod grad;
 pub mod hoist;
 pub mod ir;
 pub mod logic;
 pub mod print;
 pub mod simplify;
+pub mod split;
+pub mod wgsl;
 
 pub use check::{check, check_source};

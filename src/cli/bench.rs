@@ -12,15 +12,26 @@ pub struct BenchArgs {
     /// The loss to time, when the file defines several.
     #[arg(long)]
     loss: Option<String>,
-    /// Dimension sizes, e.g. `B=4096,C=1000`.
-    #[arg(long, value_name = "DIM=SIZE,..")]
-    size: String,
-    /// Where to run: native code (Cranelift JIT) or the f64 interpreter.
+    /// Dimension sizes of seeded random inputs, e.g. `B=4096,C=1000`.
+    #[arg(long, value_name = "DIM=SIZE,..", required_unless_present = "inputs")]
+    size: Option<String>,
+    /// Time on these inputs instead (`.json`, `.npz` or `.safetensors`, as for `lossc eval`).
+    #[arg(long, value_name = "PATH", conflicts_with = "size")]
+    inputs: Option<std::path::PathBuf>,
+    /// Hyperparameter values, e.g. `temperature=0.1`.
+    #[arg(long, value_name = "NAME=VALUE,..")]
+    set: Option<String>,
+    /// Where to run: native code (Cranelift JIT), WGSL compute shaders on any wgpu adapter
+    /// (times include uploading the inputs and reading back the loss and gradients), or the
+    /// f64 interpreter.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
     /// Timed repetitions (the median is reported).
     #[arg(long, default_value_t = 9)]
     reps: usize,
+    /// Threads for the CPU backend (default: rayon's, one per core).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -28,19 +39,57 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let err = |e: &dyn std::fmt::Display| UserError(format!("error: {e}"));
-    if args.backend == "gpu" {
-        return Err(UserError(
-            "error: the `gpu` backend is not built yet".into(),
-        ));
-    }
-    let sizes = super::eval::parse_sizes(&args.size)
-        .map_err(|e| UserError(format!("error: --size: {e}")))?;
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
-    let inputs = runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?;
-    let bound = runtime::bind(loss, &inputs, &[]).map_err(|e| err(&e))?;
+    let inputs = match (&args.inputs, &args.size) {
+        (Some(path), _) => {
+            runtime::data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?
+        }
+        (None, Some(size)) => {
+            let sizes = super::eval::parse_sizes(size)
+                .map_err(|e| UserError(format!("error: --size: {e}")))?;
+            runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?
+        }
+        (None, None) => unreachable!("clap requires --size or --inputs"),
+    };
+    let set = match &args.set {
+        Some(s) => crate::assign::values(s).map_err(|e| UserError(format!("error: --set: {e}")))?,
+        None => vec![],
+    };
+    let bound = runtime::bind(loss, &inputs, &set).map_err(|e| err(&e))?;
+    let size = loss
+        .dims
+        .iter()
+        .zip(&bound.dims)
+        .map(|(d, n)| format!("{d}={n}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let wrt = compiler::grad::resolve_wrt(loss, &[]).map_err(|e| err(&e))?;
+    // The traffic no implementation can avoid: every input read once, every gradient written once.
+    let elements = |shape: &[usize]| shape.iter().product::<usize>();
+    let input_bytes: usize = loss
+        .inputs
+        .iter()
+        .zip(&bound.inputs)
+        .map(|(i, t)| {
+            elements(&t.shape)
+                * if i.dtype == compiler::ir::DType::Bool {
+                    1
+                } else {
+                    4
+                }
+        })
+        .sum();
+    let grad_bytes: usize = wrt
+        .iter()
+        .map(|&i| elements(&bound.inputs[i].shape) * 4)
+        .sum();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0))
+        .build()
+        .map_err(|e| err(&e))?;
+    let threads = pool.current_num_threads();
     let start = Instant::now();
     let compiled = if args.backend == "cpu" {
         let program = runtime::cpu::gradient_program(loss, &wrt);
@@ -48,19 +97,52 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     } else {
         None
     };
+    let gpu = if args.backend == "gpu" {
+        let program = runtime::cpu::gradient_program(loss, &wrt);
+        let g = runtime::gpu::GpuLoss::compile(&program).map_err(|e| err(&e))?;
+        let grads = compiler::grad::gradient_outputs(g.program())
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect::<Vec<_>>();
+        Some((g, grads))
+    } else {
+        None
+    };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let interp_program = compiler::grad::gradient(loss, &wrt);
+    let mut prepared = match &compiled {
+        Some(c) => Some(c.prepare(&bound).map_err(|e| err(&e))?),
+        None => None,
+    };
+    // The compiled code reads its own f32 copies: free the f64 tensors, so the process holds
+    // what a framework would (inputs, gradients, the program's other definitions).
+    let bound = if prepared.is_some() {
+        drop(inputs);
+        None
+    } else {
+        Some(bound)
+    };
     let mut times = vec![];
     let mut value = 0.0;
     for _ in 0..args.reps.max(1) + 1 {
         let t = Instant::now();
-        value = match &compiled {
-            Some(c) => c.run(&bound).map_err(|e| err(&e))?.0.loss,
-            None => {
-                runtime::eval_all(&interp_program, &bound)
+        value = match (&mut prepared, &gpu) {
+            (Some(p), _) => f64::from(pool.install(|| p.execute()).map_err(|e| err(&e))?),
+            // Upload, every kernel, and reading back the loss, metrics and gradients.
+            (_, Some((g, grads))) => {
+                g.run(bound.as_ref().expect("kept for the GPU"), grads)
                     .map_err(|e| err(&e))?
                     .0
                     .loss
+            }
+            _ => {
+                runtime::eval_all(
+                    &interp_program,
+                    bound.as_ref().expect("kept for the interpreter"),
+                )
+                .map_err(|e| err(&e))?
+                .0
+                .loss
             }
         };
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -68,28 +150,36 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     times.remove(0); // the first call warms caches and pages
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
+    let (min, max) = (times[0], times[times.len() - 1]);
+    let gb_per_s = (input_bytes + grad_bytes) as f64 / (median * 1e-3) / 1e9;
     if args.json {
         return Ok(format!(
-            "{{\"loss\": {:?}, \"backend\": {:?}, \"size\": {:?}, \"compile_ms\": {compile_ms:.3}, \"median_ms\": {median:.3}, \"min_ms\": {:.3}, \"reps\": {}, \"value\": {value}}}\n",
+            "{{\"loss\": {:?}, \"backend\": {:?}, \"size\": {:?}, \"threads\": {threads}, \"compile_ms\": {compile_ms:.3}, \"median_ms\": {median:.3}, \"min_ms\": {min:.3}, \"max_ms\": {max:.3}, \"gb_per_s\": {gb_per_s:.3}, \"reps\": {}, \"value\": {value}}}\n",
             loss.name,
             args.backend,
-            args.size,
-            times[0],
+            size,
             times.len()
         ));
     }
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} --size {} on {} (forward + gradient of every float input)",
-        loss.name, args.size, args.backend
+        "{} --size {} on {} with {threads} threads (forward + gradient of every float input)",
+        loss.name, size, args.backend
     );
+    if gpu.is_some() {
+        let adapter = runtime::gpu::adapter_description().map_err(|e| err(&e))?;
+        let _ = writeln!(s, "  adapter      {adapter}");
+    }
     let _ = writeln!(s, "  compile      {compile_ms:.3} ms");
     let _ = writeln!(
         s,
-        "  median       {median:.3} ms over {} runs (min {:.3} ms)",
+        "  median       {median:.3} ms over {} runs (min {min:.3} ms, max {max:.3} ms)",
         times.len(),
-        times[0]
+    );
+    let _ = writeln!(
+        s,
+        "  throughput   {gb_per_s:.2} GB/s (inputs read once + gradients written once)"
     );
     let _ = writeln!(s, "  loss         {value}");
     Ok(s)

@@ -1,5 +1,7 @@
-//! `lossc compile FILE --emit obj|header|clif -o OUT`: ahead-of-time compilation of the loss
-//! and its gradient to an object file with a C entry point, its C header, or the Cranelift IR.
+//! `lossc compile FILE --emit obj|header|clif|loss|wgsl -o OUT`: ahead-of-time compilation of
+//! the loss and its gradient to an object file with a C entry point, its C header, the
+//! Cranelift IR, the transformed program as `.loss` text, or WGSL compute shaders
+//! (`compiler::wgsl`).
 
 use crate::source::{self, UserError};
 use clap::Args;
@@ -17,9 +19,11 @@ pub struct CompileArgs {
     #[arg(long)]
     loss: Option<String>,
     /// What to write.
-    #[arg(long, value_parser = ["obj", "header", "clif", "wgsl"])]
+    /// (`loss`: the program the CPU backend compiles, printed as `.loss`: stabilised,
+    /// differentiated, with reductions hoisted and contractions made matrix products.)
+    #[arg(long, value_parser = ["obj", "header", "clif", "loss", "wgsl"])]
     emit: String,
-    /// The file to write.
+    /// The file to write (`-`: standard output, for the text formats).
     #[arg(short, long, value_name = "OUT")]
     out: PathBuf,
     /// The float inputs to differentiate with respect to (default: all of them).
@@ -44,11 +48,6 @@ pub fn symbol(loss: &Loss) -> String {
 
 pub fn run(args: CompileArgs) -> Result<String, UserError> {
     let err = |e: &dyn std::fmt::Display| UserError(format!("error: {e}"));
-    if args.emit == "wgsl" {
-        return Err(UserError(
-            "error: WGSL emission is not built yet (the GPU backend)".into(),
-        ));
-    }
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
@@ -61,6 +60,8 @@ pub fn run(args: CompileArgs) -> Result<String, UserError> {
                 .map_err(|e| err(&e))?
                 .into_bytes()
         }
+        "loss" => compiler::print::loss(&compiler::split::split(&compiled)).into_bytes(),
+        "wgsl" => compiler::wgsl::emit(&compiled).source.into_bytes(),
         "obj" => {
             let mut m = module(&loss.name)?;
             clif::lower(&compiled, &mut m, &symbol(loss)).map_err(|e| err(&e))?;
@@ -68,6 +69,15 @@ pub fn run(args: CompileArgs) -> Result<String, UserError> {
         }
         _ => header(loss, &compiled).into_bytes(),
     };
+    if args.out.as_os_str() == "-" {
+        // Text goes to standard output; an object file needs a file.
+        return match String::from_utf8(bytes) {
+            Ok(text) if args.emit != "obj" => Ok(text),
+            _ => Err(UserError(
+                "error: `--emit obj` writes a binary object file: give a path with -o".into(),
+            )),
+        };
+    }
     std::fs::write(&args.out, bytes)
         .map_err(|e| UserError(format!("error: cannot write `{}`: {e}", args.out.display())))?;
     Ok(format!("wrote {}\n", args.out.display()))

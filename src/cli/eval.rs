@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// Override hyperparameters: `--set beta=0.2 --set gamma=1` or `--set beta=0.2,gamma=1`.
     #[arg(long = "set", value_name = "NAME=VALUE,..", value_parser = parse_sets)]
     set: Vec<Sets>,
-    /// Where to compute: the f64 reference interpreter, or native f32 code (Cranelift JIT).
+    /// Where to compute: the f64 reference interpreter, native f32 code (Cranelift JIT), or
+    /// f32 WGSL compute shaders on any wgpu adapter.
     #[arg(long, default_value = "interp", value_parser = ["interp", "cpu", "gpu"])]
     backend: String,
     /// Write the loss and metrics to a .json, .npz or .safetensors file.
@@ -73,12 +74,6 @@ fn parse_sets(s: &str) -> Result<Sets, String> {
 }
 
 pub fn run(args: EvalArgs) -> Result<String, UserError> {
-    if args.backend == "gpu" {
-        return Err(UserError(
-            "error: the `gpu` backend is not built yet; use --backend interp or --backend cpu"
-                .to_string(),
-        ));
-    }
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
@@ -109,10 +104,10 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
         compiler::grad::resolve_wrt(loss, &args.wrt)
             .map_err(|e| UserError(format!("error: {e}")))?
     };
-    let run = if args.backend == "cpu" {
-        runtime::cpu::eval_with_grad
-    } else {
-        interp::eval_with_grad
+    let run = match args.backend.as_str() {
+        "cpu" => runtime::cpu::eval_with_grad,
+        "gpu" => runtime::gpu::eval_with_grad,
+        _ => interp::eval_with_grad,
     };
     let (outputs, grads) = run(loss, &bound, &wrt).map_err(|e| UserError(format!("error: {e}")))?;
 

@@ -264,7 +264,7 @@ struct BenchCmd {
 #[derive(Debug, Parser)]
 #[command(name = ":backend", color = ColorChoice::Never)]
 struct BackendCmd {
-    /// interp (the f64 reference), cpu (native f32 code) or gpu (not built yet).
+    /// interp (the f64 reference), cpu (native f32 code) or gpu (WGSL compute shaders).
     #[arg(value_parser = ["interp", "cpu", "gpu"])]
     backend: Option<String>,
 }
@@ -461,21 +461,36 @@ fn sets(words: &[String]) -> Result<Vec<(String, f64)>, UserError> {
     Ok(out)
 }
 
-fn gpu_error() -> UserError {
-    UserError(
-        "error: the `gpu` backend is not built yet; use `interp` (the f64 reference) or `cpu` (native f32 code)"
-            .into(),
-    )
-}
-
 fn pick_backend(s: &Session, name: Option<&str>) -> Result<Backend, UserError> {
     match name {
         None => Ok(s.backend),
         Some("cpu") => Ok(Backend::Cpu),
         Some("interp") => Ok(Backend::Interp),
-        Some(_) => Err(gpu_error()),
+        Some("gpu") => {
+            // Refused up front, with what to install, when there is no adapter.
+            runtime::gpu::adapter_description().map_err(err)?;
+            Ok(Backend::Gpu)
+        }
+        Some(other) => Err(err(format!(
+            "unknown backend `{other}`: use interp, cpu or gpu"
+        ))),
     }
 }
+
+/// The forward + gradient function of a backend.
+fn eval_fn(backend: Backend) -> EvalFn {
+    match backend {
+        Backend::Cpu => runtime::cpu::eval_with_grad,
+        Backend::Gpu => runtime::gpu::eval_with_grad,
+        Backend::Interp => interp::eval_with_grad,
+    }
+}
+
+type EvalFn = fn(
+    &Loss,
+    &runtime::Bound,
+    &[compiler::ir::InputId],
+) -> Result<(runtime::Outputs, runtime::interp::Gradients), runtime::RunError>;
 
 /// The tensors a command runs on: random, from a file, or (with neither) those in scope.
 /// Returns where fresh data came from (`None` for the scope's).
@@ -537,10 +552,7 @@ fn eval(s: &mut Session, a: EvalCmd) -> Result<String, UserError> {
     } else {
         compiler::grad::resolve_wrt(&loss, &a.wrt).map_err(err)?
     };
-    let run = match backend {
-        Backend::Cpu => runtime::cpu::eval_with_grad,
-        Backend::Interp => interp::eval_with_grad,
-    };
+    let run = eval_fn(backend);
     let (outputs, grads) = run(&loss, &bound, &wrt).map_err(err)?;
     let mut rows = vec![("loss".to_string(), show::number(outputs.loss))];
     rows.extend(
@@ -711,6 +723,10 @@ fn backend(s: &mut Session, name: Option<&str>) -> Result<String, UserError> {
     Ok(match s.backend {
         Backend::Interp => "backend interp (the f64 reference interpreter)\n".into(),
         Backend::Cpu => "backend cpu (native f32 code, Cranelift JIT)\n".into(),
+        Backend::Gpu => format!(
+            "backend gpu (f32 WGSL compute shaders on {})\n",
+            runtime::gpu::adapter_description().map_err(err)?
+        ),
     })
 }
 
@@ -918,10 +934,7 @@ fn compare(s: &Session, a: CompareCmd) -> Result<String, UserError> {
         let run = |l: &Loss, t: &TensorMap| -> Result<_, UserError> {
             let bound = runtime::bind(l, t, &s.sets_for(l, &[])).map_err(err)?;
             let wrt = compiler::grad::resolve_wrt(l, &[]).map_err(err)?;
-            let f = match s.backend {
-                Backend::Cpu => runtime::cpu::eval_with_grad,
-                Backend::Interp => interp::eval_with_grad,
-            };
+            let f = eval_fn(s.backend);
             let (o, g) = f(l, &bound, &wrt).map_err(err)?;
             Ok((
                 o.loss,
@@ -1061,7 +1074,19 @@ fn bench(s: &Session, a: BenchCmd) -> Result<String, UserError> {
             let program = runtime::cpu::gradient_program(&loss, &wrt);
             Some(runtime::cpu::CpuLoss::compile(&program).map_err(err)?)
         }
-        Backend::Interp => None,
+        Backend::Interp | Backend::Gpu => None,
+    };
+    let gpu = match backend {
+        Backend::Gpu => {
+            let program = runtime::cpu::gradient_program(&loss, &wrt);
+            let g = runtime::gpu::GpuLoss::compile(&program).map_err(err)?;
+            let grads: Vec<usize> = compiler::grad::gradient_outputs(g.program())
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            Some((g, grads))
+        }
+        _ => None,
     };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let interp_program = compiler::grad::gradient(&loss, &wrt);
@@ -1069,9 +1094,10 @@ fn bench(s: &Session, a: BenchCmd) -> Result<String, UserError> {
     let mut value = 0.0;
     for _ in 0..a.reps.clamp(1, 1000) + 1 {
         let t = Instant::now();
-        value = match &compiled {
-            Some(c) => c.run(&bound).map_err(err)?.0.loss,
-            None => {
+        value = match (&compiled, &gpu) {
+            (Some(c), _) => c.run(&bound).map_err(err)?.0.loss,
+            (_, Some((g, grads))) => g.run(&bound, grads).map_err(err)?.0.loss,
+            _ => {
                 runtime::eval_all(&interp_program, &bound)
                     .map_err(err)?
                     .0

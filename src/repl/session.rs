@@ -82,14 +82,17 @@ pub enum Backend {
     Interp,
     /// Native f32 code (Cranelift JIT).
     Cpu,
+    /// f32 WGSL compute shaders on any wgpu adapter.
+    Gpu,
 }
 
 impl Backend {
-    /// `interp` or `cpu`.
+    /// `interp`, `cpu` or `gpu`.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interp => "interp",
             Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
         }
     }
 }

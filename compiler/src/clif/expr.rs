@@ -16,6 +16,17 @@ pub(super) enum Val {
     B(Value),
 }
 
+/// The accumulators of a reduction after its loops (`None` where the reducer has none): `f`
+/// the f32 running value (sum, max, min, best term), `g` the f32 sum of `exp(x - max)` of
+/// logsumexp, `n` the i64 count or position. `Part::Partial` stores them at byte offsets 0, 4
+/// and 8 of `result`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ReduceState {
+    f: Option<Value>,
+    g: Option<Value>,
+    n: Option<Value>,
+}
+
 /// The state of lowering one loss into one function.
 pub(super) struct Lowering<'a, M: Module> {
     pub(super) loss: &'a Loss,
@@ -69,7 +80,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
-        if let super::Part::Def(_) = part {
+        if let super::Part::Def(_) | super::Part::Partial(_) = part {
             self.outer_range = Some((params[6], params[7]));
         }
         let (inputs, dims, hypers) = (params[0], params[1], params[2]);
@@ -103,9 +114,10 @@ impl<'a, M: Module> Lowering<'a, M> {
                 }
             }
             super::Part::Def(d) => self.definition(d)?,
+            super::Part::Partial(d) => self.partial(d)?,
             super::Part::Result => {}
         }
-        if !matches!(part, super::Part::Def(_)) {
+        if !matches!(part, super::Part::Def(_) | super::Part::Partial(_)) {
             let value = self.expr(&self.loss.result.clone())?;
             let value = self.float(value);
             self.b.ins().store(trusted(), value, self.result, 0);
@@ -132,17 +144,8 @@ impl<'a, M: Module> Lowering<'a, M> {
         x
     }
 
-    /// Runs `body` for every point of `vars` (row-major nested loops).
-    fn for_each(
-        &mut self,
-        vars: &[VarId],
-        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
-    ) -> Result<(), ClifError> {
-        self.for_each_from(vars, None, body)
-    }
-
-    /// [`Self::for_each`], with the first variable running over `range` (a sub-range of its
-    /// dimension) when given.
+    /// Runs `body` for every point of `vars` (row-major nested loops), the first variable
+    /// running over `range` (a sub-range of its dimension) when given.
     fn for_each_from(
         &mut self,
         vars: &[VarId],
@@ -202,6 +205,28 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let range = self.outer_range;
         self.for_each_from(&def.indices, range, &mut body)
+    }
+
+    /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
+    /// first variable, stored at `result` as `{f32, f32, i64}` (see [`ReduceState`]).
+    fn partial(&mut self, d: usize) -> Result<(), ClifError> {
+        let Expr::Reduce {
+            op,
+            vars,
+            filter,
+            body,
+        } = self.loss.defs[d].body.clone()
+        else {
+            unreachable!("only reductions are lowered in parts")
+        };
+        let range = self.outer_range;
+        let state = self.reduce_state(op, &vars, filter.as_deref(), body.as_deref(), range)?;
+        for (v, at) in [(state.f, 0), (state.g, 4), (state.n, 8)] {
+            if let Some(v) = v {
+                self.b.ins().store(trusted(), v, self.result, at);
+            }
+        }
+        Ok(())
     }
 
     /// The address of f32/i32 element `index` of `base`.
@@ -334,8 +359,38 @@ impl<'a, M: Module> Lowering<'a, M> {
         }
     }
 
-    /// `&&` and `||`, evaluating the right side only when the left does not decide.
+    /// True when evaluating `e` where the program would not is harmless and cheap: it reads
+    /// only elements indexed by loop variables of their own dimension (no check can fail) and
+    /// holds no reduction (no loop). Such parts of `if`, `&&`, `||` and filtered sums are
+    /// computed without branches, which random data would mispredict half the time.
+    fn speculatable(&self, e: &Expr) -> bool {
+        !e.any(&mut |x| match x {
+            Expr::Reduce { .. } => true,
+            Expr::Read { tensor, indices } => {
+                let shape = self.loss.shape_of(*tensor);
+                indices
+                    .iter()
+                    .zip(&shape)
+                    .any(|(i, &dim)| !matches!(i, Expr::Index(v) if self.loss.vars[*v].dim == dim))
+            }
+            _ => false,
+        })
+    }
+
+    /// `&&` and `||`, evaluating the right side only when the left does not decide (or both,
+    /// without a branch, when the right side is speculatable).
     fn logic(&mut self, op: BinOp, a: &Expr, c: &Expr) -> Result<Val, ClifError> {
+        if self.speculatable(c) {
+            let left = self.expr(a)?;
+            let left = self.truth(left);
+            let right = self.expr(c)?;
+            let right = self.truth(right);
+            return Ok(Val::B(if op == BinOp::And {
+                self.b.ins().band(left, right)
+            } else {
+                self.b.ins().bor(left, right)
+            }));
+        }
         let out = self.b.declare_var(types::I8);
         let left = self.expr(a)?;
         let left = self.truth(left);
@@ -355,9 +410,29 @@ impl<'a, M: Module> Lowering<'a, M> {
         Ok(Val::B(self.b.use_var(out)))
     }
 
-    /// `if c then a else d`, evaluating only the taken branch.
+    /// `if c then a else d`, evaluating only the taken branch (or both, and choosing without
+    /// a branch, when both are speculatable).
     fn select(&mut self, e: &Expr, c: &Expr, a: &Expr, d: &Expr) -> Result<Val, ClifError> {
         let ty = self.loss.type_of(e);
+        let typed = |s: &mut Self, v: Val| match ty {
+            DType::Float => s.float(v),
+            DType::Int => s.int(v),
+            DType::Bool => s.truth(v),
+        };
+        let wrap = |v: Value| match ty {
+            DType::Float => Val::F(v),
+            DType::Int => Val::I(v),
+            DType::Bool => Val::B(v),
+        };
+        if self.speculatable(a) && self.speculatable(d) {
+            let cond = self.expr(c)?;
+            let cond = self.truth(cond);
+            let x = self.expr(a)?;
+            let x = typed(self, x);
+            let y = self.expr(d)?;
+            let y = typed(self, y);
+            return Ok(wrap(self.b.ins().select(cond, x, y)));
+        }
         let out = self.b.declare_var(match ty {
             DType::Float => types::F32,
             DType::Int => types::I64,
@@ -482,18 +557,44 @@ impl<'a, M: Module> Lowering<'a, M> {
         filter: Option<&Expr>,
         body: Option<&Expr>,
     ) -> Result<Val, ClifError> {
+        let state = self.reduce_state(op, vars, filter, body, None)?;
+        Ok(self.finish(op, state))
+    }
+
+    /// The accumulators of a reduction after its loops, the first variable running over `range`
+    /// when given (one block of a reduction split over threads).
+    fn reduce_state(
+        &mut self,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: Option<&Expr>,
+        range: Option<(Value, Value)>,
+    ) -> Result<ReduceState, ClifError> {
         match op {
             Reducer::Count => {
                 let n = self.b.declare_var(types::I64);
                 let zero = self.b.ins().iconst(types::I64, 0);
                 self.b.def_var(n, zero);
-                self.terms(vars, filter, &mut |s| {
+                // The filter is evaluated for every term anyway: add its truth value.
+                self.terms(vars, range, None, &mut |s| {
+                    let one = match filter {
+                        Some(f) => {
+                            let c = s.expr(f)?;
+                            let c = s.truth(c);
+                            s.b.ins().uextend(types::I64, c)
+                        }
+                        None => s.b.ins().iconst(types::I64, 1),
+                    };
                     let x = s.b.use_var(n);
-                    let x = s.b.ins().iadd_imm_s(x, 1);
+                    let x = s.b.ins().iadd(x, one);
                     s.b.def_var(n, x);
                     Ok(())
                 })?;
-                Ok(Val::I(self.b.use_var(n)))
+                Ok(ReduceState {
+                    n: Some(self.b.use_var(n)),
+                    ..ReduceState::default()
+                })
             }
             Reducer::Sum | Reducer::Mean => {
                 let body = body.expect("sum and mean have a body");
@@ -504,27 +605,39 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let (z, zi) = (self.f32(0.0), self.b.ins().iconst(types::I64, 0));
                 self.b.def_var(acc, z);
                 self.b.def_var(n, zi);
-                self.terms(vars, filter, &mut |s| {
+                // A speculatable body is computed for every term and added where the filter
+                // holds (0 elsewhere), without a branch.
+                let blend = filter.filter(|_| self.speculatable(body));
+                let branch_filter = if blend.is_some() { None } else { filter };
+                self.terms(vars, range, branch_filter, &mut |s| {
+                    let keep = match blend {
+                        Some(f) => {
+                            let c = s.expr(f)?;
+                            Some(s.truth(c))
+                        }
+                        None => None,
+                    };
                     let v = s.expr(body)?;
-                    let v = s.float(v);
+                    let mut v = s.float(v);
+                    let mut one = s.b.ins().iconst(types::I64, 1);
+                    if let Some(c) = keep {
+                        let zero = s.f32(0.0);
+                        v = s.b.ins().select(c, v, zero);
+                        one = s.b.ins().uextend(types::I64, c);
+                    }
                     let a = s.b.use_var(acc);
                     let a = s.b.ins().fadd(a, v);
                     s.b.def_var(acc, a);
                     let k = s.b.use_var(n);
-                    let k = s.b.ins().iadd_imm_s(k, 1);
+                    let k = s.b.ins().iadd(k, one);
                     s.b.def_var(n, k);
                     Ok(())
                 })?;
-                let total = self.b.use_var(acc);
-                if op == Reducer::Sum {
-                    return Ok(Val::F(total));
-                }
-                // mean: 0 over an empty set.
-                let k = self.b.use_var(n);
-                let one = self.b.ins().iconst(types::I64, 1);
-                let k = self.b.ins().smax(k, one);
-                let k = self.b.ins().fcvt_from_sint(types::F32, k);
-                Ok(Val::F(self.b.ins().fdiv(total, k)))
+                Ok(ReduceState {
+                    f: Some(self.b.use_var(acc)),
+                    g: None,
+                    n: Some(self.b.use_var(n)),
+                })
             }
             Reducer::ArgMax | Reducer::ArgMin => {
                 let body = body.expect("argmax and argmin have a body");
@@ -536,7 +649,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                 self.b.def_var(best, z);
                 self.b.def_var(at, minus_one);
                 let position = vars[0];
-                self.terms(vars, filter, &mut |s| {
+                self.terms(vars, range, filter, &mut |s| {
                     let v = s.expr(body)?;
                     let v = s.float(v);
                     let (b, p) = (s.b.use_var(best), s.b.use_var(at));
@@ -561,7 +674,11 @@ impl<'a, M: Module> Lowering<'a, M> {
                     s.b.def_var(at, np);
                     Ok(())
                 })?;
-                Ok(Val::I(self.b.use_var(at)))
+                Ok(ReduceState {
+                    f: Some(self.b.use_var(best)),
+                    g: None,
+                    n: Some(self.b.use_var(at)),
+                })
             }
             Reducer::Max | Reducer::Min | Reducer::LogSumExp => {
                 let body = body.expect("max, min and logsumexp have a body");
@@ -573,7 +690,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let acc = self.b.declare_var(types::F32);
                 let s0 = self.f32(start);
                 self.b.def_var(acc, s0);
-                self.terms(vars, filter, &mut |s| {
+                self.terms(vars, range, filter, &mut |s| {
                     let v = s.expr(body)?;
                     let v = s.float(v);
                     let a = s.b.use_var(acc);
@@ -587,13 +704,16 @@ impl<'a, M: Module> Lowering<'a, M> {
                 })?;
                 let m = self.b.use_var(acc);
                 if op != Reducer::LogSumExp {
-                    return Ok(Val::F(m));
+                    return Ok(ReduceState {
+                        f: Some(m),
+                        ..ReduceState::default()
+                    });
                 }
-                // Second pass: sum of exp(x - max); the max itself when it is not finite.
+                // Second pass: sum of exp(x - max).
                 let sum = self.b.declare_var(types::F32);
                 let z = self.f32(0.0);
                 self.b.def_var(sum, z);
-                self.terms(vars, filter, &mut |s| {
+                self.terms(vars, range, filter, &mut |s| {
                     let v = s.expr(body)?;
                     let v = s.float(v);
                     let d = s.b.ins().fsub(v, m);
@@ -603,13 +723,38 @@ impl<'a, M: Module> Lowering<'a, M> {
                     s.b.def_var(sum, a);
                     Ok(())
                 })?;
-                let total = self.b.use_var(sum);
+                Ok(ReduceState {
+                    f: Some(m),
+                    g: Some(self.b.use_var(sum)),
+                    n: None,
+                })
+            }
+        }
+    }
+
+    /// The value of a reduction from its accumulators.
+    fn finish(&mut self, op: Reducer, state: ReduceState) -> Val {
+        let (f, g, n) = (state.f, state.g, state.n);
+        match op {
+            Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => Val::I(n.expect("a count")),
+            Reducer::Sum | Reducer::Max | Reducer::Min => Val::F(f.expect("an accumulator")),
+            Reducer::Mean => {
+                // 0 over an empty set.
+                let (total, k) = (f.expect("a sum"), n.expect("a count"));
+                let one = self.b.ins().iconst(types::I64, 1);
+                let k = self.b.ins().smax(k, one);
+                let k = self.b.ins().fcvt_from_sint(types::F32, k);
+                Val::F(self.b.ins().fdiv(total, k))
+            }
+            Reducer::LogSumExp => {
+                // max + log(sum exp(x - max)); the max itself when it is not finite.
+                let (m, total) = (f.expect("a max"), g.expect("a sum"));
                 let log = self.libm1("logf", total);
                 let shifted = self.b.ins().fadd(m, log);
                 let inf = self.f32(f32::INFINITY);
                 let magnitude = self.b.ins().fabs(m);
                 let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf);
-                Ok(Val::F(self.b.ins().select(finite, shifted, m)))
+                Val::F(self.b.ins().select(finite, shifted, m))
             }
         }
     }
@@ -618,10 +763,11 @@ impl<'a, M: Module> Lowering<'a, M> {
     fn terms(
         &mut self,
         vars: &[VarId],
+        range: Option<(Value, Value)>,
         filter: Option<&Expr>,
         kept: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
-        self.for_each(vars, &mut |s| match filter {
+        self.for_each_from(vars, range, &mut |s| match filter {
             None => kept(s),
             Some(f) => {
                 let c = s.expr(f)?;

@@ -106,8 +106,25 @@ pub enum Part {
     /// definition): the unit the CPU executor spreads over threads. Two more parameters,
     /// `int64_t start, int64_t end`, follow the six of the entry point.
     Def(usize),
+    /// One block of scalar definition `d`, whose body is a reduction (see
+    /// [`partial_reducer`]): the reduction's accumulators over the rows `start..end` of its
+    /// first variable, stored at `result` as `{float f; float g; int64_t n}` (the running value,
+    /// logsumexp's sum of `exp(x - max)`, the count or position). Parameters as for `Def`.
+    Partial(usize),
     /// The loss only, from already computed definitions.
     Result,
+}
+
+/// The reducer of definition `d` when it can be computed in blocks ([`Part::Partial`]): a
+/// scalar definition whose body is a reduction.
+pub fn partial_reducer(loss: &Loss, d: usize) -> Option<crate::ir::Reducer> {
+    let def = &loss.defs[d];
+    match &def.body {
+        crate::ir::Expr::Reduce { op, vars, .. } if def.indices.is_empty() && !vars.is_empty() => {
+            Some(*op)
+        }
+        _ => None,
+    }
 }
 
 /// The entry point's signature.
@@ -122,7 +139,7 @@ pub fn part_signature<M: Module>(module: &M, part: Part) -> Signature {
     for _ in 0..6 {
         sig.params.push(AbiParam::new(ptr));
     }
-    if let Part::Def(_) = part {
+    if let Part::Def(_) | Part::Partial(_) = part {
         sig.params.push(AbiParam::new(types::I64));
         sig.params.push(AbiParam::new(types::I64));
     }

@@ -1,0 +1,232 @@
+//! Contractions: `sum[k](a[i, k] * b[k, j])`, the matrix products inside losses (Gram matrices of
+//! embeddings, their gradients). [`split_product`] finds the reductions that are contractions
+//! up to elementwise factors (`sum[j](w[i, j] / n[j] * x[j, d])`), which `hoist` turns into
+//! definitions of their own; [`contraction`] recognises a definition that is exactly a product
+//! of two matrices, which a backend may hand to a GEMM routine instead of running its loops.
+
+use crate::ir::{BinOp, DType, DimId, Expr, Loss, Reducer, Tensor, VarId};
+use std::collections::BTreeSet;
+
+/// A reduction `sum[k](A * B)` whose factors split into those over `(i, k)` and those over
+/// `(k, j)`, each side using `k`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    /// The summed variable.
+    pub k: VarId,
+    /// The free variable of the left side.
+    pub i: VarId,
+    /// The free variable of the right side.
+    pub j: VarId,
+    /// The product of the factors over `i` and `k` (and constants).
+    pub left: Expr,
+    /// The product of the factors over `k` and `j`.
+    pub right: Expr,
+}
+
+/// The index variables `e` uses without binding them.
+pub fn free_vars(e: &Expr) -> BTreeSet<VarId> {
+    let mut free = BTreeSet::new();
+    let mut bound = BTreeSet::new();
+    e.visit(&mut |x| match x {
+        Expr::Index(v) => {
+            free.insert(*v);
+        }
+        Expr::Reduce { vars, .. } => bound.extend(vars.iter().copied()),
+        _ => {}
+    });
+    free.difference(&bound).copied().collect()
+}
+
+/// The factors of a product tree.
+fn factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary(BinOp::Mul, a, b) => {
+            factors(a, out);
+            factors(b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// `e` as a contraction of two sides when it is an unfiltered `sum` over one variable of a
+/// product with exactly two free variables, one per side.
+pub fn split_product(e: &Expr) -> Option<Product> {
+    let Expr::Reduce {
+        op: Reducer::Sum,
+        vars,
+        filter: None,
+        body: Some(body),
+    } = e
+    else {
+        return None;
+    };
+    let [k] = vars[..] else { return None };
+    let free: Vec<VarId> = free_vars(e).into_iter().collect();
+    let [x, y] = free[..] else { return None };
+    let mut all = vec![];
+    factors(body, &mut all);
+    // The side of each factor: the one whose free variable it uses.
+    let first = all.iter().find_map(|f| {
+        let fv = free_vars(f);
+        match (fv.contains(&x), fv.contains(&y)) {
+            (true, false) => Some(x),
+            (false, true) => Some(y),
+            _ => None,
+        }
+    })?;
+    let (i, j) = if first == x { (x, y) } else { (y, x) };
+    let (mut left, mut right) = (vec![], vec![]);
+    for f in all {
+        let fv = free_vars(f);
+        match (fv.contains(&i), fv.contains(&j)) {
+            (true, true) => return None,
+            (false, true) => right.push(f.clone()),
+            _ => left.push(f.clone()),
+        }
+    }
+    let uses_k = |side: &[Expr]| side.iter().any(|f| free_vars(f).contains(&k));
+    if right.is_empty() || !uses_k(&left) || !uses_k(&right) {
+        return None;
+    }
+    let product = |side: Vec<Expr>| {
+        side.into_iter()
+            .reduce(|a, b| Expr::Binary(BinOp::Mul, Box::new(a), Box::new(b)))
+            .expect("each side has a factor")
+    };
+    Some(Product {
+        k,
+        i,
+        j,
+        left: product(left),
+        right: product(right),
+    })
+}
+
+/// One operand of a [`Contraction`]: a float matrix, stored as `[row, k]` or transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operand {
+    /// The tensor read.
+    pub tensor: Tensor,
+    /// True when the summed variable is its first index (`a[k, i]`, `b[k, j]`).
+    pub k_first: bool,
+}
+
+/// A definition `c[i, j] = sum[k](a[., .] * b[., .])` over float matrices read by plain index
+/// variables: `c = A · B` with `A` an `[I, K]` and `B` a `[K, J]` matrix, each possibly stored
+/// transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contraction {
+    /// The left matrix, over `(i, k)`.
+    pub a: Operand,
+    /// The right matrix, over `(k, j)`.
+    pub b: Operand,
+    /// The dimensions of `i`, `k` and `j`.
+    pub dims: [DimId; 3],
+}
+
+/// Definition `d` as a matrix product, when it is one.
+pub fn contraction(loss: &Loss, d: usize) -> Option<Contraction> {
+    let def = &loss.defs[d];
+    let [i, j] = def.indices[..] else { return None };
+    let Expr::Reduce {
+        op: Reducer::Sum,
+        vars,
+        filter: None,
+        body: Some(body),
+    } = &def.body
+    else {
+        return None;
+    };
+    let [k] = vars[..] else { return None };
+    let Expr::Binary(BinOp::Mul, x, y) = &**body else {
+        return None;
+    };
+    // A float matrix read by the two variables `row` and `k`, in either order.
+    let operand = |e: &Expr, row: VarId| -> Option<Operand> {
+        let Expr::Read { tensor, indices } = e else {
+            return None;
+        };
+        if loss.dtype_of(*tensor) != DType::Float {
+            return None;
+        }
+        match indices[..] {
+            [Expr::Index(p), Expr::Index(q)] if p == row && q == k => Some(Operand {
+                tensor: *tensor,
+                k_first: false,
+            }),
+            [Expr::Index(p), Expr::Index(q)] if p == k && q == row => Some(Operand {
+                tensor: *tensor,
+                k_first: true,
+            }),
+            _ => None,
+        }
+    };
+    let (a, b) = match (operand(x, i), operand(y, j)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (operand(y, i)?, operand(x, j)?),
+    };
+    if i == j || i == k || j == k {
+        return None;
+    }
+    let dim = |v: VarId| loss.vars[v].dim;
+    Some(Contraction {
+        a,
+        b,
+        dims: [dim(i), dim(k), dim(j)],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loss(src: &str) -> Loss {
+        crate::check_source(src).unwrap().losses.remove(0)
+    }
+
+    #[test]
+    fn matrix_products_are_recognised_in_every_storage_order() {
+        let l = loss(
+            "loss l(x: [B, D], y: [D, C], n: [B]) {
+                let g[i, j] = sum[d](x[i, d] * x[j, d])
+                let h[i, c] = sum[d](y[d, c] * x[i, d])
+                let t[c, i] = sum[d](x[i, d] * y[d, c])
+                let scaled[i, j] = sum[d](x[i, d] * x[j, d] * n[i])
+                let filtered[i, j] = sum[d | d > 0](x[i, d] * x[j, d])
+                sum[i](g[i, i] + h[i, 0] + t[0, i] + scaled[i, i] + filtered[i, i])
+            }",
+        );
+        let g = contraction(&l, 0).unwrap();
+        assert!(!g.a.k_first && !g.b.k_first);
+        let h = contraction(&l, 1).unwrap();
+        assert_eq!(h.a.tensor, Tensor::Input(0));
+        assert!(!h.a.k_first && h.b.k_first);
+        let t = contraction(&l, 2).unwrap();
+        assert_eq!(t.a.tensor, Tensor::Input(1));
+        assert!(t.a.k_first && !t.b.k_first);
+        assert_eq!(contraction(&l, 3), None);
+        assert_eq!(contraction(&l, 4), None);
+    }
+
+    #[test]
+    fn products_split_into_their_two_sides() {
+        let l = loss(
+            "loss l(w: [B, B], n: [B], x: [B, D]) {
+                let g[i, d] = sum[j](w[i, j] / n[j] * 2 * x[j, d])
+                let no[i] = sum[j](w[i, j] * n[i])
+                sum[i](g[i, 0] + no[i])
+            }",
+        );
+        let p = split_product(&l.defs[0].body).unwrap();
+        assert_eq!(free_vars(&p.left).len(), 2);
+        assert!(matches!(
+            p.right,
+            Expr::Read {
+                tensor: Tensor::Input(2),
+                ..
+            }
+        ));
+        // One side only: not a contraction.
+        assert_eq!(split_product(&l.defs[1].body), None);
+    }
+}
