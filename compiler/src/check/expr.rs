@@ -479,6 +479,32 @@ impl LossCx<'_, '_> {
                 }
                 Some(x)
             }
+            // An int scalar (an input `n: int[]` or a `let`) indexes like a gather: this is how
+            // the printer writes a gather that `hoist` moved into a definition of its own.
+            ExprKind::Name(n)
+                if self.fn_env.is_empty()
+                    && matches!(
+                        self.names.get(n).map(|(b, _)| *b),
+                        Some(Binding::Input(_) | Binding::Def(_))
+                    ) =>
+            {
+                let (x, t) = self.expr(ix)?;
+                if t != DType::Int {
+                    self.error(
+                        Diagnostic::new(
+                            ix.span,
+                            "an index must be an index variable, an integer, or a read of an int tensor",
+                            "not an index",
+                        )
+                        .with_note(format!(
+                            "`{n}` is a {} value, not an index variable",
+                            t.name()
+                        )),
+                    );
+                    return None;
+                }
+                Some(x)
+            }
             ExprKind::Name(n) if !self.names.contains_key(n) && self.fn_env.is_empty() => {
                 let mut d = Diagnostic::new(ix.span, format!("unknown index `{n}`"), "not bound")
                     .with_help(format!(
