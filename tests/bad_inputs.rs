@@ -16,12 +16,33 @@ use std::collections::BTreeMap;
 /// gradients (the signature of `runtime::eval_with_grad`).
 type Backend = fn(&Loss, &Bound, &[InputId]) -> Result<(Outputs, Gradients), RunError>;
 
-/// Every backend present. A new backend is one line here, e.g.
-/// `("gpu", runtime::gpu::eval_with_grad),`.
+/// Every backend. A new backend is one line here; [`present`] says whether it can run.
 const BACKENDS: &[(&str, Backend)] = &[
     ("interp", runtime::eval_with_grad),
     ("cpu", runtime::cpu::eval_with_grad),
+    ("gpu", runtime::gpu::eval_with_grad),
 ];
+
+/// The backends that can run here: the GPU needs an adapter (without one its cases are
+/// skipped with a message, unless `LOSSC_REQUIRE_GPU` is set, as in `tests/gpu.rs`).
+fn present() -> Vec<(&'static str, Backend)> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    BACKENDS
+        .iter()
+        .copied()
+        .filter(|(name, _)| {
+            if *name != "gpu" || runtime::gpu::available() {
+                return true;
+            }
+            let why = runtime::gpu::adapter_description().unwrap_err();
+            let required =
+                std::env::var(runtime::gpu::REQUIRE_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+            assert!(!required, "{} is set but {why}", runtime::gpu::REQUIRE_ENV);
+            ONCE.call_once(|| eprintln!("bad-input matrix without the gpu backend: {why}"));
+            false
+        })
+        .collect()
+}
 
 /// The size of every dimension in the matrix (the batch dimension is set to 0 in one case).
 const SIZE: usize = 4;
@@ -296,17 +317,18 @@ fn batch_dim(loss: &Loss) -> Option<usize> {
 
 /// Runs every backend on `inputs` (binding once; a binding error is every backend's).
 fn run_all(loss: &Loss, inputs: &Inputs) -> Vec<(&'static str, Run)> {
+    let backends = present();
     let bound = match runtime::bind(loss, inputs, &[]) {
         Ok(b) => b,
         Err(e) => {
-            return BACKENDS
+            return backends
                 .iter()
                 .map(|(name, _)| (*name, Err(e.to_string())))
                 .collect();
         }
     };
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
-    BACKENDS
+    backends
         .iter()
         .map(|(name, backend)| {
             (
