@@ -15,6 +15,9 @@ pub struct Bound {
     pub inputs: Vec<Tensor>,
     /// Hyperparameter values, indexed by `HyperId`.
     pub hypers: Vec<f64>,
+    /// The most bytes a run may allocate for its inputs and definitions
+    /// ([`crate::limits::DEFAULT_MAX_MEMORY`] unless the caller sets it: `--max-memory`).
+    pub max_memory: u64,
 }
 
 /// Checks `tensors` against the loss's inputs and applies hyperparameter overrides.
@@ -87,6 +90,7 @@ pub fn bind(
         dims: dims.into_iter().map(|d| d.map_or(0, |(s, _)| s)).collect(),
         inputs,
         hypers,
+        max_memory: crate::limits::DEFAULT_MAX_MEMORY,
     })
 }
 

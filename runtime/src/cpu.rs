@@ -120,6 +120,7 @@ impl CpuLoss {
     /// at the top of scalar expressions become definitions of their own (`compiler::split`),
     /// computed in parallel blocks.
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
+        crate::limits::check_code_size(program)?;
         let program = &compiler::split::split(program);
         let isa = cranelift_native::builder()
             .map_err(|e| {
@@ -235,7 +236,7 @@ impl CpuLoss {
     /// `lossc bench`, like a framework's tensors already in memory) do no conversion.
     pub fn prepare(&self, bound: &Bound) -> Result<Prepared<'_>, RunError> {
         let loss = &self.program;
-        crate::interp::check_memory(loss, bound)?;
+        crate::limits::check_memory_for(loss, bound, 4, 12)?;
         let mut inputs = vec![];
         for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
             let buffer = match (&t.data, input.dtype) {

@@ -185,6 +185,7 @@ fn layout_entry(index: u32, b: Binding) -> wgpu::BindGroupLayoutEntry {
 impl GpuLoss {
     /// Emits and compiles `program` (a loss, or a gradient program from `compiler::grad`).
     pub fn compile(program: &Loss) -> Result<GpuLoss, RunError> {
+        crate::limits::check_code_size(program)?;
         let shader = wgsl::emit(program);
         validate(&shader.source).map_err(|e| {
             RunError::new(format!(

@@ -13,7 +13,8 @@ use compiler::ir::{BinOp, Builtin, DefKind, Expr, Loss, Reducer, Tensor, UnaryOp
 
 /// The most elements one definition may hold (2^26, 512 MiB of f64).
 pub const MAX_ELEMENTS: usize = 1 << 26;
-/// The most elements all definitions together may hold (2^27, 1 GiB of f64).
+/// The most elements all definitions together hold under the default memory budget
+/// ([`crate::limits::DEFAULT_MAX_MEMORY`], 2^27 f64 values).
 pub const MAX_TOTAL_ELEMENTS: usize = 1 << 27;
 /// The most terms the interpreter evaluates for one loss, estimated before it starts.
 pub const MAX_WORK: f64 = 2e9;
@@ -111,8 +112,9 @@ pub fn eval_with_grad_in(
     Ok((out, grads))
 }
 
-/// Refuses, before any work, a loss whose definitions would hold more than
-/// [`MAX_TOTAL_ELEMENTS`] values or whose evaluation would take more than [`MAX_WORK`] terms.
+/// Refuses, before any work, a loss whose inputs and definitions would take more than the
+/// memory budget (see [`check_memory`]) or whose evaluation would take more than [`MAX_WORK`]
+/// terms.
 pub fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
     check_memory(loss, bound)?;
     let work = (0..loss.defs.len())
@@ -135,25 +137,11 @@ pub fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Refuses a loss whose definitions would hold more than [`MAX_TOTAL_ELEMENTS`] values.
+/// Refuses a loss whose inputs and definitions would take more than the run's memory budget
+/// (`bound.max_memory`, by default 1 GiB: [`MAX_TOTAL_ELEMENTS`] f64 values) in the
+/// interpreter, naming the definition that would pass it.
 pub fn check_memory(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
-    let elements: f64 = loss
-        .defs
-        .iter()
-        .map(|def| {
-            def.indices
-                .iter()
-                .map(|&v| bound.dims[loss.vars[v].dim] as f64)
-                .product::<f64>()
-        })
-        .sum();
-    if elements > MAX_TOTAL_ELEMENTS as f64 {
-        return Err(RunError::new(format!(
-            "the definitions of `{}` would hold {elements:.0} values at these sizes, more than the limit of {MAX_TOTAL_ELEMENTS}",
-            loss.name
-        )));
-    }
-    Ok(())
+    crate::limits::check_memory_for(loss, bound, 8, 8)
 }
 
 /// An upper estimate of the terms evaluated for one value of `e`.

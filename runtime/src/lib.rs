@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod interp;
+pub mod limits;
 pub mod random;
 pub mod tensor;
 

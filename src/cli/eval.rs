@@ -49,6 +49,10 @@ pub struct EvalArgs {
     /// Compute only the loss and metrics.
     #[arg(long)]
     no_grad: bool,
+    /// The most memory the run may take for its inputs and definitions: bytes, or with a
+    /// suffix K, M, G, T (powers of 1024), e.g. `512M` [default: 1G].
+    #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
+    max_memory: Option<u64>,
 }
 
 /// Dimension sizes for `--random`.
@@ -77,13 +81,23 @@ pub fn run(args: EvalArgs) -> Result<String, UserError> {
         (Some(path), _) => {
             data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?
         }
-        (None, Some(sizes)) => runtime::random::random_inputs(loss, &sizes.0, args.seed)
-            .map_err(|e| UserError(format!("error: {e}")))?,
+        (None, Some(sizes)) => {
+            let budget = args
+                .max_memory
+                .unwrap_or(runtime::limits::DEFAULT_MAX_MEMORY);
+            runtime::limits::check_random_inputs(loss, &sizes.0, budget)
+                .map_err(|e| UserError(format!("error: {e}")))?;
+            runtime::random::random_inputs(loss, &sizes.0, args.seed)
+                .map_err(|e| UserError(format!("error: {e}")))?
+        }
         (None, None) => unreachable!("clap requires --inputs or --random"),
     };
     let set: Vec<(String, f64)> = args.set.into_iter().flat_map(|s| s.0).collect();
-    let bound =
+    let mut bound =
         runtime::bind(loss, &tensors, &set).map_err(|e| UserError(format!("error: {e}")))?;
+    if let Some(bytes) = args.max_memory {
+        bound.max_memory = bytes;
+    }
     let wrt = if args.no_grad {
         vec![]
     } else {

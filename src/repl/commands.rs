@@ -50,7 +50,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "the logic of a preference loss: f, core ratio, P, P_C, P_A",
     ),
     (
-        ":eval NAME [--random B=4,.. [--seed N] | --inputs DATA] [--set k=v] [--wrt a,b | --no-grad] [--backend B]",
+        ":eval NAME [--random B=4,.. [--seed N] | --inputs DATA] [--set k=v] [--wrt a,b | --no-grad] [--backend B] [--max-memory BYTES]",
         "loss, metrics and gradients; the inputs stay in scope (without data: the inputs in scope)",
     ),
     (
@@ -212,6 +212,9 @@ struct EvalCmd {
     /// Where to compute (default: the session's backend).
     #[arg(long, value_parser = ["interp", "cpu", "gpu"])]
     backend: Option<String>,
+    /// The most memory the run may take, e.g. `512M`, `2G` [default: 1G].
+    #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
+    max_memory: Option<u64>,
 }
 
 /// Bring a loss's inputs into scope for expressions; alone, show the inputs in scope.
@@ -530,7 +533,7 @@ fn eval(s: &mut Session, a: EvalCmd) -> Result<String, UserError> {
     let loss = s.loss(&a.name)?;
     let (tensors, from) = data_for(s, &loss, &a.data)?;
     let set = s.sets_for(&loss, &sets(&a.set)?);
-    let bound = runtime::bind(&loss, &tensors, &set).map_err(|e| {
+    let mut bound = runtime::bind(&loss, &tensors, &set).map_err(|e| {
         let mut e = err(e);
         if let (None, Some(scope)) = (&from, &s.scope) {
             let _ = write!(
@@ -541,6 +544,9 @@ fn eval(s: &mut Session, a: EvalCmd) -> Result<String, UserError> {
         }
         e
     })?;
+    if let Some(bytes) = a.max_memory {
+        bound.max_memory = bytes;
+    }
     let wrt = if a.no_grad {
         vec![]
     } else {

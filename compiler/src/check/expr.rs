@@ -372,8 +372,22 @@ impl LossCx<'_, '_> {
             }
         };
         let shape = self.loss.shape_of(t);
+        // A position whose range is unknown (already reported) constrains nothing.
+        let known: Vec<Option<ir::DimId>> = match t {
+            ir::Tensor::Def(d) => self.loss.defs[d]
+                .indices
+                .iter()
+                .zip(&shape)
+                .map(|(v, &dim)| (!self.unranged.contains(v)).then_some(dim))
+                .collect(),
+            ir::Tensor::Input(_) => shape.iter().map(|&d| Some(d)).collect(),
+        };
         if shape.len() != indices.len() {
-            let dims: Vec<&str> = shape.iter().map(|&d| self.loss.dims[d].as_str()).collect();
+            // A position whose range is unknown shows as `?`.
+            let dims: Vec<&str> = known
+                .iter()
+                .map(|d| d.map_or("?", |d| self.loss.dims[d].as_str()))
+                .collect();
             let mut d = Diagnostic::new(
                 span,
                 format!(
@@ -397,16 +411,6 @@ impl LossCx<'_, '_> {
             self.error(d);
             return None;
         }
-        // A position whose range is unknown (already reported) constrains nothing.
-        let known: Vec<Option<ir::DimId>> = match t {
-            ir::Tensor::Def(d) => self.loss.defs[d]
-                .indices
-                .iter()
-                .zip(&shape)
-                .map(|(v, &dim)| (!self.unranged.contains(v)).then_some(dim))
-                .collect(),
-            ir::Tensor::Input(_) => shape.iter().map(|&d| Some(d)).collect(),
-        };
         let mut out = vec![];
         let mut ok = true;
         for (pos, (ix, &dim)) in indices.iter().zip(&known).enumerate() {
@@ -470,6 +474,32 @@ impl LossCx<'_, '_> {
                             "position {pos} of `{tensor}` is indexed by the values of this tensor"
                         ))
                         .with_help("declare the index tensor as `int[...]`"),
+                    );
+                    return None;
+                }
+                Some(x)
+            }
+            // An int scalar (an input `n: int[]` or a `let`) indexes like a gather: this is how
+            // the printer writes a gather that `hoist` moved into a definition of its own.
+            ExprKind::Name(n)
+                if self.fn_env.is_empty()
+                    && matches!(
+                        self.names.get(n).map(|(b, _)| *b),
+                        Some(Binding::Input(_) | Binding::Def(_))
+                    ) =>
+            {
+                let (x, t) = self.expr(ix)?;
+                if t != DType::Int {
+                    self.error(
+                        Diagnostic::new(
+                            ix.span,
+                            "an index must be an index variable, an integer, or a read of an int tensor",
+                            "not an index",
+                        )
+                        .with_note(format!(
+                            "`{n}` is a {} value, not an index variable",
+                            t.name()
+                        )),
                     );
                     return None;
                 }
@@ -587,6 +617,16 @@ impl LossCx<'_, '_> {
         if self.generic_fn {
             // A body checked on its own does not inline its callees: they are checked on their own.
             return Some((ir::Expr::Float(0.0), DType::Float));
+        }
+        // Every inlined call counts towards the limit, and once it is passed nothing more is
+        // inlined: `fn f2() = f1() + f1()` chains double the work at each level.
+        self.inlined_nodes += 1;
+        if self.inline_limit_reported || self.inlined_nodes > super::MAX_INLINED_NODES {
+            self.inline_limit(
+                span,
+                "inlining `fn` calls makes this loss too large".to_string(),
+            );
+            return None;
         }
         if self.inline_stack.is_empty() {
             self.inline_call_sites.push(span);

@@ -492,9 +492,15 @@ impl<'f, 'd> LossCx<'f, 'd> {
                         format!("index `{name}` has no range"),
                         "no tensor is read with this index",
                     )
-                    .with_help(format!(
-                        "annotate its dimension where it is bound, e.g. `{name}: {example}` (dimensions: {dims})"
-                    ));
+                    .with_help(if dims.is_empty() {
+                        format!(
+                            "annotate its dimension where it is bound, e.g. `{name}: {example}`, with `{example}` a dimension of some input (this loss has none)"
+                        )
+                    } else {
+                        format!(
+                            "annotate its dimension where it is bound, e.g. `{name}: {example}` (dimensions: {dims})"
+                        )
+                    });
                     if lhs_of.is_some() {
                         d = d.with_note("an index of the left side that the right side never uses to read a tensor broadcasts, so its range must be written");
                     }

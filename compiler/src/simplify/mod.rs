@@ -28,10 +28,22 @@ impl Default for Limits {
         Limits {
             nodes: 10_000,
             iterations: 12,
-            time: Duration::from_millis(50),
+            // A safety net: every stdlib loss and every program of tests/loss/pass saturates
+            // well within it, so that what they simplify to never depends on timing.
+            time: Duration::from_millis(250),
         }
     }
 }
+
+/// The most e-nodes the e-graphs of one loss hold in all: once its expressions have used
+/// them, the rest are kept as they are, without rewriting. This keeps a program of
+/// thousands of expensive definitions to seconds; it does not depend on timing, so the
+/// result is the same on a fast or a loaded machine.
+pub const LOSS_NODES: usize = 400_000;
+
+/// A safety net on the time one loss's simplification takes, past which the remaining
+/// expressions are kept as they are (normally [`LOSS_NODES`] is reached first).
+pub const LOSS_TIME: Duration = Duration::from_secs(5);
 
 /// Why an e-graph run ended, for tests and benchmarks.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +56,12 @@ pub enum Stop {
 
 /// Simplifies one expression.
 pub fn simplify_expr(e: &Expr, limits: Limits) -> (Expr, Stop) {
+    let (e, stop, _) = simplify_counted(e, limits);
+    (e, stop)
+}
+
+/// [`simplify_expr`], also giving the e-graph's size.
+fn simplify_counted(e: &Expr, limits: Limits) -> (Expr, Stop, usize) {
     let mut term = RecExpr::default();
     convert::to_term(e, &mut term);
     let rules = rules::all();
@@ -62,7 +80,11 @@ pub fn simplify_expr(e: &Expr, limits: Limits) -> (Expr, Stop) {
     let cost = cost::StableCost::new(&runner.egraph, &rules);
     let (_, best) = egg::Extractor::new(&runner.egraph, cost).find_best(root);
     let root = egg::Id::from(best.as_ref().len() - 1);
-    (convert::from_term(&best, root), stop)
+    (
+        convert::from_term(&best, root),
+        stop,
+        runner.egraph.total_size(),
+    )
 }
 
 /// Simplifies every definition, metric and the result of a loss.
@@ -70,16 +92,42 @@ pub fn simplify(loss: &Loss) -> Loss {
     simplify_with(loss, Limits::default()).0
 }
 
-/// [`simplify`] with explicit limits; also returns how each expression's run stopped.
+/// [`simplify`] with explicit limits; also returns how each expression's run stopped. The loss
+/// as a whole stays within [`LOSS_NODES`] and [`LOSS_TIME`].
 pub fn simplify_with(loss: &Loss, limits: Limits) -> (Loss, Vec<Stop>) {
     let mut out = loss.clone();
     let mut stops = vec![];
+    let start = std::time::Instant::now();
+    let mut nodes = 0usize;
+    let mut one = |e: &Expr| {
+        if nodes >= LOSS_NODES || start.elapsed() >= LOSS_TIME {
+            return (
+                e.clone(),
+                Stop::Limit("the loss's simplification budget is spent".into()),
+            );
+        }
+        // An expression larger than the node limit cannot be rewritten within it (the run would
+        // stop before its first iteration): keep it as it is, without building its e-graph.
+        let size = e.size();
+        if size > limits.nodes {
+            nodes += size;
+            return (
+                e.clone(),
+                Stop::Limit(format!(
+                    "the expression has {size} nodes, more than the node limit"
+                )),
+            );
+        }
+        let (e, stop, n) = simplify_counted(e, limits);
+        nodes += n;
+        (e, stop)
+    };
     for d in &mut out.defs {
-        let (e, stop) = simplify_expr(&d.body, limits);
+        let (e, stop) = one(&d.body);
         d.body = e;
         stops.push(stop);
     }
-    let (e, stop) = simplify_expr(&out.result, limits);
+    let (e, stop) = one(&out.result);
     out.result = e;
     stops.push(stop);
     (out, stops)

@@ -1,13 +1,18 @@
 //! A generator of random well-typed losses over `x: [B, D]`, `y: int[B]` (indices into B),
-//! `m: bool[B, B]` and `s: []`, for property tests. Included by path from several test files.
+//! `m: bool[B, B]` and `s: []`, for property tests and the fuzz targets. Included by path from
+//! several test files and from `fuzz/src/lib.rs`.
 
 #![allow(dead_code)]
 
 use compiler::ir::*;
 
-/// A small deterministic generator driven by one seed (proptest supplies the seeds).
+/// A small deterministic generator driven by one seed (proptest supplies the seeds), or by
+/// bytes (a fuzzer supplies them): each choice reads the next byte while there are bytes, so
+/// a mutation of the bytes is a local change of the program.
 struct Gen {
     state: u64,
+    bytes: Vec<u8>,
+    at: usize,
     loss: Loss,
     /// Index variables in scope: (var, dim).
     scope: Vec<VarId>,
@@ -26,6 +31,10 @@ impl Gen {
     }
 
     fn below(&mut self, n: u64) -> u64 {
+        if let Some(&b) = self.bytes.get(self.at) {
+            self.at += 1;
+            return u64::from(b) % n;
+        }
         self.next() % n
     }
 
@@ -236,6 +245,16 @@ impl Gen {
 
 /// The loss generated from `seed`.
 pub fn generate(seed: u64) -> Loss {
+    generate_with(seed, &[])
+}
+
+/// The loss whose choices are read from `bytes` (then from a generator seeded by their length
+/// when they run out): the fuzz targets' entry point.
+pub fn generate_from_bytes(bytes: &[u8]) -> Loss {
+    generate_with(bytes.len() as u64, bytes)
+}
+
+fn generate_with(seed: u64, bytes: &[u8]) -> Loss {
     let loss = Loss {
         name: "generated".into(),
         doc: "A generated loss.".into(),
@@ -278,6 +297,8 @@ pub fn generate(seed: u64) -> Loss {
     };
     let mut g = Gen {
         state: seed | 1,
+        bytes: bytes.to_vec(),
+        at: 0,
         loss,
         scope: vec![],
     };
