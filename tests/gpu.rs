@@ -83,7 +83,7 @@ mod fixtures;
 
 #[path = "support/tolerance.rs"]
 mod tolerance;
-use tolerance::{BEYOND_F32, ILL_CONDITIONED, close};
+use tolerance::{BEYOND_F32, close, fixture_mismatches};
 
 #[test]
 fn gpu_matches_every_stdlib_fixture() {
@@ -108,10 +108,6 @@ fn fixtures_agree(rows: runtime::gpu::Rows) {
         .filter(|c| !BEYOND_F32.iter().any(|(label, _)| *label == c.label))
     {
         let label = &case.label;
-        let ill = ILL_CONDITIONED.contains(&label.as_str());
-        let close = |got: f64, want: f64, scale: f64| {
-            close(got, want, scale) || (ill && (got - want).abs() <= 1e-3 * scale.max(want.abs()))
-        };
         let wrt = compiler::grad::resolve_wrt(&case.loss, &[]).unwrap();
         let gpu = match compiled.entry(case.loss.name.clone()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -139,31 +135,7 @@ fn fixtures_agree(rows: runtime::gpu::Rows) {
             }
         };
         compared += 1;
-        let want = case.expected["loss"].as_f64().unwrap();
-        if !close(out.loss, want, 0.0) {
-            failures.push(format!("{label}: loss {} vs {want}", out.loss));
-        }
-        for (m, v) in &out.metrics {
-            let w = case.expected["metrics"][m].as_f64().unwrap();
-            if !close(*v, w, 0.0) {
-                failures.push(format!("{label}: metric {m} {v} vs {w}"));
-            }
-        }
-        for (i, g) in grads {
-            let input = &case.loss.inputs[i].name;
-            let want = fixtures::flatten(&case.expected["grad"][input]);
-            let scale = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-            if let Some((k, (a, w))) = g
-                .iter()
-                .zip(&want)
-                .enumerate()
-                .find(|(_, (a, w))| !close(**a, **w, scale))
-            {
-                failures.push(format!(
-                    "{label}: grad_{input}[{k}] {a} vs {w} (largest {scale})"
-                ));
-            }
-        }
+        failures.extend(fixture_mismatches(case, &out, &grads));
     }
     eprintln!("{compared} stdlib fixtures compared on the GPU ({rows:?})");
     assert!(cases.len() >= 100, "only {} cases", cases.len());
