@@ -141,6 +141,9 @@ pub struct Data {
     pub truth: Option<bool>,
     /// Free index variables.
     pub free: BTreeSet<u32>,
+    /// True for an arithmetic combination of constants that is not finite (`inf / -0.125`):
+    /// constant folding leaves those unfolded, and rules that regroup products keep away.
+    pub infinite: bool,
 }
 
 /// Constant folding and free variables.
@@ -185,6 +188,16 @@ impl Analysis<Math> for Facts {
 
     fn make(egraph: &mut EGraph<Math, Facts>, enode: &Math, _id: Id) -> Data {
         let constant = fold(egraph, enode);
+        let infinite = match enode {
+            Math::Leaf(l) => l.value().is_some_and(|x| !x.is_finite()),
+            Math::Add(_) | Math::Sub(_) | Math::Mul(_) | Math::Div(_) | Math::Neg(_) => {
+                let children = enode.children();
+                children.iter().any(|c| egraph[*c].data.infinite)
+                    || (constant.is_none()
+                        && children.iter().all(|c| egraph[*c].data.constant.is_some()))
+            }
+            _ => false,
+        };
         let truth = fold_truth(egraph, enode);
         let free = match enode {
             Math::Leaf(Leaf::Var(v)) => BTreeSet::from([*v]),
@@ -224,6 +237,7 @@ impl Analysis<Math> for Facts {
             constant,
             truth,
             free,
+            infinite,
         }
     }
 
@@ -235,6 +249,10 @@ impl Analysis<Math> for Facts {
         }
         if to.truth.is_none() && from.truth.is_some() {
             to.truth = from.truth;
+            changed_to = true;
+        }
+        if !to.infinite && from.infinite {
+            to.infinite = true;
             changed_to = true;
         }
         let before = to.free.len();

@@ -48,6 +48,23 @@ fn free_of(c: &str, v: &str) -> impl Fn(&mut EGraph, Id, &Subst) -> bool + use<>
     }
 }
 
+/// A condition: none of `vars` is an infinite constant or one of extreme magnitude (beyond
+/// 2^±64, nonzero). Merging such a constant into a product (`a / b / c` as `a / (b * c)`)
+/// overflows or underflows where the original does not, and its derivative meets `inf · 0`.
+fn moderate(vars: &[&str]) -> impl Fn(&mut EGraph, Id, &Subst) -> bool + use<> {
+    let vars: Vec<Var> = vars.iter().map(|v| v.parse().unwrap()).collect();
+    move |egraph, _, subst| {
+        vars.iter().all(|v| {
+            let data = &egraph[subst[*v]].data;
+            !data.infinite
+                && match data.constant {
+                    Some(x) if x != 0.0 => (5.4e-20..=1.8e19).contains(&x.abs()),
+                    _ => true,
+                }
+        })
+    }
+}
+
 fn rule(rewrite: Rewrite<Math, Facts>, tag: Tag) -> Rule {
     Rule {
         rewrite,
@@ -107,7 +124,7 @@ pub fn algebra() -> Vec<Rule> {
             ExactInReals,
         ),
         rule(
-            rw!("div-div"; "(/ (/ ?a ?b) ?c)" => "(/ ?a (* ?b ?c))"),
+            rw!("div-div"; "(/ (/ ?a ?b) ?c)" => "(/ ?a (* ?b ?c))" if moderate(&["?b", "?c"])),
             ExactInReals,
         ),
         rule(rw!("add-comm"; "(+ ?a ?b)" => "(+ ?b ?a)"), FloatSafe),
