@@ -650,20 +650,6 @@ impl Prepared<'_> {
             metrics,
         }
     }
-
-    /// Bytes of input, workspace and output buffers this run holds.
-    pub fn bytes(&self) -> usize {
-        let inputs: usize = self
-            .inputs
-            .iter()
-            .map(|b| match b {
-                Buffer::F32(v) => v.len() * 4,
-                Buffer::I32(v) => v.len() * 4,
-                Buffer::U8(v) => v.len(),
-            })
-            .sum();
-        inputs + self.work.len() * 4
-    }
 }
 
 /// Compiles `loss`'s stabilised gradient program and runs it: the CPU counterpart of
