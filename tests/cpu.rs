@@ -10,7 +10,7 @@ mod fixtures;
 
 #[path = "support/tolerance.rs"]
 mod tolerance;
-use tolerance::{BEYOND_F32, close, fixture_mismatches};
+use tolerance::{BEYOND_F32, close, fixture_mismatches, interpreter_mismatches, sizes};
 
 #[test]
 fn cpu_matches_every_stdlib_fixture() {
@@ -41,63 +41,13 @@ fn cpu_matches_every_stdlib_fixture() {
     );
 }
 
-fn sizes(spec: &str) -> Vec<(String, usize)> {
-    spec.split(',')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.trim().to_string(), v.trim().parse().unwrap())
-        })
-        .collect()
-}
-
-/// CPU and interpreter agree on `loss` at seeded random inputs (values and gradients).
+/// CPU and interpreter agree on `loss` at seeded random inputs (loss, metrics, gradients).
 fn agree(loss: &Loss, spec: &str, seed: u64) -> Vec<String> {
     let inputs = runtime::random::random_inputs(loss, &sizes(spec), seed).unwrap();
     let bound = runtime::bind(loss, &inputs, &[]).unwrap();
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
-    let reference = runtime::eval_with_grad(loss, &bound, &wrt);
     let compiled = runtime::cpu::eval_with_grad(loss, &bound, &wrt);
-    let ((a, ga), (b, gb)) = match (reference, compiled) {
-        (Ok(r), Ok(c)) => (r, c),
-        // Both may refuse the same input (e.g. a random gather out of range).
-        (Err(_), Err(_)) => return vec![],
-        (r, c) => {
-            return vec![format!(
-                "{}: interpreter {:?} but CPU {:?}",
-                loss.name,
-                r.err(),
-                c.err()
-            )];
-        }
-    };
-    // Values are compared where f32 can hold them: the reference fits in f32 and the program
-    // evaluated with every value rounded to f32 stays finite (no intermediate overflow).
-    let narrow = runtime::eval_with_grad_in(loss, &bound, &wrt, runtime::Precision::F32).ok();
-    let fits = |reference: f64, narrow: Option<f64>| {
-        reference.is_finite()
-            && reference.abs() <= f64::from(f32::MAX)
-            && narrow.is_some_and(f64::is_finite)
-    };
-    let mut failures = vec![];
-    if fits(a.loss, narrow.as_ref().map(|(o, _)| o.loss)) && !close(b.loss, a.loss, 0.0) {
-        failures.push(format!("{}: loss {} vs {}", loss.name, b.loss, a.loss));
-    }
-    for (n, ((_, x), (_, y))) in ga.iter().zip(&gb).enumerate() {
-        let narrow_grad = |k: usize| narrow.as_ref().map(|(_, g)| g[n].1[k]);
-        let scale = x
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, |m, v| m.max(v.abs()));
-        if let Some((k, (p, q))) = x
-            .iter()
-            .zip(y)
-            .enumerate()
-            .find(|(k, (p, q))| fits(**p, narrow_grad(*k)) && !close(**q, **p, scale))
-        {
-            failures.push(format!("{}: gradient [{k}] {q} vs {p}", loss.name));
-        }
-    }
-    failures
+    interpreter_mismatches(loss, &bound, &wrt, "CPU", compiled).unwrap_or_default()
 }
 
 #[test]

@@ -83,7 +83,7 @@ mod fixtures;
 
 #[path = "support/tolerance.rs"]
 mod tolerance;
-use tolerance::{BEYOND_F32, close, fixture_mismatches};
+use tolerance::{BEYOND_F32, close, fixture_mismatches, interpreter_mismatches, sizes};
 
 #[test]
 fn gpu_matches_every_stdlib_fixture() {
@@ -153,22 +153,6 @@ fn fixtures_agree(rows: runtime::gpu::Rows) {
     );
 }
 
-fn sizes(spec: &str) -> Vec<(String, usize)> {
-    spec.split(',')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.trim().to_string(), v.trim().parse().unwrap())
-        })
-        .collect()
-}
-
-/// True when `got` is no further from the f64 `want` than 4 times the f32-rounded
-/// interpreter (`narrow`) is: a value that cancels to about 0 (a gradient that is exactly 0 in
-/// real arithmetic, say) is only ever known to f32 rounding.
-fn within_f32_rounding(got: f64, want: f64, narrow: Option<f64>) -> bool {
-    narrow.is_some_and(|n| (got - want).abs() <= 4.0 * (n - want).abs())
-}
-
 /// GPU and interpreter agree on `loss` at seeded random inputs (values and gradients).
 fn agree(loss: &Loss, spec: &str, seed: u64, refused: &mut usize) -> Vec<String> {
     let mut failures = agree_with(loss, spec, seed, refused, runtime::gpu::Rows::Never);
@@ -193,7 +177,6 @@ fn agree_with(
     let inputs = runtime::random::random_inputs(loss, &sizes(spec), seed).unwrap();
     let bound = runtime::bind(loss, &inputs, &[]).unwrap();
     let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
-    let reference = runtime::eval_with_grad(loss, &bound, &wrt);
     let compiled = runtime::gpu::GpuLoss::compile(&runtime::cpu::gradient_program(loss, &wrt))
         .and_then(|mut gpu| {
             gpu.set_rows(rows);
@@ -209,58 +192,11 @@ fn agree_with(
                     .collect::<Vec<_>>(),
             ))
         });
-    let ((a, ga), (b, gb)) = match (reference, compiled) {
-        (Ok(r), Ok(c)) => (r, c),
-        // Both may refuse the same input (e.g. a random gather out of range).
-        (Err(_), Err(_)) => {
-            *refused += 1;
-            return vec![];
-        }
-        (r, c) => {
-            return vec![format!(
-                "{} ({rows:?}): interpreter {:?} but GPU {:?}",
-                loss.name,
-                r.err(),
-                c.err()
-            )];
-        }
-    };
-    // Values are compared where f32 can hold them (as for the CPU backend).
-    let narrow = runtime::eval_with_grad_in(loss, &bound, &wrt, runtime::Precision::F32).ok();
-    let fits = |reference: f64, narrow: Option<f64>| {
-        reference.is_finite()
-            && reference.abs() <= f64::from(f32::MAX)
-            && narrow.is_some_and(f64::is_finite)
-    };
-    let mut failures = vec![];
-    let narrow_loss = narrow.as_ref().map(|(o, _)| o.loss);
-    if fits(a.loss, narrow_loss)
-        && !close(b.loss, a.loss, 0.0)
-        && !within_f32_rounding(b.loss, a.loss, narrow_loss)
-    {
-        failures.push(format!("{}: loss {} vs {}", loss.name, b.loss, a.loss));
-    }
-    for (k, ((name, x), (_, y))) in a.metrics.iter().zip(&b.metrics).enumerate() {
-        let n = narrow.as_ref().map(|(o, _)| o.metrics[k].1);
-        if fits(*x, n) && !close(*y, *x, 0.0) && !within_f32_rounding(*y, *x, n) {
-            failures.push(format!("{}: metric {name} {y} vs {x}", loss.name));
-        }
-    }
-    for (n, ((_, x), (_, y))) in ga.iter().zip(&gb).enumerate() {
-        let narrow_grad = |k: usize| narrow.as_ref().map(|(_, g)| g[n].1[k]);
-        let scale = x
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, |m, v| m.max(v.abs()));
-        if let Some((k, (p, q))) = x.iter().zip(y).enumerate().find(|(k, (p, q))| {
-            fits(**p, narrow_grad(*k))
-                && !close(**q, **p, scale)
-                && !within_f32_rounding(**q, **p, narrow_grad(*k))
-        }) {
-            failures.push(format!("{}: gradient [{k}] {q} vs {p}", loss.name));
-        }
-    }
-    failures
+    let backend = format!("GPU ({rows:?})");
+    interpreter_mismatches(loss, &bound, &wrt, &backend, compiled).unwrap_or_else(|()| {
+        *refused += 1;
+        vec![]
+    })
 }
 
 #[test]

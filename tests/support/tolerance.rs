@@ -71,3 +71,80 @@ pub fn fixture_mismatches(
     }
     failures
 }
+
+/// Dimension sizes from `B=3,D=2`.
+pub fn sizes(spec: &str) -> Vec<(String, usize)> {
+    spec.split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.trim().to_string(), v.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+/// Within four times the error the interpreter itself makes when every value is rounded to
+/// f32 (`narrow`): for results that cancel to about 0, where 1e-4 of the result is below what
+/// f32 inputs can give.
+fn within_f32_rounding(got: f64, want: f64, narrow: Option<f64>) -> bool {
+    narrow.is_some_and(|n| (got - want).abs() <= 4.0 * (n - want).abs())
+}
+
+/// How an f32 backend's loss, metrics and gradients (`compiled`) differ from the interpreter's
+/// on bound inputs, compared where f32 can hold the values (the reference fits in f32 and the
+/// program evaluated with every value rounded to f32 stays finite). `Err(())` when both
+/// refuse the inputs (e.g. a random gather out of range): nothing was compared.
+pub fn interpreter_mismatches(
+    loss: &compiler::ir::Loss,
+    bound: &runtime::Bound,
+    wrt: &[compiler::ir::InputId],
+    backend: &str,
+    compiled: Result<(runtime::Outputs, runtime::interp::Gradients), runtime::RunError>,
+) -> Result<Vec<String>, ()> {
+    let reference = runtime::eval_with_grad(loss, bound, wrt);
+    let ((a, ga), (b, gb)) = match (reference, compiled) {
+        (Ok(r), Ok(c)) => (r, c),
+        (Err(_), Err(_)) => return Err(()),
+        (r, c) => {
+            return Ok(vec![format!(
+                "{}: interpreter {:?} but {backend} {:?}",
+                loss.name,
+                r.err(),
+                c.err()
+            )]);
+        }
+    };
+    let narrow = runtime::eval_with_grad_in(loss, bound, wrt, runtime::Precision::F32).ok();
+    let fits = |reference: f64, narrow: Option<f64>| {
+        reference.is_finite()
+            && reference.abs() <= f64::from(f32::MAX)
+            && narrow.is_some_and(f64::is_finite)
+    };
+    let differ = |got: f64, want: f64, scale: f64, narrow: Option<f64>| {
+        fits(want, narrow) && !close(got, want, scale) && !within_f32_rounding(got, want, narrow)
+    };
+    let mut failures = vec![];
+    if differ(b.loss, a.loss, 0.0, narrow.as_ref().map(|(o, _)| o.loss)) {
+        failures.push(format!("{}: loss {} vs {}", loss.name, b.loss, a.loss));
+    }
+    for (k, ((name, x), (_, y))) in a.metrics.iter().zip(&b.metrics).enumerate() {
+        if differ(*y, *x, 0.0, narrow.as_ref().map(|(o, _)| o.metrics[k].1)) {
+            failures.push(format!("{}: metric {name} {y} vs {x}", loss.name));
+        }
+    }
+    for (n, ((_, x), (_, y))) in ga.iter().zip(&gb).enumerate() {
+        let narrow_grad = |k: usize| narrow.as_ref().map(|(_, g)| g[n].1[k]);
+        let scale = x
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, |m, v| m.max(v.abs()));
+        if let Some((k, (p, q))) = x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find(|(k, (p, q))| differ(**q, **p, scale, narrow_grad(*k)))
+        {
+            failures.push(format!("{}: gradient [{k}] {q} vs {p}", loss.name));
+        }
+    }
+    Ok(failures)
+}
