@@ -109,7 +109,9 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         None
     };
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
-    let interp_program = compiler::grad::gradient(loss, &wrt);
+    // Only the interpreter runs the plain gradient program.
+    let interp_program =
+        (compiled.is_none() && gpu.is_none()).then(|| compiler::grad::gradient(loss, &wrt));
     let mut prepared = match &compiled {
         Some(c) => Some(c.prepare(&bound).map_err(|e| err(&e))?),
         None => None,
@@ -137,7 +139,7 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
             }
             _ => {
                 runtime::eval_all(
-                    &interp_program,
+                    interp_program.as_ref().expect("built for the interpreter"),
                     bound.as_ref().expect("kept for the interpreter"),
                 )
                 .map_err(|e| err(&e))?
