@@ -22,9 +22,31 @@ pub(super) enum Val {
 /// and 8 of `result`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct ReduceState {
-    f: Option<Value>,
-    g: Option<Value>,
-    n: Option<Value>,
+    pub(super) f: Option<Value>,
+    pub(super) g: Option<Value>,
+    pub(super) n: Option<Value>,
+}
+
+impl ReduceState {
+    pub(super) fn new(f: Option<Value>, g: Option<Value>, n: Option<Value>) -> ReduceState {
+        ReduceState { f, g, n }
+    }
+
+    /// Only the accumulators `op` has.
+    pub(super) fn like(self, op: Reducer) -> ReduceState {
+        let (f, g, n) = match op {
+            Reducer::Count => (false, false, true),
+            Reducer::Sum | Reducer::Mean => (true, false, true),
+            Reducer::Max | Reducer::Min => (true, false, false),
+            Reducer::LogSumExp => (true, true, false),
+            Reducer::ArgMax | Reducer::ArgMin => (true, false, true),
+        };
+        ReduceState {
+            f: self.f.filter(|_| f),
+            g: self.g.filter(|_| g),
+            n: self.n.filter(|_| n),
+        }
+    }
 }
 
 /// The state of lowering one loss into one function.
@@ -33,18 +55,21 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) module: &'a mut M,
     pub(super) b: FunctionBuilder<'a>,
     ptr: Type,
-    inputs: Vec<Value>,
+    pub(super) inputs: Vec<Value>,
     hypers: Value,
-    work: Value,
+    pub(super) work: Value,
     result: Value,
     error: Value,
-    dims: Vec<Value>,
-    offsets: Vec<Value>,
+    pub(super) dims: Vec<Value>,
+    pub(super) offsets: Vec<Value>,
     vars: HashMap<VarId, Variable>,
     error_block: Option<Block>,
     pub(super) funcs: HashMap<&'static str, FuncRef>,
     /// For a one-definition function: the range of its outermost index to compute.
     outer_range: Option<(Value, Value)>,
+    /// In vector mode, the loop variable whose four consecutive points are computed at once
+    /// (see `vector.rs`).
+    pub(super) lanes: Option<VarId>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -71,6 +96,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             error_block: None,
             funcs: HashMap::new(),
             outer_range: None,
+            lanes: None,
         }
     }
 
@@ -135,7 +161,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         Ok(())
     }
 
-    fn var(&mut self, v: VarId) -> Variable {
+    pub(super) fn var(&mut self, v: VarId) -> Variable {
         if let Some(&x) = self.vars.get(&v) {
             return x;
         }
@@ -146,7 +172,7 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// Runs `body` for every point of `vars` (row-major nested loops), the first variable
     /// running over `range` (a sub-range of its dimension) when given.
-    fn for_each_from(
+    pub(super) fn for_each_from(
         &mut self,
         vars: &[VarId],
         range: Option<(Value, Value)>,
@@ -184,10 +210,11 @@ impl<'a, M: Module> Lowering<'a, M> {
         Ok(())
     }
 
-    /// Emits the loop nest that fills definition `d`.
+    /// Emits the loop nest that fills definition `d`; its innermost loop four points at a time
+    /// when the body allows (`vector.rs`).
     fn definition(&mut self, d: usize) -> Result<(), ClifError> {
         let def = self.loss.defs[d].clone();
-        let mut body = |s: &mut Self| -> Result<(), ClifError> {
+        let store = |s: &mut Self, value: Val| -> Result<(), ClifError> {
             let mut flat = s.b.ins().iconst(types::I64, 0);
             for &v in &def.indices {
                 let size = s.dims[s.loss.vars[v].dim];
@@ -196,15 +223,53 @@ impl<'a, M: Module> Lowering<'a, M> {
                 flat = s.b.ins().imul(flat, size);
                 flat = s.b.ins().iadd(flat, i);
             }
-            let value = s.expr(&def.body)?;
             let value = s.float(value);
             let at = s.b.ins().iadd(flat, s.offsets[d]);
             let addr = s.element(s.work, at);
-            s.b.ins().store(trusted(), value, addr, 0);
+            let flags = if s.is_vector(value) {
+                MemFlagsData::new().with_notrap()
+            } else {
+                trusted()
+            };
+            s.b.ins().store(flags, value, addr, 0);
             Ok(())
         };
         let range = self.outer_range;
-        self.for_each_from(&def.indices, range, &mut body)
+        let last = def.indices.last().copied();
+        let Some(last) = last.filter(|&v| self.vectorizable(&def.body, v)) else {
+            return self.for_each_from(&def.indices, range, &mut |s| {
+                let value = s.expr(&def.body)?;
+                store(s, value)
+            });
+        };
+        let (outer, inner) = def.indices.split_at(def.indices.len() - 1);
+        let (outer_range, inner_range) = if outer.is_empty() {
+            (None, range)
+        } else {
+            (range, None)
+        };
+        let dim = self.dims[self.loss.vars[last].dim];
+        self.for_each_from(outer, outer_range, &mut |s| {
+            let (start, end) = match inner_range {
+                Some(r) => r,
+                None => (s.b.ins().iconst(types::I64, 0), dim),
+            };
+            s.vector_loop(
+                last,
+                start,
+                end,
+                &mut |s| {
+                    let value = s.expr(&def.body)?;
+                    store(s, value)
+                },
+                &mut |s, rest| {
+                    s.for_each_from(inner, Some((rest, end)), &mut |s| {
+                        let value = s.expr(&def.body)?;
+                        store(s, value)
+                    })
+                },
+            )
+        })
     }
 
     /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
@@ -230,7 +295,7 @@ impl<'a, M: Module> Lowering<'a, M> {
     }
 
     /// The address of f32/i32 element `index` of `base`.
-    fn element(&mut self, base: Value, index: Value) -> Value {
+    pub(super) fn element(&mut self, base: Value, index: Value) -> Value {
         let bytes = self.b.ins().imul_imm_s(index, 4);
         let bytes = if self.ptr == types::I64 {
             bytes
@@ -243,7 +308,14 @@ impl<'a, M: Module> Lowering<'a, M> {
     pub(super) fn float(&mut self, v: Val) -> Value {
         match v {
             Val::F(x) => x,
+            Val::I(x) if self.is_vector(x) => self.b.ins().fcvt_from_sint(types::F32X4, x),
             Val::I(x) => self.b.ins().fcvt_from_sint(types::F32, x),
+            Val::B(x) if self.is_vector(x) => {
+                let one = self.f32(1.0);
+                let one = self.b.ins().splat(types::F32X4, one);
+                let zero = self.konst(one, 0.0);
+                self.pick(x, one, zero)
+            }
             Val::B(x) => {
                 let wide = self.b.ins().uextend(types::I32, x);
                 self.b.ins().fcvt_from_uint(types::F32, wide)
@@ -251,20 +323,28 @@ impl<'a, M: Module> Lowering<'a, M> {
         }
     }
 
-    fn int(&mut self, v: Val) -> Value {
+    pub(super) fn int(&mut self, v: Val) -> Value {
         match v {
             Val::I(x) => x,
+            Val::F(x) if self.is_vector(x) => self.b.ins().fcvt_to_sint_sat(types::I32X4, x),
             Val::F(x) => self.b.ins().fcvt_to_sint_sat(types::I64, x),
+            // A mask is -1 where true.
+            Val::B(x) if self.is_vector(x) => self.b.ins().ineg(x),
             Val::B(x) => self.b.ins().uextend(types::I64, x),
         }
     }
 
-    fn truth(&mut self, v: Val) -> Value {
+    pub(super) fn truth(&mut self, v: Val) -> Value {
         match v {
             Val::B(x) => x,
+            Val::I(x) if self.is_vector(x) => {
+                let zero = self.b.ins().iconst(types::I32, 0);
+                let zero = self.b.ins().splat(types::I32X4, zero);
+                self.b.ins().icmp(IntCC::NotEqual, x, zero)
+            }
             Val::I(x) => self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
             Val::F(x) => {
-                let zero = self.b.ins().f32const(0.0);
+                let zero = self.konst(x, 0.0);
                 self.b.ins().fcmp(FloatCC::NotEqual, x, zero)
             }
         }
@@ -283,6 +363,9 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// Lowers an expression.
     pub(super) fn expr(&mut self, e: &Expr) -> Result<Val, ClifError> {
+        if let Some(v) = self.lanes {
+            return self.vexpr(e, v);
+        }
         Ok(match e {
             Expr::Float(x) => Val::F(self.f32(*x as f32)),
             Expr::Int(k) => Val::I(self.b.ins().iconst(types::I64, *k)),
@@ -333,7 +416,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         })
     }
 
-    fn binary(&mut self, op: BinOp, x: Val, y: Val) -> Val {
+    pub(super) fn binary(&mut self, op: BinOp, x: Val, y: Val) -> Val {
         if let (Val::I(a), Val::I(c)) = (x, y) {
             match op {
                 BinOp::Add => return Val::I(self.b.ins().iadd(a, c)),
@@ -346,6 +429,11 @@ impl<'a, M: Module> Lowering<'a, M> {
         if let (Val::B(a), Val::B(c)) = (x, y)
             && op.is_comparison()
         {
+            if self.is_vector(a) {
+                // Masks are -1 where true: compare 0/1.
+                let (a, c) = (self.b.ins().ineg(a), self.b.ins().ineg(c));
+                return Val::B(self.b.ins().icmp(int_cc(op), a, c));
+            }
             return Val::B(self.b.ins().icmp(int_cc(op), a, c));
         }
         let (a, c) = (self.float(x), self.float(y));
@@ -354,7 +442,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             BinOp::Sub => Val::F(self.b.ins().fsub(a, c)),
             BinOp::Mul => Val::F(self.b.ins().fmul(a, c)),
             BinOp::Div => Val::F(self.b.ins().fdiv(a, c)),
-            BinOp::Pow => Val::F(self.libm2("powf", a, c)),
+            BinOp::Pow => Val::F(self.math2("powf", a, c)),
             _ => Val::B(self.b.ins().fcmp(float_cc(op), a, c)),
         }
     }
@@ -363,7 +451,7 @@ impl<'a, M: Module> Lowering<'a, M> {
     /// only elements indexed by loop variables of their own dimension (no check can fail) and
     /// holds no reduction (no loop). Such parts of `if`, `&&`, `||` and filtered sums are
     /// computed without branches, which random data would mispredict half the time.
-    fn speculatable(&self, e: &Expr) -> bool {
+    pub(super) fn speculatable(&self, e: &Expr) -> bool {
         !e.any(&mut |x| match x {
             Expr::Reduce { .. } => true,
             Expr::Read { tensor, indices } => {
@@ -478,12 +566,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                     let x = self.var(*v);
                     self.b.use_var(x)
                 }
-                other => {
-                    let v = self.expr(other)?;
-                    let i = self.int(v);
-                    self.check(t, pos, i, size);
-                    i
-                }
+                other => self.read_index(t, pos, other, size)?,
             };
             flat = self.b.ins().imul(flat, size);
             flat = self.b.ins().iadd(flat, i);
@@ -520,6 +603,20 @@ impl<'a, M: Module> Lowering<'a, M> {
                 }
             }
         })
+    }
+
+    /// Index `ix` at position `pos` of a read of `t`, checked against the dimension's `size`.
+    pub(super) fn read_index(
+        &mut self,
+        t: Tensor,
+        pos: usize,
+        ix: &Expr,
+        size: Value,
+    ) -> Result<Value, ClifError> {
+        let v = self.expr(ix)?;
+        let i = self.int(v);
+        self.check(t, pos, i, size);
+        Ok(i)
     }
 
     /// Leaves through the error exit, with `error = {tensor, position, value, is_def}`, when
@@ -562,8 +659,24 @@ impl<'a, M: Module> Lowering<'a, M> {
     }
 
     /// The accumulators of a reduction after its loops, the first variable running over `range`
-    /// when given (one block of a reduction split over threads).
+    /// when given (one block of a reduction split over threads); four terms at a time when the
+    /// reduction allows (`vector.rs`).
     fn reduce_state(
+        &mut self,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: Option<&Expr>,
+        range: Option<(Value, Value)>,
+    ) -> Result<ReduceState, ClifError> {
+        if self.vector_reduction(op, vars, filter, body) {
+            return self.vector_reduce_state(op, vars, filter, body, range);
+        }
+        self.scalar_reduce_state(op, vars, filter, body, range)
+    }
+
+    /// [`Self::reduce_state`] one term at a time.
+    pub(super) fn scalar_reduce_state(
         &mut self,
         op: Reducer,
         vars: &[VarId],
@@ -704,7 +817,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                     // NaN term, which must stay) and exp(m - x) is 0.
                     s.b.switch_to_block(larger);
                     let d = s.b.ins().fsub(m, v);
-                    let e = s.libm1("expf", d);
+                    let e = s.math1("expf", d);
                     let scaled = s.b.ins().fmul(total, e);
                     let t = s.b.ins().fadd(scaled, one);
                     s.b.def_var(sum, t);
@@ -715,7 +828,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                     // NaN for a NaN term, which so makes the result NaN.
                     s.b.switch_to_block(same);
                     let d = s.b.ins().fsub(v, m);
-                    let e = s.libm1("expf", d);
+                    let e = s.math1("expf", d);
                     let d_nan = s.b.ins().fcmp(FloatCC::Unordered, d, d);
                     let v_num = s.b.ins().fcmp(FloatCC::Ordered, v, v);
                     let nothing = s.b.ins().band(d_nan, v_num);
@@ -780,7 +893,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                 // max + log(sum exp(x - max)); the max itself when it is not finite; NaN
                 // after a NaN term (the sum carries it).
                 let (m, total) = (f.expect("a max"), g.expect("a sum"));
-                let log = self.libm1("logf", total);
+                let log = self.math1("logf", total);
                 let shifted = self.b.ins().fadd(m, log);
                 let inf = self.f32(f32::INFINITY);
                 let magnitude = self.b.ins().fabs(m);

@@ -45,44 +45,68 @@ impl<M: Module> Lowering<'_, M> {
         self.b.inst_results(call)[0]
     }
 
-    pub(super) fn libm1(&mut self, name: &'static str, x: Value) -> Value {
-        self.libm(name, &[x])
+    /// `name` (a [`LIBM`] function of one argument) applied to `x`, a scalar or each lane of
+    /// a vector.
+    pub(super) fn math1(&mut self, name: &'static str, x: Value) -> Value {
+        self.math(name, &[x])
     }
 
-    pub(super) fn libm2(&mut self, name: &'static str, x: Value, y: Value) -> Value {
-        self.libm(name, &[x, y])
+    /// `name` (a [`LIBM`] function of two arguments) applied to `x` and `y`, scalars or
+    /// vectors lane by lane.
+    pub(super) fn math2(&mut self, name: &'static str, x: Value, y: Value) -> Value {
+        self.math(name, &[x, y])
+    }
+
+    fn math(&mut self, name: &'static str, args: &[Value]) -> Value {
+        if !self.is_vector(args[0]) {
+            return self.libm(name, args);
+        }
+        // One call per lane.
+        let mut out = None;
+        for lane in 0..4u8 {
+            let scalars: Vec<Value> = args
+                .iter()
+                .map(|&a| self.b.ins().extractlane(a, lane))
+                .collect();
+            let r = self.libm(name, &scalars);
+            out = Some(match out {
+                None => self.b.ins().splat(types::F32X4, r),
+                Some(v) => self.b.ins().insertlane(v, r, lane),
+            });
+        }
+        out.expect("four lanes")
     }
 
     /// `log1p(exp(-|x|))`, the shared tail of the softplus family.
     fn softplus_tail(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let n = self.b.ins().fneg(a);
-        let e = self.libm1("expf", n);
+        let e = self.math1("expf", n);
         // log1p(e) for e in (0, 1] by Goldberg's correction of log(1 + e): glibc's logf is
         // several times faster than its log1pf, and log(u)·e/(u - 1) is as accurate (a few
         // ulp); where u = 1 + e rounds to 1, log1p(e) = e to f32 precision.
-        let one = self.f32(1.0);
+        let one = self.konst(x, 1.0);
         let u = self.b.ins().fadd(one, e);
-        let l = self.libm1("logf", u);
+        let l = self.math1("logf", u);
         let d = self.b.ins().fsub(u, one);
         let q = self.b.ins().fdiv(e, d);
         let corrected = self.b.ins().fmul(l, q);
         let exact = self.b.ins().fcmp(FloatCC::Equal, u, one);
-        self.b.ins().select(exact, e, corrected)
+        self.pick(exact, e, corrected)
     }
 
     /// A built-in applied to f32 arguments.
     pub(super) fn builtin(&mut self, f: Builtin, a: &[Value]) -> Result<Value, ClifError> {
         let x = a[0];
         Ok(match f {
-            Builtin::Exp => self.libm1("expf", x),
-            Builtin::Log => self.libm1("logf", x),
-            Builtin::Log1p => self.libm1("log1pf", x),
-            Builtin::Expm1 => self.libm1("expm1f", x),
-            Builtin::Tanh => self.libm1("tanhf", x),
-            Builtin::Sin => self.libm1("sinf", x),
-            Builtin::Cos => self.libm1("cosf", x),
-            Builtin::Pow => self.libm2("powf", x, a[1]),
+            Builtin::Exp => self.math1("expf", x),
+            Builtin::Log => self.math1("logf", x),
+            Builtin::Log1p => self.math1("log1pf", x),
+            Builtin::Expm1 => self.math1("expm1f", x),
+            Builtin::Tanh => self.math1("tanhf", x),
+            Builtin::Sin => self.math1("sinf", x),
+            Builtin::Cos => self.math1("cosf", x),
+            Builtin::Pow => self.math2("powf", x, a[1]),
             Builtin::Sqrt => self.b.ins().sqrt(x),
             Builtin::Abs => self.b.ins().fabs(x),
             Builtin::Min => self.b.ins().fmin(x, a[1]),
@@ -94,46 +118,46 @@ impl<M: Module> Lowering<'_, M> {
             Builtin::Detach => x,
             Builtin::Relu => {
                 // x <= 0 → 0; NaN stays NaN.
-                let zero = self.f32(0.0);
+                let zero = self.konst(x, 0.0);
                 let le = self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, zero);
-                self.b.ins().select(le, zero, x)
+                self.pick(le, zero, x)
             }
             Builtin::Sigmoid => {
                 // e = exp(-|x|); x >= 0: 1/(1+e), else e/(1+e).
                 let a = self.b.ins().fabs(x);
                 let n = self.b.ins().fneg(a);
-                let e = self.libm1("expf", n);
-                let one = self.f32(1.0);
+                let e = self.math1("expf", n);
+                let one = self.konst(x, 1.0);
                 let d = self.b.ins().fadd(one, e);
                 let r = self.b.ins().fdiv(one, d);
                 let small = self.b.ins().fmul(e, r);
-                let zero = self.f32(0.0);
+                let zero = self.konst(x, 0.0);
                 let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
-                self.b.ins().select(ge, r, small)
+                self.pick(ge, r, small)
             }
             Builtin::Softplus => {
-                let zero = self.f32(0.0);
+                let zero = self.konst(x, 0.0);
                 let m = self.b.ins().fmax(x, zero);
                 let t = self.softplus_tail(x);
                 self.b.ins().fadd(m, t)
             }
             Builtin::LogSigmoid => {
-                let zero = self.f32(0.0);
+                let zero = self.konst(x, 0.0);
                 let m = self.b.ins().fmin(x, zero);
                 let t = self.softplus_tail(x);
                 self.b.ins().fsub(m, t)
             }
             Builtin::Log1mexp => {
                 // x > -ln 2: log(-expm1(x)); else log1p(-exp(x)).
-                let em1 = self.libm1("expm1f", x);
+                let em1 = self.math1("expm1f", x);
                 let n = self.b.ins().fneg(em1);
-                let near = self.libm1("logf", n);
-                let e = self.libm1("expf", x);
+                let near = self.math1("logf", n);
+                let e = self.math1("expf", x);
                 let ne = self.b.ins().fneg(e);
-                let far = self.libm1("log1pf", ne);
-                let cut = self.f32(-std::f32::consts::LN_2);
+                let far = self.math1("log1pf", ne);
+                let cut = self.konst(x, -std::f32::consts::LN_2);
                 let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, cut);
-                self.b.ins().select(gt, near, far)
+                self.pick(gt, near, far)
             }
         })
     }

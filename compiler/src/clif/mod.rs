@@ -14,6 +14,7 @@
 
 mod expr;
 mod math;
+mod vector;
 
 pub use math::LIBM;
 
