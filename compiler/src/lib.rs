@@ -4,6 +4,7 @@
 pub mod check;
 pub mod clif;
 pub mod contraction;
+pub mod fuse;
 pub mod grad;
 pub mod hoist;
 pub mod ir;

@@ -9,6 +9,7 @@ use crate::bind::Bound;
 use crate::{Data, Outputs, RunError};
 use compiler::clif::{self, Layout};
 use compiler::contraction::{Contraction, Operand};
+use compiler::fuse::Step;
 use compiler::ir::{DType, DefKind, InputId, Loss, Reducer};
 use cranelift_jit::{JITBuilder, JITModule};
 
@@ -24,6 +25,8 @@ pub struct CpuLoss {
     partials: Vec<Option<(Reducer, DefFn)>>,
     /// For each definition that is a matrix product: how to call GEMM for it.
     products: Vec<Option<Contraction>>,
+    /// The fused schedule (`compiler::fuse`), with the block function of each group.
+    steps: Vec<(Step, Option<DefFn>)>,
     result: ResultFn,
 }
 
@@ -57,6 +60,12 @@ const PARALLEL_ELEMENTS: usize = 1 << 14;
 /// no f32 accumulator sums more than a block's terms (over 4M terms, one running f32 sum of
 /// DPO's loss was 1% off; blocks combined in f64 are within 1e-6).
 const BLOCK_TERMS: usize = 2048;
+
+/// A fused group runs in blocks of rows holding about this many elements of its widest member
+/// (at most [`BLOCK_TERMS`] rows, at least one): small enough that a block's rows of every
+/// member stay in cache from one member to the next. Like reduction blocks, the block size
+/// depends on the sizes only.
+const GROUP_BLOCK_ELEMENTS: usize = 1 << 14;
 
 /// The accumulators one block of a scalar reduction leaves (`clif::Part::Partial`).
 #[repr(C)]
@@ -169,6 +178,20 @@ impl CpuLoss {
                 None => None,
             });
         }
+        let products: Vec<Option<Contraction>> = (0..program.defs.len())
+            .map(|d| compiler::contraction::contraction(program, d))
+            .collect();
+        let schedule = compiler::fuse::schedule(program, &|d| products[d].is_some());
+        let mut step_ids = vec![];
+        for (k, step) in schedule.iter().enumerate() {
+            step_ids.push(match step {
+                Step::Group(members) => Some(
+                    clif::lower_group(program, &mut module, &format!("group{k}"), members)
+                        .map_err(cranelift)?,
+                ),
+                Step::One(_) => None,
+            });
+        }
         let result_id = clif::lower_part(program, &mut module, "result", clif::Part::Result)
             .map_err(cranelift)?;
         module
@@ -197,8 +220,16 @@ impl CpuLoss {
         let result = unsafe {
             std::mem::transmute::<*const u8, ResultFn>(module.get_finalized_function(result_id))
         };
-        let products = (0..program.defs.len())
-            .map(|d| compiler::contraction::contraction(program, d))
+        // SAFETY: as above.
+        let steps = schedule
+            .into_iter()
+            .zip(step_ids)
+            .map(|(step, id)| {
+                let f = id.map(|id| unsafe {
+                    std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+                });
+                (step, f)
+            })
             .collect();
         Ok(CpuLoss {
             program: program.clone(),
@@ -206,6 +237,7 @@ impl CpuLoss {
             defs,
             partials,
             products,
+            steps,
             result,
         })
     }
@@ -270,6 +302,7 @@ impl CpuLoss {
             defs: &self.defs,
             partials: &self.partials,
             products: &self.products,
+            steps: &self.steps,
             result: self.result,
             inputs,
             dims: bound.dims.iter().map(|&d| d as i64).collect(),
@@ -421,6 +454,7 @@ pub struct Prepared<'a> {
     defs: &'a [DefFn],
     partials: &'a [Option<(Reducer, DefFn)>],
     products: &'a [Option<Contraction>],
+    steps: &'a [(Step, Option<DefFn>)],
     result: ResultFn,
     inputs: Vec<Buffer>,
     dims: Vec<i64>,
@@ -443,52 +477,11 @@ impl Prepared<'_> {
             hypers: self.hypers.as_ptr(),
             work: self.work.as_mut_ptr(),
         };
-        for (d, def) in loss.defs.iter().enumerate() {
-            if let Some(c) = self.products[d] {
-                self.multiply(d, c, &pointers, buffers);
-                continue;
-            }
-            if let Some((op, f)) = self.partials[d] {
-                let value = self.reduce_in_blocks(d, op, f, buffers)?;
-                // SAFETY: the offset of a definition lies inside `work` (`Layout`); no block
-                // function runs now.
-                unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
-                continue;
-            }
-            let rows = def
-                .indices
-                .first()
-                .map_or(1, |&v| self.sizes[loss.vars[v].dim]);
-            let chunks = if self.layout.sizes[d] >= PARALLEL_ELEMENTS {
-                rayon::current_num_threads().min(rows).max(1)
-            } else {
-                1
-            };
-            let f = self.defs[d];
-            // Rows split into equal chunks in order; each element is computed by one thread
-            // exactly as it would be alone, so results do not depend on the thread count.
-            let run_chunk = |k: usize| -> Result<(), [i64; 4]> {
-                let mut unused = 0f32;
-                // SAFETY: this call writes only rows of chunk k of definition d (see
-                // `call_rows` for the rest).
-                unsafe {
-                    call_rows(
-                        f,
-                        buffers,
-                        &mut unused,
-                        rows * k / chunks,
-                        rows * (k + 1) / chunks,
-                    )
-                }
-            };
-            let outcomes: Vec<Result<(), [i64; 4]>> = if chunks == 1 {
-                vec![run_chunk(0)]
-            } else {
-                use rayon::prelude::*;
-                (0..chunks).into_par_iter().map(run_chunk).collect()
-            };
-            if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
-                return Err(out_of_range(loss, e, &self.sizes));
+        for (step, f) in self.steps {
+            match (step, f) {
+                (Step::Group(members), Some(f)) => self.run_group(members, *f, buffers)?,
+                (Step::One(d), _) => self.run_def(*d, &pointers, buffers)?,
+                (Step::Group(_), None) => unreachable!("every group has its function"),
             }
         }
         let mut error = [0i64; 4];
@@ -509,6 +502,115 @@ impl Prepared<'_> {
         }
         self.loss = result;
         Ok(result)
+    }
+
+    /// Computes definition `d` alone: a matrix product, a reduction in blocks, or rows spread
+    /// over threads.
+    fn run_def(&self, d: usize, pointers: &[*const u8], buffers: Buffers) -> Result<(), RunError> {
+        let loss = self.program;
+        let def = &loss.defs[d];
+        if let Some(c) = self.products[d] {
+            self.multiply(d, c, pointers, buffers);
+            return Ok(());
+        }
+        if let Some((op, f)) = self.partials[d] {
+            let value = self.reduce_in_blocks(d, op, f, buffers)?;
+            // SAFETY: the offset of a definition lies inside `work` (`Layout`); no block
+            // function runs now.
+            unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
+            return Ok(());
+        }
+        let rows = def
+            .indices
+            .first()
+            .map_or(1, |&v| self.sizes[loss.vars[v].dim]);
+        let chunks = if self.layout.sizes[d] >= PARALLEL_ELEMENTS {
+            rayon::current_num_threads().min(rows).max(1)
+        } else {
+            1
+        };
+        let f = self.defs[d];
+        // Rows split into equal chunks in order; each element is computed by one thread
+        // exactly as it would be alone, so results do not depend on the thread count.
+        let run_chunk = |k: usize| -> Result<(), [i64; 4]> {
+            let mut unused = 0f32;
+            // SAFETY: this call writes only rows of chunk k of definition d (see
+            // `call_rows` for the rest).
+            unsafe {
+                call_rows(
+                    f,
+                    buffers,
+                    &mut unused,
+                    rows * k / chunks,
+                    rows * (k + 1) / chunks,
+                )
+            }
+        };
+        let outcomes: Vec<Result<(), [i64; 4]>> = if chunks == 1 {
+            vec![run_chunk(0)]
+        } else {
+            use rayon::prelude::*;
+            (0..chunks).into_par_iter().map(run_chunk).collect()
+        };
+        if let Some(Err(e)) = outcomes.into_iter().find(Result::is_err) {
+            return Err(out_of_range(loss, e, &self.sizes));
+        }
+        Ok(())
+    }
+
+    /// Computes the fused group `members` with its block function `f`: blocks of rows (see
+    /// [`GROUP_BLOCK_ELEMENTS`]) in parallel, then each reduction member from its blocks'
+    /// accumulators, combined in block order.
+    fn run_group(&self, members: &[usize], f: DefFn, buffers: Buffers) -> Result<(), RunError> {
+        let loss = self.program;
+        let row_dim = |d: usize| -> (usize, usize) {
+            // (rows, elements per row)
+            let def = &loss.defs[d];
+            let vars: &[compiler::ir::VarId] = match &def.body {
+                compiler::ir::Expr::Reduce { vars, .. } if def.indices.is_empty() => vars,
+                _ => &def.indices,
+            };
+            let sizes: Vec<usize> = vars.iter().map(|&v| self.sizes[loss.vars[v].dim]).collect();
+            (sizes[0], sizes[1..].iter().product())
+        };
+        let rows = row_dim(members[0]).0;
+        let width = members.iter().map(|&d| row_dim(d).1).max().unwrap_or(1);
+        let per_block = (GROUP_BLOCK_ELEMENTS / width.max(1)).clamp(1, BLOCK_TERMS);
+        let blocks = rows.div_ceil(per_block).max(1);
+        let reducers: Vec<Reducer> = members
+            .iter()
+            .filter_map(|&d| clif::partial_reducer(loss, d))
+            .collect();
+        let run_block = |k: usize| -> Result<Vec<PartialState>, [i64; 4]> {
+            let mut states = vec![PartialState::default(); reducers.len().max(1)];
+            let (start, end) = (k * per_block, ((k + 1) * per_block).min(rows));
+            // SAFETY: a group's block function writes only rows start..end of its row
+            // members and one `PartialState` per reduction member at `result` (see
+            // `call_rows` for the rest); blocks are disjoint row ranges.
+            unsafe { call_rows(f, buffers, states.as_mut_ptr().cast(), start, end) }?;
+            Ok(states)
+        };
+        let outcomes: Vec<Result<Vec<PartialState>, [i64; 4]>> = if blocks == 1 {
+            vec![run_block(0)]
+        } else {
+            use rayon::prelude::*;
+            (0..blocks).into_par_iter().map(run_block).collect()
+        };
+        let parts: Vec<Vec<PartialState>> = outcomes
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| out_of_range(loss, e, &self.sizes))?;
+        let mut k = 0;
+        for &d in members {
+            if let Some(op) = clif::partial_reducer(loss, d) {
+                let column: Vec<PartialState> = parts.iter().map(|p| p[k]).collect();
+                let value = combine(op, &column);
+                // SAFETY: the offset of a definition lies inside `work`; no block runs now.
+                unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
+                k += 1;
+            }
+        }
+        Ok(())
     }
 
     /// Computes definition `d`, the matrix product `c`, with `matrixmultiply`'s SGEMM: rows of

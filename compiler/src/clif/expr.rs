@@ -70,6 +70,8 @@ pub(super) struct Lowering<'a, M: Module> {
     /// In vector mode, the loop variable whose four consecutive points are computed at once
     /// (see `vector.rs`).
     pub(super) lanes: Option<VarId>,
+    /// For [`super::Part::Group`]: the members, in order.
+    pub(super) members: Vec<usize>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -97,6 +99,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             funcs: HashMap::new(),
             outer_range: None,
             lanes: None,
+            members: vec![],
         }
     }
 
@@ -106,7 +109,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
-        if let super::Part::Def(_) | super::Part::Partial(_) = part {
+        if let super::Part::Def(_) | super::Part::Partial(_) | super::Part::Group = part {
             self.outer_range = Some((params[6], params[7]));
         }
         let (inputs, dims, hypers) = (params[0], params[1], params[2]);
@@ -140,10 +143,24 @@ impl<'a, M: Module> Lowering<'a, M> {
                 }
             }
             super::Part::Def(d) => self.definition(d)?,
-            super::Part::Partial(d) => self.partial(d)?,
+            super::Part::Partial(d) => self.partial(d, 0)?,
+            super::Part::Group => {
+                let mut k = 0;
+                for d in self.members.clone() {
+                    if super::partial_reducer(self.loss, d).is_some() {
+                        self.partial(d, k * 16)?;
+                        k += 1;
+                    } else {
+                        self.definition(d)?;
+                    }
+                }
+            }
             super::Part::Result => {}
         }
-        if !matches!(part, super::Part::Def(_) | super::Part::Partial(_)) {
+        if !matches!(
+            part,
+            super::Part::Def(_) | super::Part::Partial(_) | super::Part::Group
+        ) {
             let value = self.expr(&self.loss.result.clone())?;
             let value = self.float(value);
             self.b.ins().store(trusted(), value, self.result, 0);
@@ -273,8 +290,9 @@ impl<'a, M: Module> Lowering<'a, M> {
     }
 
     /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
-    /// first variable, stored at `result` as `{f32, f32, i64}` (see [`ReduceState`]).
-    fn partial(&mut self, d: usize) -> Result<(), ClifError> {
+    /// first variable, stored at byte `at` of `result` as `{f32, f32, i64}` (see
+    /// [`ReduceState`]).
+    fn partial(&mut self, d: usize, at: i32) -> Result<(), ClifError> {
         let Expr::Reduce {
             op,
             vars,
@@ -286,9 +304,9 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let range = self.outer_range;
         let state = self.reduce_state(op, &vars, filter.as_deref(), body.as_deref(), range)?;
-        for (v, at) in [(state.f, 0), (state.g, 4), (state.n, 8)] {
+        for (v, field) in [(state.f, 0), (state.g, 4), (state.n, 8)] {
             if let Some(v) = v {
-                self.b.ins().store(trusted(), v, self.result, at);
+                self.b.ins().store(trusted(), v, self.result, at + field);
             }
         }
         Ok(())

@@ -114,6 +114,11 @@ pub enum Part {
     Partial(usize),
     /// The loss only, from already computed definitions.
     Result,
+    /// The members of a fused group (`crate::fuse::Step::Group`, given to [`lower_group`]), in
+    /// order, for the rows `start..end` of their shared outermost dimension: row definitions
+    /// fill those rows, scalar reductions leave their block's accumulators at `result`, one
+    /// `{float f; float g; int64_t n}` per reduction in member order. Parameters as for `Def`.
+    Group,
 }
 
 /// The reducer of definition `d` when it can be computed in blocks ([`Part::Partial`]): a
@@ -140,7 +145,7 @@ pub fn part_signature<M: Module>(module: &M, part: Part) -> Signature {
     for _ in 0..6 {
         sig.params.push(AbiParam::new(ptr));
     }
-    if let Part::Def(_) | Part::Partial(_) = part {
+    if let Part::Def(_) | Part::Partial(_) | Part::Group = part {
         sig.params.push(AbiParam::new(types::I64));
         sig.params.push(AbiParam::new(types::I64));
     }
@@ -169,6 +174,34 @@ pub fn lower_part<M: Module>(
     {
         let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         expr::Lowering::new(loss, module, builder).function(part)?;
+    }
+    module
+        .define_function(id, &mut ctx)
+        .map_err(|e| ClifError {
+            message: format!("cranelift: {e:?}"),
+        })?;
+    Ok(id)
+}
+
+/// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
+/// (see [`Part::Group`]).
+pub fn lower_group<M: Module>(
+    loss: &Loss,
+    module: &mut M,
+    name: &str,
+    members: &[usize],
+) -> Result<FuncId, ClifError> {
+    let sig = part_signature(module, Part::Group);
+    let id = module.declare_function(name, Linkage::Export, &sig)?;
+    let mut ctx = module.make_context();
+    ctx.func.signature = sig;
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let mut lowering = expr::Lowering::new(loss, module, builder);
+        lowering.members = members.to_vec();
+        lowering.function(Part::Group)?;
     }
     module
         .define_function(id, &mut ctx)

@@ -1,0 +1,222 @@
+//! Fusing definitions into passes: definitions that run over the same outermost dimension —
+//! row definitions (`let d[b, ...]`) and scalar reductions over it (`mean[b](...)`, computed in
+//! blocks, see `clif::Part::Partial`) — are computed together, one block of rows at a time,
+//! when each reads the others only at its own row. A block's rows of every member are then
+//! still in cache when the next member reads them: cross-entropy's logsumexp, accuracy and loss
+//! read each row of the logits from memory once instead of three times; DPO's margins,
+//! rewards, metrics, loss and gradient become one pass.
+//!
+//! The schedule is a list of [`Step`]s in an order that respects every dependency. Scalar
+//! definitions that read no tensor data (`count[b: B]()`) are scheduled as early as possible,
+//! so they do not split a pass.
+
+use crate::ir::{Expr, Loss, Tensor};
+
+/// One step of a fused schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// One definition alone.
+    One(usize),
+    /// Definitions computed together block of rows by block of rows, in this order (each a
+    /// row definition or a scalar reduction over the shared outermost dimension).
+    Group(Vec<usize>),
+}
+
+/// The outermost dimension of definition `d` when it can be a member of a group: the first
+/// index of a row definition, or the first variable of a scalar reduction.
+fn row_dim(loss: &Loss, d: usize) -> Option<usize> {
+    let def = &loss.defs[d];
+    if let Some(&v) = def.indices.first() {
+        return Some(loss.vars[v].dim);
+    }
+    match &def.body {
+        Expr::Reduce { vars, .. } if !vars.is_empty() => Some(loss.vars[vars[0]].dim),
+        _ => None,
+    }
+}
+
+/// The variable that runs over the rows of member `d`.
+fn row_var(loss: &Loss, d: usize) -> Option<usize> {
+    let def = &loss.defs[d];
+    if let Some(&v) = def.indices.first() {
+        return Some(v);
+    }
+    match &def.body {
+        Expr::Reduce { vars, .. } => vars.first().copied(),
+        _ => None,
+    }
+}
+
+/// Every definition read in `e`, with the indices of each read.
+fn def_reads(e: &Expr) -> Vec<(usize, Vec<Expr>)> {
+    let mut out = vec![];
+    e.visit(&mut |x| {
+        if let Expr::Read {
+            tensor: Tensor::Def(d),
+            indices,
+        } = x
+        {
+            out.push((*d, indices.clone()));
+        }
+    });
+    out
+}
+
+/// True when `d` is a scalar that reads no tensor data (only scalar definitions): cheap, and
+/// best computed before any pass.
+fn free_scalar(loss: &Loss, d: usize) -> bool {
+    let def = &loss.defs[d];
+    def.indices.is_empty()
+        && !def.body.any(&mut |x| match x {
+            Expr::Read {
+                tensor: Tensor::Input(_),
+                ..
+            } => true,
+            Expr::Read {
+                tensor: Tensor::Def(e),
+                ..
+            } => !loss.defs[*e].indices.is_empty(),
+            _ => false,
+        })
+}
+
+/// The fused schedule of `loss`'s definitions. `alone(d)` marks definitions that must be a step
+/// of their own (for the CPU backend, matrix products run by GEMM).
+pub fn schedule(loss: &Loss, alone: &dyn Fn(usize) -> bool) -> Vec<Step> {
+    let n = loss.defs.len();
+    let reads: Vec<Vec<(usize, Vec<Expr>)>> =
+        loss.defs.iter().map(|d| def_reads(&d.body)).collect();
+    let mut done = vec![false; n];
+    let mut pending: Vec<usize> = (0..n).collect();
+    let mut steps = vec![];
+    let ready = |d: usize, done: &[bool]| reads[d].iter().all(|(e, _)| done[*e]);
+    while !pending.is_empty() {
+        // Definitions only ever read earlier ones, so the first pending one is ready.
+        let first = pending.remove(0);
+        debug_assert!(ready(first, &done));
+        let dim = row_dim(loss, first).filter(|_| !alone(first) && !free_scalar(loss, first));
+        let Some(dim) = dim else {
+            done[first] = true;
+            steps.push(Step::One(first));
+            continue;
+        };
+        let mut members = vec![first];
+        let mut member = vec![false; n];
+        member[first] = true;
+        loop {
+            let mut grew = false;
+            let mut k = 0;
+            while k < pending.len() {
+                let e = pending[k];
+                if ready(e, &done) && free_scalar(loss, e) {
+                    // Independent of the group: before it.
+                    done[e] = true;
+                    steps.push(Step::One(e));
+                    pending.remove(k);
+                    grew = true;
+                    continue;
+                }
+                let fits = !alone(e)
+                    && row_dim(loss, e) == Some(dim)
+                    && reads[e].iter().all(|(r, indices)| {
+                        done[*r]
+                            || (member[*r]
+                                && !loss.defs[*r].indices.is_empty()
+                                && matches!(indices.first(),
+                                    Some(Expr::Index(u)) if Some(*u) == row_var(loss, e)))
+                    });
+                if fits {
+                    member[e] = true;
+                    members.push(e);
+                    pending.remove(k);
+                    grew = true;
+                    continue;
+                }
+                k += 1;
+            }
+            if !grew {
+                break;
+            }
+        }
+        for &m in &members {
+            done[m] = true;
+        }
+        steps.push(if members.len() == 1 {
+            Step::One(first)
+        } else {
+            Step::Group(members)
+        });
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(src: &str) -> Loss {
+        let loss = crate::check_source(src)
+            .expect("a valid loss")
+            .losses
+            .remove(0);
+        crate::split::split(&loss)
+    }
+
+    fn names(loss: &Loss, steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::One(d) => loss.defs[*d].name.clone(),
+                Step::Group(m) => format!(
+                    "[{}]",
+                    m.iter()
+                        .map(|&d| loss.defs[d].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_read_at_their_own_row_share_a_pass() {
+        let loss = program(
+            "loss l(x: [B, C]) {
+                let m[b] = max[c](x[b, c])
+                let y[b, c] = x[b, c] - m[b]
+                metric top = mean[b](m[b])
+                sum[b, c](y[b, c])
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        assert_eq!(names(&loss, &steps), ["[m y top loss_part3]"]);
+    }
+
+    #[test]
+    fn a_scalar_of_the_pass_splits_it_and_free_scalars_go_first() {
+        let loss = program(
+            "loss l(x: [B]) {
+                let n = count[b: B]()
+                let s = sum[b](x[b])
+                let y[b] = x[b] / s / n
+                sum[b](y[b])
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        // y needs all of s: a second pass; n reads nothing and runs first.
+        assert_eq!(names(&loss, &steps), ["n", "s", "[y loss_part3]"]);
+    }
+
+    #[test]
+    fn a_read_at_another_row_is_not_fused() {
+        let loss = program(
+            "loss l(x: [B]) {
+                let y[b] = x[b] * 2
+                let z[b] = y[0] + x[b]
+                sum[b](z[b])
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        assert_eq!(names(&loss, &steps), ["y", "[z loss_part2]"]);
+    }
+}
