@@ -150,6 +150,36 @@ pub fn schedule(loss: &Loss, alone: &dyn Fn(usize) -> bool) -> Vec<Step> {
     steps
 }
 
+/// For each definition: true when it is a row definition of a group that only members of
+/// that group read (not the loss, no later step) and `keep(d)` is false (for outputs such as
+/// gradients). Such a definition need only live for one block of rows: a backend can keep
+/// it in a small scratch buffer instead of writing every row to memory.
+pub fn locals(loss: &Loss, steps: &[Step], keep: &dyn Fn(usize) -> bool) -> Vec<bool> {
+    let n = loss.defs.len();
+    let mut group_of = vec![None; n];
+    for (k, step) in steps.iter().enumerate() {
+        if let Step::Group(members) = step {
+            for &m in members {
+                group_of[m] = Some(k);
+            }
+        }
+    }
+    let mut local: Vec<bool> = (0..n)
+        .map(|d| group_of[d].is_some() && !loss.defs[d].indices.is_empty() && !keep(d))
+        .collect();
+    for (reader, def) in loss.defs.iter().enumerate() {
+        for (d, _) in def_reads(&def.body) {
+            if group_of[d] != group_of[reader] {
+                local[d] = false;
+            }
+        }
+    }
+    for (d, _) in def_reads(&loss.result) {
+        local[d] = false;
+    }
+    local
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +220,15 @@ mod tests {
         );
         let steps = schedule(&loss, &|_| false);
         assert_eq!(names(&loss, &steps), ["[m y top loss_part3]"]);
+        // m and y are read inside the pass only; y is kept when asked.
+        assert_eq!(
+            locals(&loss, &steps, &|_| false),
+            [true, true, false, false]
+        );
+        assert_eq!(
+            locals(&loss, &steps, &|d| d == 1),
+            [true, false, false, false]
+        );
     }
 
     #[test]
@@ -205,6 +244,10 @@ mod tests {
         let steps = schedule(&loss, &|_| false);
         // y needs all of s: a second pass; n reads nothing and runs first.
         assert_eq!(names(&loss, &steps), ["n", "s", "[y loss_part3]"]);
+        assert_eq!(
+            locals(&loss, &steps, &|_| false),
+            [false, false, true, false]
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct CpuLoss {
     /// For each definition that is a matrix product: how to call GEMM for it.
     products: Vec<Option<Contraction>>,
     /// The fused schedule (`compiler::fuse`), with the block function of each group.
-    steps: Vec<(Step, Option<DefFn>)>,
+    steps: Vec<(Step, Option<GroupFn>)>,
+    /// For each definition: true when it lives in its group's scratch buffer only.
+    locals: Vec<bool>,
     result: ResultFn,
 }
 
@@ -51,6 +53,19 @@ type DefFn = unsafe extern "C" fn(
     i64,
 ) -> i64;
 
+/// A fused group's C signature: a definition's, then the scratch buffer.
+type GroupFn = unsafe extern "C" fn(
+    *const *const u8,
+    *const i64,
+    *const f32,
+    *mut f32,
+    *mut f32,
+    *mut i64,
+    i64,
+    i64,
+    *mut f32,
+) -> i64;
+
 /// Definitions with at least this many elements are split over threads.
 const PARALLEL_ELEMENTS: usize = 1 << 14;
 
@@ -60,6 +75,12 @@ const PARALLEL_ELEMENTS: usize = 1 << 14;
 /// no f32 accumulator sums more than a block's terms (over 4M terms, one running f32 sum of
 /// DPO's loss was 1% off; blocks combined in f64 are within 1e-6).
 const BLOCK_TERMS: usize = 2048;
+
+thread_local! {
+    /// Each thread's scratch buffer for the local definitions of fused groups, kept between
+    /// blocks and runs.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A fused group runs in blocks of rows holding about this many elements of its widest member
 /// (at most [`BLOCK_TERMS`] rows, at least one): small enough that a block's rows of every
@@ -125,10 +146,23 @@ extern "C" fn lossc_powf(x: f32, y: f32) -> f32 {
 }
 
 impl CpuLoss {
-    /// Compiles `program` (a loss, or a gradient program from `compiler::grad`). Reductions
-    /// at the top of scalar expressions become definitions of their own (`compiler::split`),
-    /// computed in parallel blocks.
+    /// Compiles `program` (a loss, or a gradient program from `compiler::grad`) keeping the
+    /// values of every definition for [`CpuLoss::run`] and [`Prepared::definition`].
+    /// Reductions at the top of scalar expressions become definitions of their own
+    /// (`compiler::split`), computed in parallel blocks; definitions sharing their outermost
+    /// dimension run in fused passes (`compiler::fuse`).
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
+        CpuLoss::compile_with(program, true)
+    }
+
+    /// Compiles `program` for its loss, metrics and gradients only: a definition that only
+    /// its fused pass reads lives in a small per-thread scratch buffer, never written to
+    /// memory in full, and its values are not kept (they read as zeros).
+    pub fn compile_for_outputs(program: &Loss) -> Result<CpuLoss, RunError> {
+        CpuLoss::compile_with(program, false)
+    }
+
+    fn compile_with(program: &Loss, keep_every_definition: bool) -> Result<CpuLoss, RunError> {
         crate::limits::check_code_size(program)?;
         let program = &compiler::split::split(program);
         let isa = cranelift_native::builder()
@@ -182,13 +216,31 @@ impl CpuLoss {
             .map(|d| compiler::contraction::contraction(program, d))
             .collect();
         let schedule = compiler::fuse::schedule(program, &|d| products[d].is_some());
+        // Gradients and metrics are read after the run: never local.
+        let outputs: Vec<usize> = compiler::grad::gradient_outputs(program)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        let locals = compiler::fuse::locals(program, &schedule, &|d| {
+            keep_every_definition || outputs.contains(&d) || program.defs[d].kind == DefKind::Metric
+        });
         let mut step_ids = vec![];
         for (k, step) in schedule.iter().enumerate() {
             step_ids.push(match step {
-                Step::Group(members) => Some(
-                    clif::lower_group(program, &mut module, &format!("group{k}"), members)
+                Step::Group(members) => {
+                    let local: Vec<usize> =
+                        members.iter().copied().filter(|&d| locals[d]).collect();
+                    Some(
+                        clif::lower_group(
+                            program,
+                            &mut module,
+                            &format!("group{k}"),
+                            members,
+                            &local,
+                        )
                         .map_err(cranelift)?,
-                ),
+                    )
+                }
                 Step::One(_) => None,
             });
         }
@@ -226,7 +278,7 @@ impl CpuLoss {
             .zip(step_ids)
             .map(|(step, id)| {
                 let f = id.map(|id| unsafe {
-                    std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+                    std::mem::transmute::<*const u8, GroupFn>(module.get_finalized_function(id))
                 });
                 (step, f)
             })
@@ -238,6 +290,7 @@ impl CpuLoss {
             partials,
             products,
             steps,
+            locals,
             result,
         })
     }
@@ -247,7 +300,8 @@ impl CpuLoss {
         &self.program
     }
 
-    /// Runs on bound inputs: the outputs and every definition's values (as f64).
+    /// Runs on bound inputs: the outputs and every definition's values (as f64; zeros for the
+    /// scratch definitions of [`CpuLoss::compile_for_outputs`]).
     pub fn run(&self, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
         let mut prepared = self.prepare(bound)?;
         prepared.execute()?;
@@ -303,6 +357,7 @@ impl CpuLoss {
             partials: &self.partials,
             products: &self.products,
             steps: &self.steps,
+            locals: &self.locals,
             result: self.result,
             inputs,
             dims: bound.dims.iter().map(|&d| d as i64).collect(),
@@ -454,7 +509,8 @@ pub struct Prepared<'a> {
     defs: &'a [DefFn],
     partials: &'a [Option<(Reducer, DefFn)>],
     products: &'a [Option<Contraction>],
-    steps: &'a [(Step, Option<DefFn>)],
+    steps: &'a [(Step, Option<GroupFn>)],
+    locals: &'a [bool],
     result: ResultFn,
     inputs: Vec<Buffer>,
     dims: Vec<i64>,
@@ -561,7 +617,7 @@ impl Prepared<'_> {
     /// Computes the fused group `members` with its block function `f`: blocks of rows (see
     /// [`GROUP_BLOCK_ELEMENTS`]) in parallel, then each reduction member from its blocks'
     /// accumulators, combined in block order.
-    fn run_group(&self, members: &[usize], f: DefFn, buffers: Buffers) -> Result<(), RunError> {
+    fn run_group(&self, members: &[usize], f: GroupFn, buffers: Buffers) -> Result<(), RunError> {
         let loss = self.program;
         let row_dim = |d: usize| -> (usize, usize) {
             // (rows, elements per row)
@@ -581,14 +637,41 @@ impl Prepared<'_> {
             .iter()
             .filter_map(|&d| clif::partial_reducer(loss, d))
             .collect();
+        // The scratch a block's rows of the local members take.
+        let scratch: usize = members
+            .iter()
+            .filter(|&&d| self.locals[d])
+            .map(|&d| per_block * row_dim(d).1)
+            .sum();
         let run_block = |k: usize| -> Result<Vec<PartialState>, [i64; 4]> {
             let mut states = vec![PartialState::default(); reducers.len().max(1)];
             let (start, end) = (k * per_block, ((k + 1) * per_block).min(rows));
-            // SAFETY: a group's block function writes only rows start..end of its row
-            // members and one `PartialState` per reduction member at `result` (see
-            // `call_rows` for the rest); blocks are disjoint row ranges.
-            unsafe { call_rows(f, buffers, states.as_mut_ptr().cast(), start, end) }?;
-            Ok(states)
+            let b = buffers;
+            let mut error = [0i64; 4];
+            let status = SCRATCH.with(|buffer| {
+                let mut buffer = buffer.borrow_mut();
+                if buffer.len() < scratch.max(1) {
+                    buffer.resize(scratch.max(1), 0.0);
+                }
+                // SAFETY: a group's block function writes only rows start..end of its row
+                // members, one `PartialState` per reduction member at `result`, and at most
+                // `scratch` floats of this thread's scratch buffer (see `call_rows` for the
+                // rest); blocks are disjoint row ranges.
+                unsafe {
+                    f(
+                        b.inputs,
+                        b.dims,
+                        b.hypers,
+                        b.work,
+                        states.as_mut_ptr().cast(),
+                        error.as_mut_ptr(),
+                        start as i64,
+                        end as i64,
+                        buffer.as_mut_ptr(),
+                    )
+                }
+            });
+            if status == 0 { Ok(states) } else { Err(error) }
         };
         let outcomes: Vec<Result<Vec<PartialState>, [i64; 4]>> = if blocks == 1 {
             vec![run_block(0)]
@@ -731,7 +814,9 @@ impl Prepared<'_> {
         Ok(combine(op, &parts))
     }
 
-    /// The values of definition `d` from the last run (row-major f32).
+    /// The values of definition `d` from the last run (row-major f32). A definition that
+    /// lived only in a fused group's scratch buffer (never a gradient, a metric or anything
+    /// read after its pass) is not kept: its values here are zeros.
     pub fn definition(&self, d: usize) -> &[f32] {
         let (o, n) = (self.layout.offsets[d], self.layout.sizes[d]);
         &self.work[o..o + n]
@@ -761,7 +846,7 @@ pub fn eval_with_grad(
     bound: &Bound,
     wrt: &[InputId],
 ) -> Result<(Outputs, crate::interp::Gradients), RunError> {
-    let compiled = CpuLoss::compile(&gradient_program(loss, wrt))?;
+    let compiled = CpuLoss::compile_for_outputs(&gradient_program(loss, wrt))?;
     let (out, defs) = compiled.run(bound)?;
     let grads = compiler::grad::gradient_outputs(compiled.program())
         .into_iter()

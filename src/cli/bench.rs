@@ -93,7 +93,7 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let start = Instant::now();
     let compiled = if args.backend == "cpu" {
         let program = runtime::cpu::gradient_program(loss, &wrt);
-        Some(runtime::cpu::CpuLoss::compile(&program).map_err(|e| err(&e))?)
+        Some(runtime::cpu::CpuLoss::compile_for_outputs(&program).map_err(|e| err(&e))?)
     } else {
         None
     };

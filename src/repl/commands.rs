@@ -1072,7 +1072,7 @@ fn bench(s: &Session, a: BenchCmd) -> Result<String, UserError> {
     let compiled = match backend {
         Backend::Cpu => {
             let program = runtime::cpu::gradient_program(&loss, &wrt);
-            Some(runtime::cpu::CpuLoss::compile(&program).map_err(err)?)
+            Some(runtime::cpu::CpuLoss::compile_for_outputs(&program).map_err(err)?)
         }
         Backend::Interp | Backend::Gpu => None,
     };

@@ -72,6 +72,8 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) lanes: Option<VarId>,
     /// For [`super::Part::Group`]: the members, in order.
     pub(super) members: Vec<usize>,
+    /// For [`super::Part::Group`]: the members kept in the scratch buffer.
+    pub(super) locals: Vec<usize>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -100,6 +102,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             outer_range: None,
             lanes: None,
             members: vec![],
+            locals: vec![],
         }
     }
 
@@ -135,6 +138,9 @@ impl<'a, M: Module> Lowering<'a, M> {
                 n = self.b.ins().imul(n, self.dims[self.loss.vars[v].dim]);
             }
             off = self.b.ins().iadd(off, n);
+        }
+        if let super::Part::Group = part {
+            self.scratch_offsets(params[8]);
         }
         match part {
             super::Part::All => {
@@ -176,6 +182,35 @@ impl<'a, M: Module> Lowering<'a, M> {
         let config = self.module.target_config();
         self.b.finalize(config);
         Ok(())
+    }
+
+    /// Points the group's local definitions into `scratch`: each holds the block's rows
+    /// `start..end` one after the other, so that element `[row, ...]` of local `d` lies at
+    /// `scratch + before + (row - start) * width(d) + ...`, expressed as an offset from `work`
+    /// like every other definition.
+    fn scratch_offsets(&mut self, scratch: Value) {
+        let (start, end) = self.outer_range.expect("a group has a row range");
+        let rows = self.b.ins().isub(end, start);
+        let (scratch, work) = if self.ptr == types::I64 {
+            (scratch, self.work)
+        } else {
+            (
+                self.b.ins().uextend(types::I64, scratch),
+                self.b.ins().uextend(types::I64, self.work),
+            )
+        };
+        let bytes = self.b.ins().isub(scratch, work);
+        let mut at = self.b.ins().sshr_imm_u(bytes, 2);
+        for d in self.locals.clone() {
+            let mut width = self.b.ins().iconst(types::I64, 1);
+            for &v in &self.loss.defs[d].indices[1..] {
+                width = self.b.ins().imul(width, self.dims[self.loss.vars[v].dim]);
+            }
+            let first = self.b.ins().imul(start, width);
+            self.offsets[d] = self.b.ins().isub(at, first);
+            let size = self.b.ins().imul(rows, width);
+            at = self.b.ins().iadd(at, size);
+        }
     }
 
     pub(super) fn var(&mut self, v: VarId) -> Variable {

@@ -117,7 +117,9 @@ pub enum Part {
     /// The members of a fused group (`crate::fuse::Step::Group`, given to [`lower_group`]), in
     /// order, for the rows `start..end` of their shared outermost dimension: row definitions
     /// fill those rows, scalar reductions leave their block's accumulators at `result`, one
-    /// `{float f; float g; int64_t n}` per reduction in member order. Parameters as for `Def`.
+    /// `{float f; float g; int64_t n}` per reduction in member order. Parameters as for `Def`,
+    /// then `float *scratch`: the block's rows of the group's local definitions
+    /// (`crate::fuse::locals`), one after the other, live there instead of in `work`.
     Group,
 }
 
@@ -148,6 +150,9 @@ pub fn part_signature<M: Module>(module: &M, part: Part) -> Signature {
     if let Part::Def(_) | Part::Partial(_) | Part::Group = part {
         sig.params.push(AbiParam::new(types::I64));
         sig.params.push(AbiParam::new(types::I64));
+    }
+    if let Part::Group = part {
+        sig.params.push(AbiParam::new(ptr));
     }
     sig.returns.push(AbiParam::new(types::I64));
     sig
@@ -184,12 +189,13 @@ pub fn lower_part<M: Module>(
 }
 
 /// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
-/// (see [`Part::Group`]).
+/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer.
 pub fn lower_group<M: Module>(
     loss: &Loss,
     module: &mut M,
     name: &str,
     members: &[usize],
+    locals: &[usize],
 ) -> Result<FuncId, ClifError> {
     let sig = part_signature(module, Part::Group);
     let id = module.declare_function(name, Linkage::Export, &sig)?;
@@ -201,6 +207,7 @@ pub fn lower_group<M: Module>(
         let builder = FunctionBuilder::new(&mut ctx.func, &mut fctx);
         let mut lowering = expr::Lowering::new(loss, module, builder);
         lowering.members = members.to_vec();
+        lowering.locals = locals.to_vec();
         lowering.function(Part::Group)?;
     }
     module
