@@ -61,7 +61,18 @@ impl<M: Module> Lowering<'_, M> {
         if !self.is_vector(args[0]) {
             return self.libm(name, args);
         }
-        // One call per lane.
+        // Inline vector code where lossc has it (`vmath.rs`), otherwise one call per lane.
+        let inline = match name {
+            "expf" => Some(super::vmath::exp as fn(&mut _, Value) -> Value),
+            "logf" => Some(super::vmath::log as fn(&mut _, Value) -> Value),
+            "log1pf" => Some(super::vmath::log1p as fn(&mut _, Value) -> Value),
+            "expm1f" => Some(super::vmath::expm1 as fn(&mut _, Value) -> Value),
+            "tanhf" => Some(super::vmath::tanh as fn(&mut _, Value) -> Value),
+            _ => None,
+        };
+        if let Some(f) = inline {
+            return f(&mut self.b, args[0]);
+        }
         let mut out = None;
         for lane in 0..4u8 {
             let scalars: Vec<Value> = args
@@ -82,6 +93,10 @@ impl<M: Module> Lowering<'_, M> {
         let a = self.b.ins().fabs(x);
         let n = self.b.ins().fneg(a);
         let e = self.math1("expf", n);
+        if self.is_vector(x) {
+            // lossc's inline vector log1p (0.87 ulp).
+            return self.math1("log1pf", e);
+        }
         // log1p(e) for e in (0, 1] by Goldberg's correction of log(1 + e): glibc's logf is
         // several times faster than its log1pf, and log(u)·e/(u - 1) is as accurate (a few
         // ulp); where u = 1 + e rounds to 1, log1p(e) = e to f32 precision.
