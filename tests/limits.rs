@@ -121,7 +121,14 @@ fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
         );
     }
     // The default budget (1 GiB) refuses s at 10^10 values before allocating anything.
-    let o = lossc(&["eval", file.arg(), "--random", "B=100000,D=2"]);
+    let o = lossc(&[
+        "eval",
+        file.arg(),
+        "--random",
+        "B=100000,D=2",
+        "--backend",
+        "interp",
+    ]);
     refused(
         &o,
         &["definition `s`", "more than the memory budget of 1 GiB"],

@@ -28,9 +28,9 @@ pub struct EvalArgs {
     /// Override hyperparameters: `--set beta=0.2 --set gamma=1` or `--set beta=0.2,gamma=1`.
     #[arg(long = "set", value_name = "NAME=VALUE,..", value_parser = parse_sets)]
     set: Vec<Sets>,
-    /// Where to compute: the f64 reference interpreter, native f32 code (Cranelift JIT), or
+    /// Where to compute: native f32 code (Cranelift JIT), the f64 reference interpreter, or
     /// f32 WGSL compute shaders on any wgpu adapter.
-    #[arg(long, default_value = "interp", value_parser = ["interp", "cpu", "gpu"])]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
     /// Write the loss and metrics to a .json, .npz or .safetensors file.
     #[arg(long, value_name = "OUT")]
