@@ -50,7 +50,7 @@ pub struct EvalArgs {
     #[arg(long)]
     no_grad: bool,
     /// The most memory the run may take for its inputs and definitions: bytes, or with a
-    /// suffix K, M, G, T (powers of 1024), e.g. `512M` [default: 1G].
+    /// suffix K, M, G, T (powers of 1024), e.g. `512M` [default: 4G].
     #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
     max_memory: Option<u64>,
 }
