@@ -227,6 +227,7 @@ fn filled(shape: &[usize], like: &Data) -> Tensor {
         shape: shape.to_vec(),
         data: match like {
             Data::F64(_) => Data::F64(vec![0.0; n]),
+            Data::F32(_) => Data::F32(vec![0.0; n]),
             Data::I64(_) => Data::I64(vec![0; n]),
             Data::Bool(_) => Data::Bool(vec![false; n]),
         },
@@ -526,6 +527,7 @@ fn ignored_rows_are_ignored() {
             t.shape[0] -= 1;
             t.data = match &t.data {
                 Data::F64(v) => Data::F64(v[row..].to_vec()),
+                Data::F32(v) => Data::F32(v[row..].to_vec()),
                 Data::I64(v) => Data::I64(v[row..].to_vec()),
                 Data::Bool(v) => Data::Bool(v[row..].to_vec()),
             };

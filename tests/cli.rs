@@ -156,6 +156,9 @@ fn eval_reads_and_writes_every_format() {
             "label_smoothing=0.1",
             "--out",
             out.to_str().unwrap(),
+            // The fixture is the f64 reference's value, to 1e-9.
+            "--backend",
+            "interp",
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let t = runtime::data::read_tensors(&out).unwrap();
@@ -387,6 +390,8 @@ int main(void) {
         json.to_str().unwrap(),
         "--json",
         "--no-grad",
+        "--backend",
+        "interp",
     ]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let want = v["loss"].as_f64().unwrap();

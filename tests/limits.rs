@@ -78,7 +78,8 @@ const SIMILARITY: &str = "loss pairs(x: [B, D]) {
 fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
     let file = source_file("pairs.loss", SIMILARITY);
     for backend in ["interp", "cpu"] {
-        // s alone would hold 4096² values: 128 MiB in f64, 192 MiB for the CPU backend.
+        // s alone would hold 4096² values: 128 MiB in f64, 64 MiB in the CPU backend's f32
+        // workspace (and 64 MiB more in f64 were it a gradient eval returns).
         let o = lossc(&[
             "eval",
             file.arg(),
@@ -120,11 +121,18 @@ fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    // The default budget (1 GiB) refuses s at 10^10 values before allocating anything.
-    let o = lossc(&["eval", file.arg(), "--random", "B=100000,D=2"]);
+    // The default budget (4 GiB) refuses s at 10^10 values before allocating anything.
+    let o = lossc(&[
+        "eval",
+        file.arg(),
+        "--random",
+        "B=100000,D=2",
+        "--backend",
+        "interp",
+    ]);
     refused(
         &o,
-        &["definition `s`", "more than the memory budget of 1 GiB"],
+        &["definition `s`", "more than the memory budget of 4 GiB"],
     );
     // Random inputs over the budget are refused before they are drawn.
     let o = lossc(&[
@@ -136,6 +144,41 @@ fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
         "1M",
     ]);
     refused(&o, &["random inputs of `pairs`", "memory budget of 1 MiB"]);
+}
+
+#[test]
+fn bench_counts_f32_inputs_at_four_bytes_against_its_budget() {
+    // Cross-entropy's [8192, 32000] logits drawn in f32 for the CPU backend take 1000 MiB
+    // (not 2000 MiB as f64): refused under 512M before anything is drawn, with the size.
+    let o = lossc(&[
+        "bench",
+        "cross_entropy",
+        "--size",
+        "B=8192,C=32000",
+        "--max-memory",
+        "512M",
+    ]);
+    refused(
+        &o,
+        &[
+            "random inputs of `cross_entropy`",
+            "1000.0 MiB",
+            "memory budget of 512 MiB",
+            "--max-memory",
+        ],
+    );
+    // The interpreter holds them in f64.
+    let o = lossc(&[
+        "bench",
+        "cross_entropy",
+        "--size",
+        "B=8192,C=32000",
+        "--max-memory",
+        "512M",
+        "--backend",
+        "interp",
+    ]);
+    refused(&o, &["random inputs of `cross_entropy`", "2.0 GiB"]);
 }
 
 #[test]

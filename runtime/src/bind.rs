@@ -20,10 +20,21 @@ pub struct Bound {
     pub max_memory: u64,
 }
 
-/// Checks `tensors` against the loss's inputs and applies hyperparameter overrides.
+/// Checks `tensors` against the loss's inputs and applies hyperparameter overrides (the
+/// tensors are copied; [`bind_owned`] moves them instead).
 pub fn bind(
     loss: &Loss,
     tensors: &BTreeMap<String, Tensor>,
+    set: &[(String, f64)],
+) -> Result<Bound, RunError> {
+    bind_owned(loss, tensors.clone(), set)
+}
+
+/// [`bind`], taking the tensors: an input already of its declared element type is moved into
+/// the [`Bound`], not copied (so a 1 GiB input takes 1 GiB, not 2).
+pub fn bind_owned(
+    loss: &Loss,
+    mut tensors: BTreeMap<String, Tensor>,
     set: &[(String, f64)],
 ) -> Result<Bound, RunError> {
     let expected: Vec<String> = loss.inputs.iter().map(|i| signature(loss, i)).collect();
@@ -39,7 +50,7 @@ pub fn bind(
     let mut dims: Vec<Option<(usize, String)>> = vec![None; loss.dims.len()];
     let mut inputs = vec![];
     for (input, sig) in loss.inputs.iter().zip(&expected) {
-        let Some(t) = tensors.get(&input.name) else {
+        let Some(t) = tensors.remove(&input.name) else {
             return Err(RunError::new(format!(
                 "missing input `{}` ({sig})",
                 input.name
@@ -120,8 +131,9 @@ pub fn position(shape: &[usize], mut flat: usize) -> Vec<usize> {
 /// The largest integer magnitude an f64 holds exactly (2^53).
 const EXACT_INTS: u64 = 1 << 53;
 
-/// Converts a tensor to the declared element type, or explains why it cannot be.
-fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
+/// Converts a tensor to the declared element type, or explains why it cannot be. Floats stay
+/// in the precision they have (f64, or f32 kept for a compiled backend).
+fn convert(name: &str, dtype: DType, t: Tensor) -> Result<Tensor, RunError> {
     if let Data::I64(v) = &t.data
         && let Some(k) = v.iter().position(|x| x.unsigned_abs() > EXACT_INTS)
     {
@@ -131,23 +143,15 @@ fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
             position(&t.shape, k)
         )));
     }
-    let data = match (dtype, &t.data) {
-        (DType::Float, Data::F64(_))
-        | (DType::Int, Data::I64(_))
-        | (DType::Bool, Data::Bool(_)) => t.data.clone(),
+    let Tensor { shape, data } = t;
+    let data = match (dtype, data) {
+        (DType::Float, data @ (Data::F64(_) | Data::F32(_)))
+        | (DType::Int, data @ Data::I64(_))
+        | (DType::Bool, data @ Data::Bool(_)) => data,
         (DType::Float, Data::I64(v)) => Data::F64(v.iter().map(|&x| x as f64).collect()),
-        (DType::Int, Data::F64(v)) => {
-            let mut out = Vec::with_capacity(v.len());
-            for (k, &x) in v.iter().enumerate() {
-                if x.fract() != 0.0 || !x.is_finite() || x.abs() > 9.007_199_254_740_992e15 {
-                    return Err(RunError::new(format!(
-                        "input `{name}` is an int tensor but holds {x} at {:?}",
-                        position(&t.shape, k)
-                    )));
-                }
-                out.push(x as i64);
-            }
-            Data::I64(out)
+        (DType::Int, Data::F64(v)) => Data::I64(float_ints(name, &shape, v.into_iter())?),
+        (DType::Int, Data::F32(v)) => {
+            Data::I64(float_ints(name, &shape, v.into_iter().map(f64::from))?)
         }
         (DType::Bool, Data::I64(v)) if v.iter().all(|&x| x == 0 || x == 1) => {
             Data::Bool(v.iter().map(|&x| x == 1).collect())
@@ -160,8 +164,25 @@ fn convert(name: &str, dtype: DType, t: &Tensor) -> Result<Tensor, RunError> {
             )));
         }
     };
-    Ok(Tensor {
-        shape: t.shape.clone(),
-        data,
-    })
+    Ok(Tensor { shape, data })
+}
+
+/// Float values that must be integers (an int input given as floats), or the error naming the
+/// first that is not.
+fn float_ints(
+    name: &str,
+    shape: &[usize],
+    values: impl ExactSizeIterator<Item = f64>,
+) -> Result<Vec<i64>, RunError> {
+    let mut out = Vec::with_capacity(values.len());
+    for (k, x) in values.enumerate() {
+        if x.fract() != 0.0 || !x.is_finite() || x.abs() > 9.007_199_254_740_992e15 {
+            return Err(RunError::new(format!(
+                "input `{name}` is an int tensor but holds {x} at {:?}",
+                position(shape, k)
+            )));
+        }
+        out.push(x as i64);
+    }
+    Ok(out)
 }

@@ -300,9 +300,11 @@ impl CpuLoss {
         &self.program
     }
 
-    /// Runs on bound inputs: the outputs and every definition's values (as f64; zeros for the
-    /// scratch definitions of [`CpuLoss::compile_for_outputs`]).
+    /// Runs on bound inputs: the outputs and every definition's values (as f64, counted in the
+    /// memory budget beside the workspace; zeros for the scratch definitions of
+    /// [`CpuLoss::compile_for_outputs`]).
     pub fn run(&self, bound: &Bound) -> Result<(Outputs, Vec<Vec<f64>>), RunError> {
+        self.check_memory(&bound.dims, bound.max_memory, |_| 8)?;
         let mut prepared = self.prepare(bound)?;
         prepared.execute()?;
         let defs = (0..self.program.defs.len())
@@ -317,41 +319,72 @@ impl CpuLoss {
         Ok((prepared.outputs(), defs))
     }
 
+    /// The memory a run at dimension sizes `dims` takes, checked against `budget` before
+    /// anything is allocated (see [`crate::limits::check_memory`]): the inputs in the element
+    /// types compiled code reads (f32, i32, u8), 4 bytes for each element of the f32
+    /// workspace, which holds every definition (a gradient's is where [`Prepared::definition`]
+    /// reads it, never copied), and `extra(d)` more bytes per element of definition `d` for a
+    /// caller that copies it out. Returns the total in bytes.
+    pub fn check_memory(
+        &self,
+        dims: &[usize],
+        budget: u64,
+        extra: impl Fn(usize) -> u64,
+    ) -> Result<f64, RunError> {
+        let loss = &self.program;
+        crate::limits::check_memory(
+            loss,
+            dims,
+            budget,
+            |i| match loss.inputs[i].dtype {
+                DType::Bool => 1,
+                DType::Float | DType::Int => 4,
+            },
+            |d| 4 + extra(d),
+        )
+    }
+
     /// Converts bound inputs into the buffers compiled code reads (f32, i32, u8) and allocates
     /// its workspace: everything [`Prepared::execute`] needs, so that repeated runs (as in
-    /// `lossc bench`, like a framework's tensors already in memory) do no conversion.
+    /// `lossc bench`, like a framework's tensors already in memory) do no conversion. Inputs
+    /// are copied; [`CpuLoss::prepare_owned`] takes them instead.
     pub fn prepare(&self, bound: &Bound) -> Result<Prepared<'_>, RunError> {
-        let loss = &self.program;
-        crate::limits::check_memory_for(loss, bound, 4, 12)?;
-        let mut inputs = vec![];
-        for (input, t) in loss.inputs.iter().zip(&bound.inputs) {
-            let buffer = match (&t.data, input.dtype) {
-                (Data::F64(v), DType::Float) => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
-                (Data::I64(v), DType::Int) => {
-                    let mut out = Vec::with_capacity(v.len());
-                    for (k, &x) in v.iter().enumerate() {
-                        out.push(i32::try_from(x).map_err(|_| {
-                            RunError::new(format!(
-                                "input `{}` holds {x} at {:?}, beyond the 32-bit integers the CPU backend takes",
-                                input.name,
-                                crate::bind::position(&t.shape, k)
-                            ))
-                        })?);
-                    }
-                    Buffer::I32(out)
-                }
-                (Data::Bool(v), DType::Bool) => {
-                    Buffer::U8(v.iter().map(|&b| u8::from(b)).collect())
-                }
-                (data, _) => unreachable!(
-                    "bind converts every input to its type, not {}",
-                    data.type_name()
-                ),
-            };
-            inputs.push(buffer);
-        }
-        let layout = Layout::new(loss, &bound.dims);
-        Ok(Prepared {
+        self.check_memory(&bound.dims, bound.max_memory, |_| 0)?;
+        let inputs = self
+            .program
+            .inputs
+            .iter()
+            .zip(&bound.inputs)
+            .map(|(input, t)| buffer(input, std::borrow::Cow::Borrowed(t)))
+            .collect::<Result<_, _>>()?;
+        Ok(self.prepared(inputs, &bound.dims, &bound.hypers))
+    }
+
+    /// [`CpuLoss::prepare`], taking the bound inputs: an f32 input ([`Data::F32`]) becomes the
+    /// buffer compiled code reads without a copy, and any other is freed once converted, so
+    /// the run holds its inputs once.
+    pub fn prepare_owned(&self, bound: Bound) -> Result<Prepared<'_>, RunError> {
+        self.check_memory(&bound.dims, bound.max_memory, |_| 0)?;
+        let Bound {
+            dims,
+            inputs: tensors,
+            hypers,
+            ..
+        } = bound;
+        let inputs = self
+            .program
+            .inputs
+            .iter()
+            .zip(tensors)
+            .map(|(input, t)| buffer(input, std::borrow::Cow::Owned(t)))
+            .collect::<Result<_, _>>()?;
+        Ok(self.prepared(inputs, &dims, &hypers))
+    }
+
+    /// The workspace and sizes around converted inputs.
+    fn prepared(&self, inputs: Vec<Buffer>, dims: &[usize], hypers: &[f64]) -> Prepared<'_> {
+        let layout = Layout::new(&self.program, dims);
+        Prepared {
             program: &self.program,
             defs: &self.defs,
             partials: &self.partials,
@@ -360,14 +393,50 @@ impl CpuLoss {
             locals: &self.locals,
             result: self.result,
             inputs,
-            dims: bound.dims.iter().map(|&d| d as i64).collect(),
-            sizes: bound.dims.clone(),
-            hypers: bound.hypers.iter().map(|&h| h as f32).collect(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            sizes: dims.to_vec(),
+            hypers: hypers.iter().map(|&h| h as f32).collect(),
             work: vec![0f32; layout.total.max(1)],
             layout,
             loss: f32::NAN,
-        })
+        }
     }
+}
+
+/// One bound input as the buffer compiled code reads: f32 data owned is moved, anything else
+/// converted (floats to f32, ints to i32, which they must fit, booleans to bytes).
+fn buffer(
+    input: &compiler::ir::Input,
+    t: std::borrow::Cow<'_, crate::Tensor>,
+) -> Result<Buffer, RunError> {
+    let t = match t {
+        std::borrow::Cow::Owned(crate::Tensor {
+            data: Data::F32(v), ..
+        }) if input.dtype == DType::Float => return Ok(Buffer::F32(v)),
+        t => t,
+    };
+    Ok(match (&t.data, input.dtype) {
+        (Data::F64(v), DType::Float) => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
+        (Data::F32(v), DType::Float) => Buffer::F32(v.clone()),
+        (Data::I64(v), DType::Int) => {
+            let mut out = Vec::with_capacity(v.len());
+            for (k, &x) in v.iter().enumerate() {
+                out.push(i32::try_from(x).map_err(|_| {
+                    RunError::new(format!(
+                        "input `{}` holds {x} at {:?}, beyond the 32-bit integers the CPU backend takes",
+                        input.name,
+                        crate::bind::position(&t.shape, k)
+                    ))
+                })?);
+            }
+            Buffer::I32(out)
+        }
+        (Data::Bool(v), DType::Bool) => Buffer::U8(v.iter().map(|&b| u8::from(b)).collect()),
+        (data, _) => unreachable!(
+            "bind converts every input to its type, not {}",
+            data.type_name()
+        ),
+    })
 }
 
 /// Calls a definition's (or a block's) compiled function on rows `start..end`: `Err` holds
@@ -847,13 +916,32 @@ pub fn eval_with_grad(
     wrt: &[InputId],
 ) -> Result<(Outputs, crate::interp::Gradients), RunError> {
     let compiled = CpuLoss::compile_for_outputs(&gradient_program(loss, wrt))?;
-    let (out, defs) = compiled.run(bound)?;
-    let grads = compiler::grad::gradient_outputs(compiled.program())
+    let outputs: Vec<(InputId, usize)> = compiler::grad::gradient_outputs(compiled.program())
         .into_iter()
         .filter(|(i, _)| wrt.contains(i))
-        .map(|(i, d)| (i, defs[d].clone()))
         .collect();
-    Ok((out, grads))
+    // The gradients are returned as f64: 8 more bytes per element of those definitions.
+    compiled.check_memory(&bound.dims, bound.max_memory, |d| {
+        if outputs.iter().any(|&(_, g)| g == d) {
+            8
+        } else {
+            0
+        }
+    })?;
+    let mut prepared = compiled.prepare(bound)?;
+    prepared.execute()?;
+    let grads = outputs
+        .into_iter()
+        .map(|(i, d)| {
+            let values = prepared
+                .definition(d)
+                .iter()
+                .map(|&x| f64::from(x))
+                .collect();
+            (i, values)
+        })
+        .collect();
+    Ok((prepared.outputs(), grads))
 }
 
 /// The program compiled backends run: the loss made stable, differentiated, simplified, with
@@ -866,4 +954,99 @@ pub fn gradient_program(loss: &Loss, wrt: &[InputId]) -> Loss {
         compiler::simplify::simplify(&compiler::grad::gradient(&stable, wrt))
     };
     compiler::hoist::hoist(&program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Tensor, limits::DEFAULT_MAX_MEMORY};
+
+    /// A loss of the standard library or the benches, checked.
+    fn loss(source: &str) -> Loss {
+        compiler::check_source(source).unwrap().losses.remove(0)
+    }
+
+    /// The compiled gradient program of `loss` with respect to every float input.
+    fn compiled(loss: &Loss) -> CpuLoss {
+        let wrt = compiler::grad::resolve_wrt(loss, &[]).unwrap();
+        CpuLoss::compile(&gradient_program(loss, &wrt)).unwrap()
+    }
+
+    /// Sizes of `program`'s dimensions `B` and `C` (and 1 for any other).
+    fn dims(program: &Loss, b: usize, c: usize) -> Vec<usize> {
+        program
+            .dims
+            .iter()
+            .map(|d| match d.as_str() {
+                "B" => b,
+                "C" => c,
+                _ => 1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cross_entropy_is_counted_as_its_logits_and_their_gradient_plus_o_of_b_and_c() {
+        // Issue 4: the memory of `lossc bench cross_entropy --size B=8192,C=32000` is the
+        // inputs, the gradient and O(B + C): no second [B, C] buffer, nothing counted twice.
+        let (b, c) = (8192usize, 32000usize);
+        let matrix = (b * c * 4) as f64; // one f32 [B, C] buffer: 1000 MiB
+        for source in [
+            include_str!("../../stdlib/classification/cross_entropy.loss"),
+            include_str!("../../benches/ce_z.loss"),
+        ] {
+            let compiled = compiled(&loss(source));
+            let program = compiled.program();
+            let dims = dims(program, b, c);
+            let total = compiled.check_memory(&dims, u64::MAX, |_| 0).unwrap();
+            let rest = total - 2.0 * matrix;
+            assert!(
+                (0.0..=64.0 * (b + c) as f64).contains(&rest),
+                "{}: {total} bytes counted, {rest} beyond the logits and their gradient",
+                program.name
+            );
+            // The default budget lets it run; eval's f64 copy of the gradient is one more.
+            assert!(
+                compiled
+                    .check_memory(&dims, DEFAULT_MAX_MEMORY, |_| 0)
+                    .is_ok()
+            );
+            let grad = compiler::grad::gradient_outputs(program)[0].1;
+            let with_copy = compiled
+                .check_memory(&dims, u64::MAX, |d| if d == grad { 8 } else { 0 })
+                .unwrap();
+            assert_eq!(with_copy - total, 2.0 * matrix, "{}", program.name);
+        }
+    }
+
+    #[test]
+    fn f32_inputs_taken_by_prepare_owned_are_not_copied() {
+        let loss = loss(include_str!(
+            "../../stdlib/classification/cross_entropy.loss"
+        ));
+        let compiled = compiled(&loss);
+        let (b, c) = (3usize, 5usize);
+        let logits: Vec<f32> = (0..b * c).map(|k| (k as f32 * 0.37).sin()).collect();
+        let address = logits.as_ptr();
+        let bound = crate::Bound {
+            dims: dims(compiled.program(), b, c),
+            inputs: vec![
+                Tensor {
+                    shape: vec![b, c],
+                    data: Data::F32(logits),
+                },
+                Tensor {
+                    shape: vec![b],
+                    data: Data::I64(vec![0, 4, 2]),
+                },
+            ],
+            hypers: loss.hypers.iter().map(|h| h.default).collect(),
+            max_memory: DEFAULT_MAX_MEMORY,
+        };
+        let mut copied = compiled.prepare(&bound).unwrap();
+        let want = copied.execute().unwrap();
+        let mut owned = compiled.prepare_owned(bound).unwrap();
+        assert_eq!(owned.inputs[0].pointer(), address.cast::<u8>());
+        assert_eq!(owned.execute().unwrap().to_bits(), want.to_bits());
+    }
 }

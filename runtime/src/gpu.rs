@@ -639,6 +639,7 @@ fn read_back(
 fn input_data(input: &compiler::ir::Input, t: &crate::Tensor) -> Result<Vec<u8>, RunError> {
     Ok(match (&t.data, input.dtype) {
         (Data::F64(v), DType::Float) => v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+        (Data::F32(v), DType::Float) => v.iter().flat_map(|&x| x.to_le_bytes()).collect(),
         (Data::I64(v), DType::Int) => {
             let mut out = Vec::with_capacity(v.len() * 4);
             for (k, &x) in v.iter().enumerate() {

@@ -14,8 +14,8 @@ use compiler::ir::{BinOp, Builtin, DefKind, Expr, Loss, Reducer, Tensor, UnaryOp
 /// The most elements one definition may hold (2^26, 512 MiB of f64).
 pub const MAX_ELEMENTS: usize = 1 << 26;
 /// The most elements all definitions together hold under the default memory budget
-/// ([`crate::limits::DEFAULT_MAX_MEMORY`], 2^27 f64 values).
-pub const MAX_TOTAL_ELEMENTS: usize = 1 << 27;
+/// ([`crate::limits::DEFAULT_MAX_MEMORY`], 2^29 f64 values).
+pub const MAX_TOTAL_ELEMENTS: usize = 1 << 29;
 /// The most terms the interpreter evaluates for one loss, estimated before it starts.
 pub const MAX_WORK: f64 = 2e9;
 
@@ -138,7 +138,7 @@ pub fn check_budget(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
 }
 
 /// Refuses a loss whose inputs and definitions would take more than the run's memory budget
-/// (`bound.max_memory`, by default 1 GiB: [`MAX_TOTAL_ELEMENTS`] f64 values) in the
+/// (`bound.max_memory`, by default 4 GiB: [`MAX_TOTAL_ELEMENTS`] f64 values) in the
 /// interpreter, naming the definition that would pass it.
 pub fn check_memory(loss: &Loss, bound: &Bound) -> Result<(), RunError> {
     crate::limits::check_memory_for(loss, bound, 8, 8)
@@ -194,6 +194,7 @@ impl<'a> Evaluator<'a> {
             .iter()
             .map(|t| match &t.data {
                 Data::F64(v) => v.clone(),
+                Data::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
                 Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
                 Data::Bool(v) => v.iter().map(|&b| f64::from(u8::from(b))).collect(),
             })

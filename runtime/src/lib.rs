@@ -11,7 +11,7 @@ pub mod limits;
 pub mod random;
 pub mod tensor;
 
-pub use bind::{Bound, bind};
+pub use bind::{Bound, bind, bind_owned};
 pub use error::RunError;
 pub use interp::{
     Outputs, Precision, eval, eval_all, eval_all_in, eval_with_grad, eval_with_grad_in,

@@ -8,8 +8,9 @@ use crate::RunError;
 use crate::bind::Bound;
 use compiler::ir::Loss;
 
-/// The default memory budget of one run: 1 GiB.
-pub const DEFAULT_MAX_MEMORY: u64 = 1 << 30;
+/// The default memory budget of one run: 4 GiB (cross-entropy's gradient on the CPU backend
+/// at `[8192, 32000]` logits takes 2 GiB: the f32 logits and their gradient).
+pub const DEFAULT_MAX_MEMORY: u64 = 4 << 30;
 
 /// Parses a byte count: a whole number with an optional binary suffix `K`, `M`, `G` or `T`
 /// (powers of 1024; `KiB`, `MB` and lowercase spellings are accepted too), e.g. `512M`, `2G`,
@@ -57,22 +58,45 @@ pub fn show_bytes(bytes: f64) -> String {
 }
 
 /// Checks that running `loss` on `bound` fits the memory budget `bound.max_memory`, counting
-/// `input_bytes` for each input element the backend copies and `def_bytes` for each element of
-/// every definition it materialises (the interpreter: 8 and 8; the CPU backend: 4 for its f32
-/// copies, 4 + 8 for its f32 workspace and the f64 values it returns). The error names the
-/// definition at which the total would pass the budget, with its shape.
+/// `input_bytes` for each input element the backend holds and `def_bytes` for each element of
+/// every definition it materialises (the interpreter: 8 and 8). See [`check_memory`].
 pub fn check_memory_for(
     loss: &Loss,
     bound: &Bound,
     input_bytes: u64,
     def_bytes: u64,
 ) -> Result<(), RunError> {
-    let budget = bound.max_memory as f64;
-    let per = def_bytes as f64;
-    let mut total: f64 = bound
+    check_memory(
+        loss,
+        &bound.dims,
+        bound.max_memory,
+        |_| input_bytes,
+        |_| def_bytes,
+    )
+    .map(|_| ())
+}
+
+/// The memory a run of `loss` at dimension sizes `dims` takes, estimated from the sizes alone
+/// (before anything is allocated): `input_bytes(i)` bytes for each element of input `i` and
+/// `def_bytes(d)` for each element of definition `d`, summed in order. Returns the total in
+/// bytes, or, when it would pass `budget`, the error naming the inputs or the definition at
+/// which it does, with its shape.
+pub fn check_memory(
+    loss: &Loss,
+    dims: &[usize],
+    budget: u64,
+    input_bytes: impl Fn(usize) -> u64,
+    def_bytes: impl Fn(usize) -> u64,
+) -> Result<f64, RunError> {
+    let budget = budget as f64;
+    let mut total: f64 = loss
         .inputs
         .iter()
-        .map(|t| t.data.len() as f64 * input_bytes as f64)
+        .enumerate()
+        .map(|(i, input)| {
+            let n: f64 = input.shape.iter().map(|&d| dims[d] as f64).product();
+            n * input_bytes(i) as f64
+        })
         .sum();
     if total > budget {
         return Err(RunError::new(format!(
@@ -82,38 +106,39 @@ pub fn check_memory_for(
             show_bytes(budget)
         )));
     }
-    for def in &loss.defs {
-        let dims: Vec<String> = def
-            .indices
-            .iter()
-            .map(|&v| {
-                let d = loss.vars[v].dim;
-                format!("{}={}", loss.dims[d], bound.dims[d])
-            })
-            .collect();
+    for (d, def) in loss.defs.iter().enumerate() {
         let values: f64 = def
             .indices
             .iter()
-            .map(|&v| bound.dims[loss.vars[v].dim] as f64)
+            .map(|&v| dims[loss.vars[v].dim] as f64)
             .product();
-        total += values * per;
+        let bytes = values * def_bytes(d) as f64;
+        total += bytes;
         if total > budget {
+            let shape: Vec<String> = def
+                .indices
+                .iter()
+                .map(|&v| {
+                    let dim = loss.vars[v].dim;
+                    format!("{}={}", loss.dims[dim], dims[dim])
+                })
+                .collect();
             return Err(RunError::new(format!(
                 "definition `{}`{} holds {values:.0} values ({}), which brings the memory of `{}` to {}, more than the memory budget of {} (raise it with --max-memory, or use smaller sizes)",
                 def.name,
-                if dims.is_empty() {
+                if shape.is_empty() {
                     String::new()
                 } else {
-                    format!(" over [{}]", dims.join(", "))
+                    format!(" over [{}]", shape.join(", "))
                 },
-                show_bytes(values * per),
+                show_bytes(bytes),
                 loss.name,
                 show_bytes(total),
                 show_bytes(budget)
             )));
         }
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Checks, before they are drawn, that random inputs of `loss` at `sizes` (as for
@@ -124,6 +149,17 @@ pub fn check_random_inputs(
     sizes: &[(String, usize)],
     budget: u64,
 ) -> Result<(), RunError> {
+    check_random_inputs_as(loss, sizes, budget, 8)
+}
+
+/// [`check_random_inputs`] for inputs drawn with `value_bytes` bytes per value (4 for
+/// [`crate::random::random_inputs_f32`]).
+pub fn check_random_inputs_as(
+    loss: &Loss,
+    sizes: &[(String, usize)],
+    budget: u64,
+    value_bytes: u64,
+) -> Result<(), RunError> {
     let size_of = |d: usize| {
         sizes
             .iter()
@@ -133,7 +169,7 @@ pub fn check_random_inputs(
     let total: f64 = loss
         .inputs
         .iter()
-        .map(|i| i.shape.iter().map(|&d| size_of(d)).product::<f64>() * 8.0)
+        .map(|i| i.shape.iter().map(|&d| size_of(d)).product::<f64>() * value_bytes as f64)
         .sum();
     if total > budget as f64 {
         return Err(RunError::new(format!(

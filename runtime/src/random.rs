@@ -11,8 +11,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
 
-/// The most elements `--random` draws for one input (as a data file may hold).
+/// The most elements `--random` draws for one input held in f64 (as a data file read in f64 may
+/// hold).
 pub const MAX_RANDOM_ELEMENTS: usize = 1 << 26;
+
+/// The most elements [`random_inputs_f32`] draws for one input (as a data file read for a
+/// compiled backend may hold: [`crate::data::MAX_F32_ELEMENTS`]).
+pub const MAX_RANDOM_F32_ELEMENTS: usize = 1 << 31;
 
 /// Makes inputs for `loss` with the given dimension sizes.
 pub fn random_inputs(
@@ -20,6 +25,31 @@ pub fn random_inputs(
     sizes: &[(String, usize)],
     seed: u64,
 ) -> Result<BTreeMap<String, Tensor>, RunError> {
+    draw(loss, sizes, seed, false)
+}
+
+/// [`random_inputs`] with float inputs kept in f32 ([`Data::F32`]: the same draws, rounded),
+/// for a compiled backend, which then needs no copy of them (`lossc bench`).
+pub fn random_inputs_f32(
+    loss: &Loss,
+    sizes: &[(String, usize)],
+    seed: u64,
+) -> Result<BTreeMap<String, Tensor>, RunError> {
+    draw(loss, sizes, seed, true)
+}
+
+/// Draws the inputs, floats in f32 when `f32` holds.
+fn draw(
+    loss: &Loss,
+    sizes: &[(String, usize)],
+    seed: u64,
+    f32: bool,
+) -> Result<BTreeMap<String, Tensor>, RunError> {
+    let cap = if f32 {
+        MAX_RANDOM_F32_ELEMENTS
+    } else {
+        MAX_RANDOM_ELEMENTS
+    };
     for (name, _) in sizes {
         if !loss.dims.contains(name) {
             return Err(RunError::new(format!(
@@ -54,7 +84,7 @@ pub fn random_inputs(
         let n = shape
             .iter()
             .try_fold(1usize, |a, &s| a.checked_mul(s))
-            .filter(|&n| n <= MAX_RANDOM_ELEMENTS);
+            .filter(|&n| n <= cap);
         let Some(n) = n else {
             return Err(RunError::new(format!(
                 "input `{}` would be too large: shape {shape:?}",
@@ -62,12 +92,18 @@ pub fn random_inputs(
             )));
         };
         let data = match input.dtype {
-            DType::Float if is_log_probability(&input.name) => Data::F64(
-                (0..n)
-                    .map(|_| -0.05 - f64::abs(StandardNormal.sample(&mut rng)))
-                    .collect(),
-            ),
-            DType::Float => Data::F64((0..n).map(|_| StandardNormal.sample(&mut rng)).collect()),
+            DType::Float => {
+                let log_probability = is_log_probability(&input.name);
+                let mut value = || -> f64 {
+                    let x: f64 = StandardNormal.sample(&mut rng);
+                    if log_probability { -0.05 - x.abs() } else { x }
+                };
+                if f32 {
+                    Data::F32((0..n).map(|_| value() as f32).collect())
+                } else {
+                    Data::F64((0..n).map(|_| value()).collect())
+                }
+            }
             DType::Bool => Data::Bool((0..n).map(|_| rng.random_bool(0.5)).collect()),
             DType::Int => match ranges[id].iter().map(|&d| dims[d]).min() {
                 Some(range) => Data::I64(

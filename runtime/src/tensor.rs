@@ -1,10 +1,14 @@
-//! Dense, row-major tensors as the runtime holds them: floats in f64, ints in i64, booleans.
+//! Dense, row-major tensors as the runtime holds them: floats in f64 (or f32, kept as read for
+//! the compiled backends), ints in i64, booleans.
 
 /// The element storage of a [`Tensor`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
     /// Float elements (read from f16/bf16/f32/f64 files; the interpreter computes in f64).
     F64(Vec<f64>),
+    /// Float elements kept in f32: read from f16/bf16/f32 files, or drawn at random, for a
+    /// compiled backend, which computes in f32 and so needs no f64 copy (`lossc bench`).
+    F32(Vec<f32>),
     /// Integer elements (labels, class indices).
     I64(Vec<i64>),
     /// Boolean elements (masks).
@@ -25,6 +29,7 @@ impl Data {
     pub fn len(&self) -> usize {
         match self {
             Data::F64(v) => v.len(),
+            Data::F32(v) => v.len(),
             Data::I64(v) => v.len(),
             Data::Bool(v) => v.len(),
         }
@@ -38,7 +43,7 @@ impl Data {
     /// A short name of the element type, for messages: `float`, `int` or `bool`.
     pub fn type_name(&self) -> &'static str {
         match self {
-            Data::F64(_) => "float",
+            Data::F64(_) | Data::F32(_) => "float",
             Data::I64(_) => "int",
             Data::Bool(_) => "bool",
         }

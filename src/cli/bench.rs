@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Threads for the CPU backend (default: rayon's, one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// The most memory the run may take for its inputs and definitions: bytes, or with a
+    /// suffix K, M, G, T (powers of 1024), e.g. `8G` [default: 4G].
+    #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
+    max_memory: Option<u64>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -42,14 +46,34 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     let src = source::load(&args.file)?;
     let program = source::check(&src)?;
     let loss = source::select(&program, &src, args.loss.as_deref())?;
+    let budget = args
+        .max_memory
+        .unwrap_or(runtime::limits::DEFAULT_MAX_MEMORY);
+    // The compiled backends compute in f32: their float inputs are read or drawn in f32 and
+    // handed over without an f64 copy.
+    let f32_inputs = args.backend != "interp";
     let inputs = match (&args.inputs, &args.size) {
         (Some(path), _) => {
-            runtime::data::read_tensors(path).map_err(|e| UserError(format!("error: {e}")))?
+            let floats = if f32_inputs {
+                runtime::data::Floats::F32
+            } else {
+                runtime::data::Floats::F64
+            };
+            runtime::data::read_tensors_as(path, floats)
+                .map_err(|e| UserError(format!("error: {e}")))?
         }
         (None, Some(size)) => {
             let sizes = super::eval::parse_sizes(size)
                 .map_err(|e| UserError(format!("error: --size: {e}")))?;
-            runtime::random::random_inputs(loss, &sizes.0, 0).map_err(|e| err(&e))?
+            let bytes = if f32_inputs { 4 } else { 8 };
+            runtime::limits::check_random_inputs_as(loss, &sizes.0, budget, bytes)
+                .map_err(|e| err(&e))?;
+            if f32_inputs {
+                runtime::random::random_inputs_f32(loss, &sizes.0, 0)
+            } else {
+                runtime::random::random_inputs(loss, &sizes.0, 0)
+            }
+            .map_err(|e| err(&e))?
         }
         (None, None) => unreachable!("clap requires --size or --inputs"),
     };
@@ -57,7 +81,9 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
         Some(s) => crate::assign::values(s).map_err(|e| UserError(format!("error: --set: {e}")))?,
         None => vec![],
     };
-    let bound = runtime::bind(loss, &inputs, &set).map_err(|e| err(&e))?;
+    // Moved, not copied: the run holds its inputs once.
+    let mut bound = runtime::bind_owned(loss, inputs, &set).map_err(|e| err(&e))?;
+    bound.max_memory = budget;
     let size = loss
         .dims
         .iter()
@@ -112,17 +138,12 @@ pub fn run(args: BenchArgs) -> Result<String, UserError> {
     // Only the interpreter runs the plain gradient program.
     let interp_program =
         (compiled.is_none() && gpu.is_none()).then(|| compiler::grad::gradient(loss, &wrt));
-    let mut prepared = match &compiled {
-        Some(c) => Some(c.prepare(&bound).map_err(|e| err(&e))?),
-        None => None,
-    };
-    // The compiled code reads its own f32 copies: free the f64 tensors, so the process holds
-    // what a framework would (inputs, gradients, the program's other definitions).
-    let bound = if prepared.is_some() {
-        drop(inputs);
-        None
-    } else {
-        Some(bound)
+    // The compiled code takes the bound inputs (f32 ones without a copy) and computes the
+    // gradients in its workspace, so the process holds what a framework would: the inputs,
+    // the gradients, the program's other (here O(B + C)) definitions.
+    let (mut prepared, bound) = match &compiled {
+        Some(c) => (Some(c.prepare_owned(bound).map_err(|e| err(&e))?), None),
+        None => (None, Some(bound)),
     };
     let mut times = vec![];
     let mut value = 0.0;

@@ -28,9 +28,9 @@ pub struct EvalArgs {
     /// Override hyperparameters: `--set beta=0.2 --set gamma=1` or `--set beta=0.2,gamma=1`.
     #[arg(long = "set", value_name = "NAME=VALUE,..", value_parser = parse_sets)]
     set: Vec<Sets>,
-    /// Where to compute: the f64 reference interpreter, native f32 code (Cranelift JIT), or
+    /// Where to compute: native f32 code (Cranelift JIT), the f64 reference interpreter, or
     /// f32 WGSL compute shaders on any wgpu adapter.
-    #[arg(long, default_value = "interp", value_parser = ["interp", "cpu", "gpu"])]
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "interp", "gpu"])]
     backend: String,
     /// Write the loss and metrics to a .json, .npz or .safetensors file.
     #[arg(long, value_name = "OUT")]
@@ -50,7 +50,7 @@ pub struct EvalArgs {
     #[arg(long)]
     no_grad: bool,
     /// The most memory the run may take for its inputs and definitions: bytes, or with a
-    /// suffix K, M, G, T (powers of 1024), e.g. `512M` [default: 1G].
+    /// suffix K, M, G, T (powers of 1024), e.g. `512M` [default: 4G].
     #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
     max_memory: Option<u64>,
 }

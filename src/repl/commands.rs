@@ -212,7 +212,7 @@ struct EvalCmd {
     /// Where to compute (default: the session's backend).
     #[arg(long, value_parser = ["interp", "cpu", "gpu"])]
     backend: Option<String>,
-    /// The most memory the run may take, e.g. `512M`, `2G` [default: 1G].
+    /// The most memory the run may take, e.g. `512M`, `2G` [default: 4G].
     #[arg(long, value_name = "BYTES", value_parser = runtime::limits::parse_bytes)]
     max_memory: Option<u64>,
 }
@@ -619,6 +619,7 @@ fn scope_text(s: &Session) -> String {
         };
         let (values, elem): (Vec<f64>, _) = match &t.data {
             runtime::Data::F64(v) => (v.clone(), show::Elem::Float),
+            runtime::Data::F32(v) => (v.iter().map(|&x| f64::from(x)).collect(), show::Elem::Float),
             runtime::Data::I64(v) => (v.iter().map(|&x| x as f64).collect(), show::Elem::Int),
             runtime::Data::Bool(v) => (
                 v.iter().map(|&x| f64::from(u8::from(x))).collect(),

@@ -681,6 +681,7 @@ impl Session {
         {
             let values = match &t.data {
                 runtime::Data::F64(v) => v.clone(),
+                runtime::Data::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
                 runtime::Data::I64(v) => v.iter().map(|&x| x as f64).collect(),
                 runtime::Data::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
             };

@@ -632,8 +632,12 @@ fn write_string(out: &mut String, s: &str) {
 /// Writes element `i` of `data`.
 fn write_element(out: &mut String, data: &Data, i: usize) {
     match data {
-        Data::F64(v) => {
-            let x = v.get(i).copied().unwrap_or(f64::NAN);
+        Data::F64(_) | Data::F32(_) => {
+            let x = match data {
+                Data::F32(v) => v.get(i).map_or(f64::NAN, |&x| f64::from(x)),
+                Data::F64(v) => v.get(i).copied().unwrap_or(f64::NAN),
+                _ => unreachable!("a float tensor"),
+            };
             if x.is_nan() {
                 out.push_str("\"NaN\"");
             } else if x.is_infinite() {

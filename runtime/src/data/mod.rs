@@ -3,8 +3,9 @@
 //!
 //! Every reader takes untrusted bytes. None of them panics: declared shapes are checked (with
 //! overflow-checked arithmetic) against the bytes actually present before anything is allocated
-//! from them, element counts are capped at 2^26 per tensor, and every error names
-//! the file and, where it applies, the tensor.
+//! from them, element counts are capped per tensor (2^26 when floats are widened to f64, 2^31
+//! when they are kept in f32 for a compiled backend: [`Floats`]), and every error names the
+//! file and, where it applies, the tensor.
 
 mod json;
 mod npz;
@@ -25,6 +26,35 @@ pub type TensorMap = BTreeMap<String, Tensor>;
 /// tensors are rejected, so a malicious or compressed file cannot make a reader allocate
 /// gigabytes.
 pub(crate) const MAX_ELEMENTS: usize = 1 << 26;
+
+/// The most elements one tensor read with [`Floats::F32`] may have (2^31, 8 GiB of f32): what
+/// a compiled backend takes in one buffer. `.npz` and `.safetensors` readers still allocate
+/// only for bytes present in the file (or, for a compressed `.npz` member, decompressed
+/// within the archive's cap).
+pub const MAX_F32_ELEMENTS: usize = 1 << 31;
+
+/// How a reader stores float elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Floats {
+    /// Every float widened to f64 ([`Data::F64`](crate::Data)), as the interpreter computes;
+    /// at most 2^26 elements per tensor.
+    #[default]
+    F64,
+    /// f16, bf16 and f32 elements kept in f32 ([`Data::F32`](crate::Data)) and f64 ones in f64,
+    /// for a compiled backend that reads f32 without a copy (`lossc bench`); at most
+    /// [`MAX_F32_ELEMENTS`] per tensor. `.json` numbers are read as f64 either way.
+    F32,
+}
+
+impl Floats {
+    /// The element cap of a tensor read this way.
+    pub(crate) fn max_elements(self) -> usize {
+        match self {
+            Floats::F64 => MAX_ELEMENTS,
+            Floats::F32 => MAX_F32_ELEMENTS,
+        }
+    }
+}
 
 /// The most dimensions a tensor read from a file may have (numpy's own limit is 64).
 pub(crate) const MAX_RANK: usize = 64;
@@ -108,11 +138,23 @@ impl Format {
 
 /// Reads the data file at `path`, choosing the format by its extension.
 pub fn read_tensors(path: &Path) -> Result<TensorMap, DataError> {
+    read_tensors_as(path, Floats::F64)
+}
+
+/// [`read_tensors`], storing floats as `floats` says. A `.npz` file is read member by member
+/// straight from the file, each array decoded into its tensor as it is decompressed, so
+/// reading holds the tensors and small buffers, not a copy of the file.
+pub fn read_tensors_as(path: &Path, floats: Floats) -> Result<TensorMap, DataError> {
     let format = Format::from_path(path)?;
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| DataError::file(&origin, format!("cannot read the file: {e}")))?;
-    parse_tensors(format, &bytes, &origin)
+    let cannot = |e: std::io::Error| DataError::file(&origin, format!("cannot read the file: {e}"));
+    if format == Format::Npz {
+        let file = std::fs::File::open(path).map_err(cannot)?;
+        let len = file.metadata().map_err(cannot)?.len();
+        return npz::parse_reader(std::io::BufReader::new(file), len, &origin, floats);
+    }
+    let bytes = std::fs::read(path).map_err(cannot)?;
+    parse_tensors_as(format, &bytes, &origin, floats)
 }
 
 /// Writes `tensors` to `path` in the format its extension names (the file is replaced).
@@ -127,10 +169,20 @@ pub fn write_tensors(path: &Path, tensors: &TensorMap) -> Result<(), DataError> 
 /// Parses the bytes of a data file in `format`; `origin` (usually the file name) starts every
 /// error message. Never panics, whatever the bytes.
 pub fn parse_tensors(format: Format, bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> {
+    parse_tensors_as(format, bytes, origin, Floats::F64)
+}
+
+/// [`parse_tensors`], storing floats as `floats` says.
+pub fn parse_tensors_as(
+    format: Format,
+    bytes: &[u8],
+    origin: &str,
+    floats: Floats,
+) -> Result<TensorMap, DataError> {
     match format {
         Format::Json => json::parse(bytes, origin),
-        Format::Npz => npz::parse(bytes, origin),
-        Format::Safetensors => safetensors::parse(bytes, origin),
+        Format::Npz => npz::parse(bytes, origin, floats),
+        Format::Safetensors => safetensors::parse(bytes, origin, floats),
     }
 }
 
@@ -187,9 +239,9 @@ fn check_tensor(name: &str, tensor: &Tensor) -> Result<(), DataError> {
     }
 }
 
-/// Checks a shape read from a file: rank, overflow and the element cap. Returns the element
-/// count; the message is meant to follow `tensor "name": `.
-pub(crate) fn check_shape(shape: &[usize]) -> Result<usize, String> {
+/// Checks a shape read from a file: rank, overflow and the element cap `max_elements`. Returns
+/// the element count; the message is meant to follow `tensor "name": `.
+pub(crate) fn check_shape(shape: &[usize], max_elements: usize) -> Result<usize, String> {
     if shape.len() > MAX_RANK {
         return Err(format!(
             "has {} dimensions; at most {MAX_RANK} are supported",
@@ -198,9 +250,9 @@ pub(crate) fn check_shape(shape: &[usize]) -> Result<usize, String> {
     }
     let n = checked_numel(shape)
         .ok_or_else(|| format!("shape {shape:?} is too large (its element count overflows)"))?;
-    if n > MAX_ELEMENTS {
+    if n > max_elements {
         return Err(format!(
-            "shape {shape:?} has {n} elements; at most {MAX_ELEMENTS} are supported"
+            "shape {shape:?} has {n} elements; at most {max_elements} are supported"
         ));
     }
     Ok(n)

@@ -6,7 +6,7 @@
 //! without overflow checks and parses the header with a recursive Python-literal grammar, so a
 //! hostile file could make it allocate gigabytes, panic, or overflow the stack.
 
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Seek};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use npyz::WriterBuilder;
@@ -15,22 +15,37 @@ use npyz::zip::write::FileOptions;
 use npyz::zip::{CompressionMethod, DateTime};
 use npyz::{DType, Endianness, TypeChar, TypeStr};
 
-use super::{DataError, MAX_ELEMENTS, MAX_RANK, TensorMap, check_shape};
+use super::{DataError, Floats, MAX_RANK, TensorMap, check_shape};
 use crate::tensor::{Data, Tensor};
 
-/// The most bytes one archive member may decompress to (a tensor at the element cap, as f8,
-/// plus room for its header).
-const MAX_MEMBER_BYTES: u64 = (MAX_ELEMENTS as u64) * 8 + (1 << 20);
-
-/// The most bytes all members of one archive may decompress to, against zip bombs.
+/// The most bytes all compressed members of one archive may decompress to, against zip bombs.
+/// Stored (uncompressed) members, as `np.savez` writes them, are bounded by the file itself.
 const MAX_TOTAL_BYTES: u64 = 1 << 30;
 
-/// Parses a `.npz` archive.
-pub(super) fn parse(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> {
+/// The most bytes one archive member may hold: a tensor at the element cap, as f8, plus room
+/// for its header.
+fn max_member_bytes(floats: Floats) -> u64 {
+    (floats.max_elements() as u64) * 8 + (1 << 20)
+}
+
+/// Parses a `.npz` archive held in memory.
+pub(super) fn parse(bytes: &[u8], origin: &str, floats: Floats) -> Result<TensorMap, DataError> {
+    parse_reader(Cursor::new(bytes), bytes.len() as u64, origin, floats)
+}
+
+/// Parses a `.npz` archive read from `reader`, `len` bytes long.
+pub(super) fn parse_reader<R: Read + Seek>(
+    reader: R,
+    len: u64,
+    origin: &str,
+    floats: Floats,
+) -> Result<TensorMap, DataError> {
     // zip 0.6 (under npyz) has unchecked arithmetic and `panic!`s on some malformed archives
     // (e.g. an unsupported compression method). Everything of ours below returns errors; this
     // guard turns a panic inside the zip crate into an error too.
-    match catch_unwind(AssertUnwindSafe(|| parse_archive(bytes, origin))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        parse_archive(reader, len, origin, floats)
+    })) {
         Ok(result) => result,
         Err(_) => Err(DataError::file(
             origin,
@@ -39,14 +54,19 @@ pub(super) fn parse(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> 
     }
 }
 
-fn parse_archive(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> {
-    let mut archive = NpzArchive::new(Cursor::new(bytes))
+fn parse_archive<R: Read + Seek>(
+    reader: R,
+    len: u64,
+    origin: &str,
+    floats: Floats,
+) -> Result<TensorMap, DataError> {
+    let mut archive = NpzArchive::new(reader)
         .map_err(|e| DataError::file(origin, format!("not a valid npz (zip) archive: {e}")))?;
     let zip = archive.zip_archive();
     let mut map = TensorMap::new();
     let mut total: u64 = 0;
     for i in 0..zip.len() {
-        let mut member = zip
+        let member = zip
             .by_index(i)
             .map_err(|e| DataError::file(origin, format!("cannot read archive member {i}: {e}")))?;
         if member.is_dir() {
@@ -64,30 +84,60 @@ fn parse_archive(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> {
                 "appears more than once in the archive",
             ));
         }
-        let cap = MAX_MEMBER_BYTES.min(MAX_TOTAL_BYTES - total);
-        let mut buf = Vec::new();
-        (&mut member)
-            .take(cap + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| {
-                DataError::tensor(
-                    origin,
-                    &name,
-                    format!("cannot decompress the archive member: {e}"),
-                )
-            })?;
-        if buf.len() as u64 > cap {
+        let compressed = member.compression() != CompressionMethod::Stored;
+        let cap = if compressed {
+            max_member_bytes(floats).min(MAX_TOTAL_BYTES - total)
+        } else {
+            max_member_bytes(floats)
+        };
+        let mut limited = CountingReader {
+            inner: member.take(cap + 1),
+            count: 0,
+        };
+        let result = read_npy(&mut limited, len, floats);
+        let read = limited.count;
+        if read > cap {
             return Err(DataError::tensor(
                 origin,
                 &name,
                 format!("decompresses to more than {cap} bytes, more than is supported"),
             ));
         }
-        total += buf.len() as u64;
-        let tensor = parse_npy(&buf).map_err(|msg| DataError::tensor(origin, &name, msg))?;
+        if compressed {
+            total += read;
+        }
+        let tensor = result.map_err(|msg| DataError::tensor(origin, &name, msg))?;
         map.insert(name, tensor);
     }
     Ok(map)
+}
+
+/// A reader that counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads into `buf` until it is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, String> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot decompress the archive member: {e}")),
+        }
+    }
+    Ok(filled)
 }
 
 /// The parts of a `.npy` header that matter.
@@ -97,24 +147,33 @@ struct NpyHeader {
     shape: Vec<u64>,
 }
 
-/// Parses one `.npy` file; the message is meant to follow `tensor "name": `.
-fn parse_npy(buf: &[u8]) -> Result<Tensor, String> {
-    if buf.len() < 10 || &buf[..6] != b"\x93NUMPY" {
+/// Reads one `.npy` file from `r`, decoding its elements as they arrive (no copy of the
+/// member is held). `file_len` bounds what is reserved ahead: never more than the bytes the
+/// archive holds. The message is meant to follow `tensor "name": `.
+fn read_npy(r: &mut impl Read, file_len: u64, floats: Floats) -> Result<Tensor, String> {
+    let mut start = [0u8; 12];
+    let got = read_full(r, &mut start[..10])?;
+    if got < 10 || &start[..6] != b"\x93NUMPY" {
         return Err("not a .npy array (the magic string is missing)".to_string());
     }
-    let (header_len, header_start): (usize, usize) = match buf[6] {
-        1 => (usize::from(u16::from_le_bytes([buf[8], buf[9]])), 10),
-        2 | 3 => match buf.get(8..12) {
-            Some(b) => (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12),
-            None => return Err("the .npy header is truncated".to_string()),
-        },
-        v => return Err(format!("unsupported .npy format version {v}.{}", buf[7])),
+    let header_len: usize = match start[6] {
+        1 => usize::from(u16::from_le_bytes([start[8], start[9]])),
+        2 | 3 => {
+            if read_full(r, &mut start[10..12])? < 2 {
+                return Err("the .npy header is truncated".to_string());
+            }
+            u32::from_le_bytes([start[8], start[9], start[10], start[11]]) as usize
+        }
+        v => return Err(format!("unsupported .npy format version {v}.{}", start[7])),
     };
-    let header_end = header_start
-        .checked_add(header_len)
-        .filter(|&end| end <= buf.len())
-        .ok_or_else(|| "the .npy header is truncated".to_string())?;
-    let text = std::str::from_utf8(&buf[header_start..header_end])
+    let mut header_bytes = Vec::new();
+    r.take(header_len as u64)
+        .read_to_end(&mut header_bytes)
+        .map_err(|e| format!("cannot decompress the archive member: {e}"))?;
+    if header_bytes.len() < header_len {
+        return Err("the .npy header is truncated".to_string());
+    }
+    let text = std::str::from_utf8(&header_bytes)
         .map_err(|_| "the .npy header is not text".to_string())?;
     let header = parse_header(text).map_err(|e| format!("bad .npy header: {e}"))?;
 
@@ -149,18 +208,36 @@ fn parse_npy(buf: &[u8]) -> Result<Tensor, String> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("dimension {d} is too large")))
         .collect::<Result<Vec<usize>, String>>()?;
-    let n = check_shape(&shape)?;
-    let data = &buf[header_end..];
-    // n <= MAX_ELEMENTS, so this cannot overflow.
+    let n = check_shape(&shape, floats.max_elements())?;
+    // n <= 2^31, so this cannot overflow.
     let expected = n * size;
-    if data.len() != expected {
+    let keep_f32 = floats == Floats::F32 && matches!(elem, Elem::Float) && size <= 4;
+    // Reserve ahead only what the archive can hold; a compressed member grows as it arrives.
+    let ahead = (expected as u64).min(file_len) as usize / size;
+    let mut out = Out::new(elem, size, keep_f32, ahead);
+    let mut chunk = vec![0u8; (1 << 16) * size];
+    let mut have = 0usize;
+    while have < expected {
+        let want = chunk.len().min(expected - have);
+        let got = read_full(r, &mut chunk[..want])?;
+        have += got;
+        // Whole elements only; a partial one means the data is short (reported below).
+        out.decode(&chunk[..got - got % size], elem, size, big)?;
+        if got < want {
+            break;
+        }
+    }
+    // Whatever follows the elements is counted, so the message gives the data's true length.
+    let rest = std::io::copy(r, &mut std::io::sink())
+        .map_err(|e| format!("cannot decompress the archive member: {e}"))?;
+    let present = have as u64 + rest;
+    if present != expected as u64 {
         return Err(format!(
-            "has {} byte(s) of data, but shape {shape:?} of dtype '{}' needs {expected}",
-            data.len(),
+            "has {present} byte(s) of data, but shape {shape:?} of dtype '{}' needs {expected}",
             header.descr
         ));
     }
-    let data = decode(data, elem, size, big)?;
+    let data = out.finish();
     let data = if header.fortran_order {
         fortran_to_c(data, &shape)?
     } else {
@@ -188,56 +265,81 @@ fn le<const N: usize>(chunk: &[u8], big: bool) -> [u8; N] {
     a
 }
 
-/// Decodes the element bytes (whose length is a multiple of `size`).
-fn decode(bytes: &[u8], elem: Elem, size: usize, big: bool) -> Result<Data, String> {
-    let chunks = bytes.chunks_exact(size);
-    Ok(match (elem, size) {
-        (Elem::Float, 2) => Data::F64(
-            chunks
-                .map(|c| super::f16_to_f64(u16::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Float, 4) => Data::F64(
-            chunks
-                .map(|c| f64::from(f32::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Float, _) => Data::F64(chunks.map(|c| f64::from_le_bytes(le(c, big))).collect()),
-        (Elem::Int, 1) => Data::I64(chunks.map(|c| i64::from(c[0] as i8)).collect()),
-        (Elem::Int, 2) => Data::I64(
-            chunks
-                .map(|c| i64::from(i16::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Int, 4) => Data::I64(
-            chunks
-                .map(|c| i64::from(i32::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Int, _) => Data::I64(chunks.map(|c| i64::from_le_bytes(le(c, big))).collect()),
-        (Elem::Uint, 1) => Data::I64(chunks.map(|c| i64::from(c[0])).collect()),
-        (Elem::Uint, 2) => Data::I64(
-            chunks
-                .map(|c| i64::from(u16::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Uint, 4) => Data::I64(
-            chunks
-                .map(|c| i64::from(u32::from_le_bytes(le(c, big))))
-                .collect(),
-        ),
-        (Elem::Uint, _) => Data::I64(
-            chunks
-                .enumerate()
-                .map(|(i, c)| {
-                    let v = u64::from_le_bytes(le(c, big));
-                    i64::try_from(v)
-                        .map_err(|_| format!("uint64 element {i} ({v}) does not fit in int64"))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        (Elem::Bool, _) => Data::Bool(chunks.map(|c| c[0] != 0).collect()),
-    })
+/// The elements decoded so far, in the storage their tensor will have.
+enum Out {
+    F64(Vec<f64>),
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+    Bool(Vec<bool>),
+}
+
+impl Out {
+    /// Empty storage for elements of `elem` (floats kept in f32 when `keep_f32`), with room
+    /// for `ahead` of them.
+    fn new(elem: Elem, size: usize, keep_f32: bool, ahead: usize) -> Out {
+        match elem {
+            Elem::Float if keep_f32 && size <= 4 => Out::F32(Vec::with_capacity(ahead)),
+            Elem::Float => Out::F64(Vec::with_capacity(ahead)),
+            Elem::Int | Elem::Uint => Out::I64(Vec::with_capacity(ahead)),
+            Elem::Bool => Out::Bool(Vec::with_capacity(ahead)),
+        }
+    }
+
+    /// Decodes whole elements from `bytes` (a multiple of `size` long) and appends them.
+    fn decode(&mut self, bytes: &[u8], elem: Elem, size: usize, big: bool) -> Result<(), String> {
+        let chunks = bytes.chunks_exact(size);
+        match (self, elem, size) {
+            (Out::F32(v), _, 2) => {
+                v.extend(chunks.map(|c| super::f16_to_f64(u16::from_le_bytes(le(c, big))) as f32))
+            }
+            (Out::F32(v), _, _) => v.extend(chunks.map(|c| f32::from_le_bytes(le(c, big)))),
+            (Out::F64(v), _, 2) => {
+                v.extend(chunks.map(|c| super::f16_to_f64(u16::from_le_bytes(le(c, big)))))
+            }
+            (Out::F64(v), _, 4) => {
+                v.extend(chunks.map(|c| f64::from(f32::from_le_bytes(le(c, big)))))
+            }
+            (Out::F64(v), _, _) => v.extend(chunks.map(|c| f64::from_le_bytes(le(c, big)))),
+            (Out::I64(v), Elem::Int, 1) => v.extend(chunks.map(|c| i64::from(c[0] as i8))),
+            (Out::I64(v), Elem::Int, 2) => {
+                v.extend(chunks.map(|c| i64::from(i16::from_le_bytes(le(c, big)))))
+            }
+            (Out::I64(v), Elem::Int, 4) => {
+                v.extend(chunks.map(|c| i64::from(i32::from_le_bytes(le(c, big)))))
+            }
+            (Out::I64(v), Elem::Int, _) => v.extend(chunks.map(|c| i64::from_le_bytes(le(c, big)))),
+            (Out::I64(v), _, 1) => v.extend(chunks.map(|c| i64::from(c[0]))),
+            (Out::I64(v), _, 2) => {
+                v.extend(chunks.map(|c| i64::from(u16::from_le_bytes(le(c, big)))))
+            }
+            (Out::I64(v), _, 4) => {
+                v.extend(chunks.map(|c| i64::from(u32::from_le_bytes(le(c, big)))))
+            }
+            (Out::I64(v), _, _) => {
+                for c in chunks {
+                    let x = u64::from_le_bytes(le(c, big));
+                    let i = v.len();
+                    v.push(
+                        i64::try_from(x).map_err(|_| {
+                            format!("uint64 element {i} ({x}) does not fit in int64")
+                        })?,
+                    );
+                }
+            }
+            (Out::Bool(v), _, _) => v.extend(chunks.map(|c| c[0] != 0)),
+        }
+        Ok(())
+    }
+
+    /// The tensor's data.
+    fn finish(self) -> Data {
+        match self {
+            Out::F64(v) => Data::F64(v),
+            Out::F32(v) => Data::F32(v),
+            Out::I64(v) => Data::I64(v),
+            Out::Bool(v) => Data::Bool(v),
+        }
+    }
 }
 
 /// Reorders elements stored in Fortran (column-major) order into row-major order.
@@ -275,6 +377,7 @@ fn fortran_to_c(data: Data, shape: &[usize]) -> Result<Data, String> {
     }
     Ok(match data {
         Data::F64(v) => Data::F64(reorder(v, shape)?),
+        Data::F32(v) => Data::F32(reorder(v, shape)?),
         Data::I64(v) => Data::I64(reorder(v, shape)?),
         Data::Bool(v) => Data::Bool(reorder(v, shape)?),
     })
@@ -456,7 +559,7 @@ impl HeaderParser<'_> {
     }
 }
 
-/// Encodes tensors as a `.npz` archive: F64 as `<f8`, I64 as `<i8`, Bool as `|b1`. Members
+/// Encodes tensors as a `.npz` archive: F64 as `<f8`, F32 as `<f4`, I64 as `<i8`, Bool as `|b1`. Members
 /// are stored uncompressed with a fixed timestamp, as `np.savez` does, so the bytes are
 /// reproducible.
 pub(super) fn encode(tensors: &TensorMap) -> Result<Vec<u8>, DataError> {
@@ -480,6 +583,9 @@ pub(super) fn encode(tensors: &TensorMap) -> Result<Vec<u8>, DataError> {
         match &tensor.data {
             Data::F64(v) => {
                 write_array(&mut writer, name, options, "<f8", &shape, v).map_err(err)?
+            }
+            Data::F32(v) => {
+                write_array(&mut writer, name, options, "<f4", &shape, v).map_err(err)?
             }
             Data::I64(v) => {
                 write_array(&mut writer, name, options, "<i8", &shape, v).map_err(err)?

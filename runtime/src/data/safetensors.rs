@@ -9,12 +9,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use ::safetensors::tensor::TensorView;
 use ::safetensors::{Dtype, SafeTensors, serialize};
 
-use super::{DataError, TensorMap, bf16_to_f64, check_shape, f16_to_f64};
+use super::{DataError, Floats, TensorMap, bf16_to_f64, check_shape, f16_to_f64};
 use crate::tensor::{Data, Tensor};
 
 /// Parses a `.safetensors` file.
-pub(super) fn parse(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> {
-    prevalidate(bytes, origin)?;
+pub(super) fn parse(bytes: &[u8], origin: &str, floats: Floats) -> Result<TensorMap, DataError> {
+    prevalidate(bytes, origin, floats)?;
     // After `prevalidate` the library should not panic; the guard is defence in depth against
     // unchecked arithmetic in the library on inputs not foreseen here.
     let file = match catch_unwind(AssertUnwindSafe(|| SafeTensors::deserialize(bytes))) {
@@ -24,7 +24,7 @@ pub(super) fn parse(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> 
     };
     let mut map = TensorMap::new();
     for (name, view) in file.iter() {
-        let tensor = convert(&view).map_err(|msg| DataError::tensor(origin, name, msg))?;
+        let tensor = convert(&view, floats).map_err(|msg| DataError::tensor(origin, name, msg))?;
         map.insert(name.to_string(), tensor);
     }
     Ok(map)
@@ -32,7 +32,7 @@ pub(super) fn parse(bytes: &[u8], origin: &str) -> Result<TensorMap, DataError> 
 
 /// Checks the header: its length, that it is a JSON object, and for each tensor a shape that
 /// passes [`check_shape`] and data offsets inside the file.
-fn prevalidate(bytes: &[u8], origin: &str) -> Result<(), DataError> {
+fn prevalidate(bytes: &[u8], origin: &str, floats: Floats) -> Result<(), DataError> {
     let err = |msg: String| DataError::file(origin, msg);
     let Some(len_bytes) = bytes.get(..8) else {
         return Err(err(format!(
@@ -72,7 +72,8 @@ fn prevalidate(bytes: &[u8], origin: &str) -> Result<(), DataError> {
             .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| terr("the shape has an entry that is not a non-negative integer"))?;
-        check_shape(&shape).map_err(|msg| DataError::tensor(origin, name, msg))?;
+        check_shape(&shape, floats.max_elements())
+            .map_err(|msg| DataError::tensor(origin, name, msg))?;
         let offsets = info
             .get("data_offsets")
             .and_then(|o| o.as_array())
@@ -102,10 +103,11 @@ fn le<const N: usize>(chunk: &[u8]) -> [u8; N] {
     a
 }
 
-/// Converts one tensor view; the message is meant to follow `tensor "name": `.
-fn convert(view: &TensorView<'_>) -> Result<Tensor, String> {
+/// Converts one tensor view (f16, bf16 and f32 to f32 with [`Floats::F32`]); the message is
+/// meant to follow `tensor "name": `.
+fn convert(view: &TensorView<'_>, floats: Floats) -> Result<Tensor, String> {
     let shape = view.shape().to_vec();
-    let n = check_shape(&shape)?;
+    let n = check_shape(&shape, floats.max_elements())?;
     let bytes = view.data();
     let dtype = view.dtype();
     let size = match dtype {
@@ -127,7 +129,21 @@ fn convert(view: &TensorView<'_>) -> Result<Tensor, String> {
         ));
     }
     let chunks = bytes.chunks_exact(size);
+    let narrow = |bits: u32| f32::from_bits(bits);
     let data = match dtype {
+        Dtype::F16 if floats == Floats::F32 => Data::F32(
+            chunks
+                .map(|c| f16_to_f64(u16::from_le_bytes(le(c))) as f32)
+                .collect(),
+        ),
+        Dtype::BF16 if floats == Floats::F32 => Data::F32(
+            chunks
+                .map(|c| narrow(u32::from(u16::from_le_bytes(le(c))) << 16))
+                .collect(),
+        ),
+        Dtype::F32 if floats == Floats::F32 => {
+            Data::F32(chunks.map(|c| f32::from_le_bytes(le(c))).collect())
+        }
         Dtype::F16 => Data::F64(
             chunks
                 .map(|c| f16_to_f64(u16::from_le_bytes(le(c))))
@@ -182,7 +198,7 @@ fn convert(view: &TensorView<'_>) -> Result<Tensor, String> {
     Ok(Tensor { shape, data })
 }
 
-/// Encodes tensors as a `.safetensors` file: F64 as F64, I64 as I64, Bool as BOOL.
+/// Encodes tensors as a `.safetensors` file: F64 as F64, F32 as F32, I64 as I64, Bool as BOOL.
 pub(super) fn encode(tensors: &TensorMap) -> Result<Vec<u8>, DataError> {
     let mut buffers: Vec<(&str, Dtype, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
@@ -194,6 +210,7 @@ pub(super) fn encode(tensors: &TensorMap) -> Result<Vec<u8>, DataError> {
         }
         let (dtype, bytes) = match &tensor.data {
             Data::F64(v) => (Dtype::F64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Data::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Data::I64(v) => (Dtype::I64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Data::Bool(v) => (Dtype::BOOL, v.iter().map(|&b| u8::from(b)).collect()),
         };

@@ -752,3 +752,69 @@ fn no_panics_on_hostile_bytes() {
     eprintln!("fuzz inputs: {count}");
     assert!(count >= 2000, "{count}");
 }
+
+#[test]
+fn floats_kept_in_f32_for_a_compiled_backend() {
+    use npyz::Order::C;
+    let f32s = |name: &str, t: &TensorMap| match &t[name].data {
+        Data::F32(v) => v.clone(),
+        other => panic!("{name} is {other:?}"),
+    };
+    // .npz: f32 and f16 members stay f32 (exactly), f64 ones f64, ints ints, in either order.
+    let keep = |bytes: &[u8]| parse_tensors_as(Format::Npz, bytes, "data.npz", Floats::F32);
+    let t = keep(&npz_of::<f32>("a", &[2], C, &[1.5, -0.1])).unwrap();
+    assert_eq!(f32s("a", &t), vec![1.5, -0.1]);
+    let t = keep(&npz_of::<f32>(
+        "r",
+        &[2, 3],
+        npyz::Order::Fortran,
+        &[1., 2., 3., 4., 5., 6.],
+    ))
+    .unwrap();
+    assert_eq!(f32s("r", &t), vec![1., 3., 5., 2., 4., 6.]);
+    let half = npy_raw("<f2", false, "(2,)", &[0x00, 0x3e, 0x00, 0xbc]);
+    let t = keep(&npz_raw(&[("h.npy", half)])).unwrap();
+    assert_eq!(f32s("h", &t), vec![1.5, -1.0]);
+    let t = keep(&npz_of::<f64>("d", &[1], C, &[0.1])).unwrap();
+    assert_eq!(t["d"], f(&[1], &[0.1]));
+    let t = keep(&npz_of::<i64>("y", &[2], C, &[3, -1])).unwrap();
+    assert_eq!(t["y"], i(&[2], &[3, -1]));
+    // Written back, an f32 tensor is `<f4` again, bit for bit.
+    let back = encode_tensors(Format::Npz, &t).unwrap();
+    assert_eq!(keep(&back).unwrap(), t);
+    let t = keep(&npz_of::<f32>("a", &[2], C, &[1.5, -0.1])).unwrap();
+    let back = encode_tensors(Format::Npz, &t).unwrap();
+    assert_eq!(keep(&back).unwrap(), t);
+    // The element cap is 2^31 in f32 (2^26 in f64): a larger declared shape is still refused,
+    // and one within it is checked against the bytes present before anything is allocated.
+    let big = npy_raw("<f4", false, "(8192, 32000)", &[0; 8]);
+    let e = npz(&npz_raw(&[("x.npy", big.clone())])).unwrap_err();
+    assert!(e.message.contains("at most 67108864"), "{e}");
+    let e = keep(&npz_raw(&[("x.npy", big)])).unwrap_err();
+    assert!(
+        e.message.contains("has 8 byte(s) of data") && e.message.contains("needs 1048576000"),
+        "{e}"
+    );
+    let huge = npy_raw("<f4", false, "(2147483649,)", &[0; 8]);
+    let e = keep(&npz_raw(&[("x.npy", huge)])).unwrap_err();
+    assert!(e.message.contains("at most 2147483648"), "{e}");
+    // .safetensors: F32, F16 and BF16 stay f32.
+    let bytes = st(vec![
+        ("a", Dtype::F32, vec![1], 0.1f32.to_le_bytes().to_vec()),
+        ("h", Dtype::F16, vec![1], vec![0x00, 0x3e]),
+        ("b", Dtype::BF16, vec![1], vec![0xc0, 0x3f]),
+    ]);
+    let t = parse_tensors_as(Format::Safetensors, &bytes, "w.safetensors", Floats::F32).unwrap();
+    assert_eq!(f32s("a", &t), vec![0.1]);
+    assert_eq!(f32s("h", &t), vec![1.5]);
+    assert_eq!(f32s("b", &t), vec![1.5]);
+    // A file on disk reads the same, member by member.
+    let dir = std::env::temp_dir().join(format!("lossc-f32-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("x.npz");
+    std::fs::write(&path, npz_of::<f32>("a", &[2], C, &[1.5, -0.1])).unwrap();
+    let t = read_tensors_as(&path, Floats::F32).unwrap();
+    assert_eq!(f32s("a", &t), vec![1.5, -0.1]);
+    assert_eq!(read_tensors(&path).unwrap()["a"].data.type_name(), "float");
+    std::fs::remove_dir_all(&dir).ok();
+}
