@@ -58,15 +58,15 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) inputs: Vec<Value>,
     hypers: Value,
     pub(super) work: Value,
-    result: Value,
+    pub(super) result: Value,
     error: Value,
     pub(super) dims: Vec<Value>,
     pub(super) offsets: Vec<Value>,
-    vars: HashMap<VarId, Variable>,
+    pub(super) vars: HashMap<VarId, Variable>,
     error_block: Option<Block>,
     pub(super) funcs: HashMap<&'static str, FuncRef>,
     /// For a one-definition function: the range of its outermost index to compute.
-    outer_range: Option<(Value, Value)>,
+    pub(super) outer_range: Option<(Value, Value)>,
     /// In vector mode, the loop variable whose four consecutive points are computed at once
     /// (see `vector.rs`).
     pub(super) lanes: Option<VarId>,
@@ -74,10 +74,18 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) members: Vec<usize>,
     /// For [`super::Part::Group`]: the members kept in the scratch buffer.
     pub(super) locals: Vec<usize>,
+    /// In a one-loop group (`group.rs`): the current row's value of each member computed so far.
+    pub(super) row_values: HashMap<usize, Val>,
 }
 
 fn trusted() -> MemFlagsData {
     MemFlagsData::trusted()
+}
+
+/// Flags of a load from memory no compiled code writes (inputs, hyperparameters) at an
+/// address known to be in bounds wherever its operands are defined.
+pub(super) fn readonly() -> MemFlagsData {
+    MemFlagsData::trusted().with_readonly().with_can_move()
 }
 
 impl<'a, M: Module> Lowering<'a, M> {
@@ -103,6 +111,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             lanes: None,
             members: vec![],
             locals: vec![],
+            row_values: HashMap::new(),
         }
     }
 
@@ -150,17 +159,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             }
             super::Part::Def(d) => self.definition(d)?,
             super::Part::Partial(d) => self.partial(d, 0)?,
-            super::Part::Group => {
-                let mut k = 0;
-                for d in self.members.clone() {
-                    if super::partial_reducer(self.loss, d).is_some() {
-                        self.partial(d, k * 16)?;
-                        k += 1;
-                    } else {
-                        self.definition(d)?;
-                    }
-                }
-            }
+            super::Part::Group => self.group()?,
             super::Part::Result => {}
         }
         if !matches!(
@@ -264,7 +263,7 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// Emits the loop nest that fills definition `d`; its innermost loop four points at a time
     /// when the body allows (`vector.rs`).
-    fn definition(&mut self, d: usize) -> Result<(), ClifError> {
+    pub(super) fn definition(&mut self, d: usize) -> Result<(), ClifError> {
         let def = self.loss.defs[d].clone();
         let store = |s: &mut Self, value: Val| -> Result<(), ClifError> {
             let mut flat = s.b.ins().iconst(types::I64, 0);
@@ -327,7 +326,7 @@ impl<'a, M: Module> Lowering<'a, M> {
     /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
     /// first variable, stored at byte `at` of `result` as `{f32, f32, i64}` (see
     /// [`ReduceState`]).
-    fn partial(&mut self, d: usize, at: i32) -> Result<(), ClifError> {
+    pub(super) fn partial(&mut self, d: usize, at: i32) -> Result<(), ClifError> {
         let Expr::Reduce {
             op,
             vars,
@@ -339,11 +338,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let range = self.outer_range;
         let state = self.reduce_state(op, &vars, filter.as_deref(), body.as_deref(), range)?;
-        for (v, field) in [(state.f, 0), (state.g, 4), (state.n, 8)] {
-            if let Some(v) = v {
-                self.b.ins().store(trusted(), v, self.result, at + field);
-            }
-        }
+        self.store_state(state, at);
         Ok(())
     }
 
@@ -429,7 +424,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             }
             Expr::Hyper(h) => Val::F(self.b.ins().load(
                 types::F32,
-                trusted(),
+                readonly(),
                 self.hypers,
                 *h as i32 * 4,
             )),
@@ -451,14 +446,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let (x, y) = (self.expr(a)?, self.expr(c)?);
                 self.binary(*op, x, y)
             }
-            Expr::Call(f, args) => {
-                let mut vals = vec![];
-                for a in args {
-                    let v = self.expr(a)?;
-                    vals.push(self.float(v));
-                }
-                Val::F(self.builtin(*f, &vals)?)
-            }
+            Expr::Call(f, args) => Val::F(self.call(*f, args)?),
             Expr::Select(c, a, d) => self.select(e, c, a, d)?,
             Expr::Reduce {
                 op,
@@ -609,8 +597,14 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// An element of an input or definition, every index checked against its dimension.
     fn read(&mut self, t: Tensor, indices: &[Expr]) -> Result<Val, ClifError> {
+        if let Tensor::Def(d) = t
+            && let Some(&v) = self.row_values.get(&d)
+        {
+            return Ok(v);
+        }
         let shape = self.loss.shape_of(t);
         let mut flat = self.b.ins().iconst(types::I64, 0);
+        let mut checked = false;
         for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
             let size = self.dims[dim];
             let i = match ix {
@@ -619,7 +613,10 @@ impl<'a, M: Module> Lowering<'a, M> {
                     let x = self.var(*v);
                     self.b.use_var(x)
                 }
-                other => self.read_index(t, pos, other, size)?,
+                other => {
+                    checked = true;
+                    self.read_index(t, pos, other, size)?
+                }
             };
             flat = self.b.ins().imul(flat, size);
             flat = self.b.ins().iadd(flat, i);
@@ -630,14 +627,17 @@ impl<'a, M: Module> Lowering<'a, M> {
                     DType::Bool => self.b.ins().iadd(self.inputs[k], flat),
                     _ => self.element(self.inputs[k], flat),
                 };
+                // Inputs are never written: equal reads are computed once, and an unchecked
+                // read may move out of loops that do not change its address.
+                let flags = if checked { trusted() } else { readonly() };
                 match self.loss.inputs[k].dtype {
-                    DType::Float => Val::F(self.b.ins().load(types::F32, trusted(), addr, 0)),
+                    DType::Float => Val::F(self.b.ins().load(types::F32, flags, addr, 0)),
                     DType::Int => {
-                        let x = self.b.ins().load(types::I32, trusted(), addr, 0);
+                        let x = self.b.ins().load(types::I32, flags, addr, 0);
                         Val::I(self.b.ins().sextend(types::I64, x))
                     }
                     DType::Bool => {
-                        let x = self.b.ins().load(types::I8, trusted(), addr, 0);
+                        let x = self.b.ins().load(types::I8, flags, addr, 0);
                         Val::B(self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0))
                     }
                 }

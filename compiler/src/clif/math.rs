@@ -5,7 +5,7 @@
 
 use super::ClifError;
 use super::expr::Lowering;
-use crate::ir::Builtin;
+use crate::ir::{BinOp, Builtin, Expr, UnaryOp};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
 use cranelift_module::{Linkage, Module};
@@ -88,7 +88,7 @@ impl<M: Module> Lowering<'_, M> {
         out.expect("four lanes")
     }
 
-    /// `log1p(exp(-|x|))`, the shared tail of the softplus family.
+    /// `log1p(exp(-|x|))`, the shared tail of the softplus family (the same for `x` and `-x`).
     fn softplus_tail(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let n = self.b.ins().fneg(a);
@@ -108,6 +108,60 @@ impl<M: Module> Lowering<'_, M> {
         let corrected = self.b.ins().fmul(l, q);
         let exact = self.b.ins().fcmp(FloatCC::Equal, u, one);
         self.pick(exact, e, corrected)
+    }
+
+    /// A built-in applied to argument expressions. The sigmoid family sees through the sign of
+    /// its argument (`strip_sign`), so that `sigmoid(β·m)`, `sigmoid(-β·m)`,
+    /// `log_sigmoid(m·-β)`, ... compute the same `exp(-|β·m|)`, which value numbering then
+    /// computes once.
+    pub(super) fn call(&mut self, f: Builtin, args: &[Expr]) -> Result<Value, ClifError> {
+        if let Builtin::Sigmoid | Builtin::Softplus | Builtin::LogSigmoid = f {
+            let (core, negated) = strip_sign(&args[0]);
+            let y = self.expr(&core)?;
+            let y = self.float(y);
+            return Ok(self.sigmoid_family(f, y, negated));
+        }
+        let mut vals = vec![];
+        for a in args {
+            let v = self.expr(a)?;
+            vals.push(self.float(v));
+        }
+        self.builtin(f, &vals)
+    }
+
+    /// `sigmoid`, `softplus` or `log_sigmoid` of `x = ±y` (`-y` when `negated`), from
+    /// `e = exp(-|y|)`.
+    fn sigmoid_family(&mut self, f: Builtin, y: Value, negated: bool) -> Value {
+        let zero = self.konst(y, 0.0);
+        match f {
+            Builtin::Sigmoid => {
+                // x >= 0: 1/(1+e), else e/(1+e).
+                let a = self.b.ins().fabs(y);
+                let n = self.b.ins().fneg(a);
+                let e = self.math1("expf", n);
+                let one = self.konst(y, 1.0);
+                let d = self.b.ins().fadd(one, e);
+                let r = self.b.ins().fdiv(one, d);
+                let small = self.b.ins().fmul(e, r);
+                let ge = if negated {
+                    self.b.ins().fcmp(FloatCC::LessThanOrEqual, y, zero)
+                } else {
+                    self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, y, zero)
+                };
+                self.pick(ge, r, small)
+            }
+            _ => {
+                let x = if negated { self.b.ins().fneg(y) } else { y };
+                let t = self.softplus_tail(y);
+                if f == Builtin::Softplus {
+                    let m = self.b.ins().fmax(x, zero);
+                    self.b.ins().fadd(m, t)
+                } else {
+                    let m = self.b.ins().fmin(x, zero);
+                    self.b.ins().fsub(m, t)
+                }
+            }
+        }
     }
 
     /// A built-in applied to f32 arguments.
@@ -137,30 +191,8 @@ impl<M: Module> Lowering<'_, M> {
                 let le = self.b.ins().fcmp(FloatCC::LessThanOrEqual, x, zero);
                 self.pick(le, zero, x)
             }
-            Builtin::Sigmoid => {
-                // e = exp(-|x|); x >= 0: 1/(1+e), else e/(1+e).
-                let a = self.b.ins().fabs(x);
-                let n = self.b.ins().fneg(a);
-                let e = self.math1("expf", n);
-                let one = self.konst(x, 1.0);
-                let d = self.b.ins().fadd(one, e);
-                let r = self.b.ins().fdiv(one, d);
-                let small = self.b.ins().fmul(e, r);
-                let zero = self.konst(x, 0.0);
-                let ge = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, x, zero);
-                self.pick(ge, r, small)
-            }
-            Builtin::Softplus => {
-                let zero = self.konst(x, 0.0);
-                let m = self.b.ins().fmax(x, zero);
-                let t = self.softplus_tail(x);
-                self.b.ins().fadd(m, t)
-            }
-            Builtin::LogSigmoid => {
-                let zero = self.konst(x, 0.0);
-                let m = self.b.ins().fmin(x, zero);
-                let t = self.softplus_tail(x);
-                self.b.ins().fsub(m, t)
+            Builtin::Sigmoid | Builtin::Softplus | Builtin::LogSigmoid => {
+                self.sigmoid_family(f, x, false)
             }
             Builtin::Log1mexp => {
                 // x > -ln 2: log(-expm1(x)); else log1p(-exp(x)).
@@ -175,5 +207,28 @@ impl<M: Module> Lowering<'_, M> {
                 self.pick(gt, near, far)
             }
         })
+    }
+}
+
+/// `e` as `(y, negated)` with `e = -y` when `negated`, else `e = y`: negations (of
+/// subexpressions, factors and constants) taken out of products, factors in a fixed order.
+/// Exact: negation and the order of two factors never change a float product.
+fn strip_sign(e: &Expr) -> (Expr, bool) {
+    match e {
+        Expr::Unary(UnaryOp::Neg, a) => {
+            let (y, n) = strip_sign(a);
+            (y, !n)
+        }
+        Expr::Float(c) if *c < 0.0 => (Expr::Float(-c), true),
+        Expr::Binary(BinOp::Mul, p, q) => {
+            let ((p, m), (q, n)) = (strip_sign(p), strip_sign(q));
+            let (p, q) = if format!("{p:?}") <= format!("{q:?}") {
+                (p, q)
+            } else {
+                (q, p)
+            };
+            (Expr::Binary(BinOp::Mul, Box::new(p), Box::new(q)), m != n)
+        }
+        _ => (e.clone(), false),
     }
 }

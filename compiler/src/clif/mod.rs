@@ -13,6 +13,7 @@
 //! literal) is out of range: compiled code never reads outside its buffers.
 
 mod expr;
+mod group;
 mod math;
 mod vector;
 mod vmath;

@@ -144,9 +144,14 @@ impl<M: Module> Lowering<'_, M> {
         }
         Ok(match e {
             Expr::Index(_) => Val::I(self.lane_indices(v)),
+            Expr::Read {
+                tensor: Tensor::Def(d),
+                ..
+            } if self.row_values.contains_key(d) => self.row_values[d],
             Expr::Read { tensor, indices } => {
                 let shape = self.loss.shape_of(*tensor);
                 let mut flat = self.b.ins().iconst(types::I64, 0);
+                let mut checked = false;
                 for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
                     let size = self.dims[dim];
                     let i = match ix {
@@ -156,6 +161,7 @@ impl<M: Module> Lowering<'_, M> {
                         }
                         other => {
                             // Not `v` (vectorizable): a checked scalar index.
+                            checked = true;
                             let saved = self.lanes.take();
                             let r = self.read_index(*tensor, pos, other, size);
                             self.lanes = saved;
@@ -165,15 +171,19 @@ impl<M: Module> Lowering<'_, M> {
                     flat = self.b.ins().imul(flat, size);
                     flat = self.b.ins().iadd(flat, i);
                 }
-                let base = match tensor {
-                    Tensor::Input(k) => self.inputs[*k],
+                let (base, flags) = match tensor {
+                    // Inputs are never written (see `expr::readonly`).
+                    Tensor::Input(k) if !checked => {
+                        (self.inputs[*k], unaligned().with_readonly().with_can_move())
+                    }
+                    Tensor::Input(k) => (self.inputs[*k], unaligned()),
                     Tensor::Def(d) => {
                         flat = self.b.ins().iadd(flat, self.offsets[*d]);
-                        self.work
+                        (self.work, unaligned())
                     }
                 };
                 let addr = self.element(base, flat);
-                Val::F(self.b.ins().load(types::F32X4, unaligned(), addr, 0))
+                Val::F(self.b.ins().load(types::F32X4, flags, addr, 0))
             }
             Expr::Unary(UnaryOp::Neg, a) => match self.vexpr(a, v)? {
                 Val::I(x) => Val::I(self.b.ins().ineg(x)),
@@ -202,14 +212,7 @@ impl<M: Module> Lowering<'_, M> {
                 let (x, y) = (self.vexpr(a, v)?, self.vexpr(c, v)?);
                 self.binary(*op, x, y)
             }
-            Expr::Call(f, args) => {
-                let mut vals = vec![];
-                for a in args {
-                    let x = self.vexpr(a, v)?;
-                    vals.push(self.float(x));
-                }
-                Val::F(self.builtin(*f, &vals)?)
-            }
+            Expr::Call(f, args) => Val::F(self.call(*f, args)?),
             Expr::Select(c, a, d) => {
                 let cond = self.vexpr(c, v)?;
                 let cond = self.truth(cond);
@@ -277,7 +280,7 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// The identity accumulators of `op` (for [`Self::merge`]).
-    fn empty_state(&mut self, op: Reducer) -> ReduceState {
+    pub(super) fn empty_state(&mut self, op: Reducer) -> ReduceState {
         let zero = self.f32(0.0);
         let n = self.b.ins().iconst(types::I64, 0);
         match op {
@@ -300,7 +303,7 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// The accumulators of two disjoint sets of terms of `op` combined (scalars).
-    fn merge(&mut self, op: Reducer, a: ReduceState, c: ReduceState) -> ReduceState {
+    pub(super) fn merge(&mut self, op: Reducer, a: ReduceState, c: ReduceState) -> ReduceState {
         let n = match (a.n, c.n) {
             (Some(x), Some(y)) => Some(self.b.ins().iadd(x, y)),
             _ => None,
@@ -376,7 +379,44 @@ impl<M: Module> Lowering<'_, M> {
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
         let (&last, outer) = vars.split_last().expect("a variable");
-        // Lane accumulators: f32x4 value, f32x4 logsumexp sum, i32x4 count.
+        let (vf, vg, vn) = self.lane_state(op);
+        // The scalar tails' accumulators.
+        let empty = self.empty_state(op);
+        let run = self.state_vars(empty);
+        let (outer_range, inner_range) = if outer.is_empty() {
+            (None, range)
+        } else {
+            (range, None)
+        };
+        let dim = self.dims[self.loss.vars[last].dim];
+        self.for_each_from(outer, outer_range, &mut |s| {
+            let (start, end) = match inner_range {
+                Some(r) => r,
+                None => (s.b.ins().iconst(types::I64, 0), dim),
+            };
+            s.vector_loop(
+                last,
+                start,
+                end,
+                &mut |s| s.accumulate(op, last, filter, body, (vf, vg, vn)),
+                &mut |s, rest| {
+                    let tail =
+                        s.scalar_reduce_state(op, &[last], filter, body, Some((rest, end)))?;
+                    let before = s.use_state(run);
+                    let after = s.merge(op, before, tail);
+                    s.def_state(run, after);
+                    Ok(())
+                },
+            )
+        })?;
+        // Lanes 0..4, then the tails, in this order.
+        let total = self.combine_lanes(op, (vf, vg, vn));
+        let tails = self.use_state(run);
+        Ok(self.merge(op, total, tails))
+    }
+
+    /// Lane accumulators of `op`, initialised: f32x4 value, f32x4 logsumexp sum, i32x4 count.
+    pub(super) fn lane_state(&mut self, op: Reducer) -> (Variable, Variable, Variable) {
         let (vf, vg, vn) = (
             self.b.declare_var(types::F32X4),
             self.b.declare_var(types::F32X4),
@@ -396,36 +436,15 @@ impl<M: Module> Lowering<'_, M> {
         let zi = self.b.ins().iconst(types::I32, 0);
         let zi = self.b.ins().splat(types::I32X4, zi);
         self.b.def_var(vn, zi);
-        // The scalar tails' accumulators.
-        let empty = self.empty_state(op);
-        let run = self.state_vars(empty);
-        let (outer_range, inner_range) = if outer.is_empty() {
-            (None, range)
-        } else {
-            (range, None)
-        };
-        let dim = self.dims[self.loss.vars[last].dim];
-        self.for_each_from(outer, outer_range, &mut |s| {
-            let (start, end) = match inner_range {
-                Some(r) => r,
-                None => (s.b.ins().iconst(types::I64, 0), dim),
-            };
-            s.vector_loop(
-                last,
-                start,
-                end,
-                &mut |s| s.vector_term(op, last, filter, body, (vf, vg, vn)),
-                &mut |s, rest| {
-                    let tail =
-                        s.scalar_reduce_state(op, &[last], filter, body, Some((rest, end)))?;
-                    let before = s.use_state(run);
-                    let after = s.merge(op, before, tail);
-                    s.def_state(run, after);
-                    Ok(())
-                },
-            )
-        })?;
-        // Lanes 0..4, then the tails, in this order.
+        (vf, vg, vn)
+    }
+
+    /// The lane accumulators of `op` combined, lane 0 first.
+    pub(super) fn combine_lanes(
+        &mut self,
+        op: Reducer,
+        (vf, vg, vn): (Variable, Variable, Variable),
+    ) -> ReduceState {
         let mut total = self.empty_state(op);
         let (f, g, n) = (self.b.use_var(vf), self.b.use_var(vg), self.b.use_var(vn));
         for lane in 0..LANES as u8 {
@@ -436,12 +455,22 @@ impl<M: Module> Lowering<'_, M> {
             let one = ReduceState::new(Some(lf), Some(lg), Some(ln)).like(op);
             total = self.merge(op, total, one);
         }
-        let tails = self.use_state(run);
-        Ok(self.merge(op, total, tails))
+        total
     }
 
-    /// Adds four terms to the lane accumulators `(f, g, n)`.
-    fn vector_term(
+    /// Scalar accumulators of `op` (all three, initialised as [`Self::empty_state`]): for the
+    /// rows a one-loop group computes one at a time.
+    pub(super) fn scalar_state(&mut self, op: Reducer) -> (Variable, Variable, Variable) {
+        let empty = self.empty_state(op);
+        let zero = self.f32(0.0);
+        let n = self.b.ins().iconst(types::I64, 0);
+        let full = ReduceState::new(empty.f.or(Some(zero)), empty.g.or(Some(zero)), Some(n));
+        let [f, g, n] = self.state_vars(full);
+        (f.expect("f"), g.expect("g"), n.expect("n"))
+    }
+
+    /// Adds a term (four in vector mode) to the accumulators `(f, g, n)`: lanes or scalars.
+    pub(super) fn accumulate(
         &mut self,
         op: Reducer,
         v: VarId,
@@ -449,28 +478,35 @@ impl<M: Module> Lowering<'_, M> {
         body: Option<&Expr>,
         (vf, vg, vn): (Variable, Variable, Variable),
     ) -> Result<(), ClifError> {
+        let vector = self.lanes.is_some();
         let keep = match filter {
             Some(f) => {
-                let c = self.vexpr(f, v)?;
+                let c = self.expr(f)?;
                 Some(self.truth(c))
             }
             None => None,
         };
         // Counts: a kept lane adds 1 (a mask is -1 where kept).
         let n = self.b.use_var(vn);
-        let n = match keep {
-            Some(mask) => self.b.ins().isub(n, mask),
-            None => {
+        let n = match (keep, vector) {
+            (Some(mask), true) => self.b.ins().isub(n, mask),
+            (None, true) => {
                 let one = self.b.ins().iconst(types::I32, 1);
                 let one = self.b.ins().splat(types::I32X4, one);
                 self.b.ins().iadd(n, one)
             }
+            (Some(c), false) => {
+                let one = self.b.ins().uextend(types::I64, c);
+                self.b.ins().iadd(n, one)
+            }
+            (None, false) => self.b.ins().iadd_imm_s(n, 1),
         };
         self.b.def_var(vn, n);
         let Some(body) = body else {
             return Ok(());
         };
-        let x = self.vexpr(body, v)?;
+        debug_assert_eq!(self.lanes, vector.then_some(v));
+        let x = self.expr(body)?;
         let mut x = self.float(x);
         let acc = self.b.use_var(vf);
         match op {
@@ -536,7 +572,7 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// Variables holding a scalar reduction state, initialised to `s`.
-    fn state_vars(&mut self, s: ReduceState) -> [Option<Variable>; 3] {
+    pub(super) fn state_vars(&mut self, s: ReduceState) -> [Option<Variable>; 3] {
         let tys = [types::F32, types::F32, types::I64];
         let vals = [s.f, s.g, s.n];
         let mut out = [None; 3];
@@ -550,7 +586,7 @@ impl<M: Module> Lowering<'_, M> {
         out
     }
 
-    fn use_state(&mut self, vars: [Option<Variable>; 3]) -> ReduceState {
+    pub(super) fn use_state(&mut self, vars: [Option<Variable>; 3]) -> ReduceState {
         let [f, g, n] = vars.map(|v| v.map(|v| self.b.use_var(v)));
         ReduceState::new(f, g, n)
     }

@@ -1,0 +1,219 @@
+//! Fused groups (`crate::fuse`): the members of a group computed for one block of rows.
+//!
+//! When every member is a one-index row definition of floats or a reduction over the row
+//! variable alone, and every body runs four rows at a time (`vector.rs`), the members share one
+//! loop: each row's value of a member is kept in a register for the members after it (stored
+//! only when something else reads it), reductions accumulate in lanes, and Cranelift's value
+//! numbering computes shared subexpressions once — DPO's four sigmoid-family terms of ±β·margin
+//! need one `exp` and one `log1p`. Otherwise members run one after the other over the block,
+//! each with its own loops.
+
+use super::ClifError;
+use super::expr::{Lowering, ReduceState, Val};
+use crate::ir::{DType, Expr, Reducer, VarId};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, types};
+use cranelift_frontend::Variable;
+use cranelift_module::Module;
+
+/// What a member of a one-loop group does with each row.
+#[derive(Clone)]
+enum Member {
+    /// A row definition: its body at the row variable.
+    Row { d: usize, v: VarId, body: Expr },
+    /// A reduction over the row variable.
+    Reduce {
+        op: Reducer,
+        v: VarId,
+        filter: Option<Expr>,
+        body: Option<Expr>,
+    },
+}
+
+impl<M: Module> Lowering<'_, M> {
+    /// Emits the group's members for rows `start..end`, reductions' accumulators stored at
+    /// `result` (16 bytes each, in member order).
+    pub(super) fn group(&mut self) -> Result<(), ClifError> {
+        match self.one_loop_members() {
+            Some(members) => self.one_loop_group(&members),
+            None => {
+                let mut k = 0;
+                for d in self.members.clone() {
+                    if super::partial_reducer(self.loss, d).is_some() {
+                        self.partial(d, k * 16)?;
+                        k += 1;
+                    } else {
+                        self.definition(d)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The members as one-loop members, when the group qualifies (see the module doc).
+    fn one_loop_members(&self) -> Option<Vec<Member>> {
+        let mut out = vec![];
+        for &d in &self.members {
+            let def = &self.loss.defs[d];
+            let member = match (&def.indices[..], &def.body) {
+                ([v], body) if def.dtype == DType::Float && self.vectorizable(body, *v) => {
+                    Member::Row {
+                        d,
+                        v: *v,
+                        body: body.clone(),
+                    }
+                }
+                (
+                    [],
+                    Expr::Reduce {
+                        op,
+                        vars,
+                        filter,
+                        body,
+                    },
+                ) if vars.len() == 1
+                    && self.vector_reduction(*op, vars, filter.as_deref(), body.as_deref()) =>
+                {
+                    Member::Reduce {
+                        op: *op,
+                        v: vars[0],
+                        filter: filter.as_deref().cloned(),
+                        body: body.as_deref().cloned(),
+                    }
+                }
+                _ => return None,
+            };
+            out.push(member);
+        }
+        Some(out)
+    }
+
+    /// One loop over the block's rows computing every member (four rows at a time, then the
+    /// rest one by one).
+    fn one_loop_group(&mut self, members: &[Member]) -> Result<(), ClifError> {
+        let (start, end) = self.outer_range.expect("a group has a row range");
+        // Every member's row variable is the same loop counter.
+        let row = self.b.declare_var(types::I64);
+        for m in members {
+            let (Member::Row { v, .. } | Member::Reduce { v, .. }) = m;
+            self.vars.insert(*v, row);
+        }
+        // Accumulators: lanes and the scalar rest, per reduction.
+        let mut lanes = vec![];
+        let mut rests = vec![];
+        for m in members {
+            if let Member::Reduce { op, .. } = m {
+                lanes.push(self.lane_state(*op));
+                rests.push(self.scalar_state(*op));
+            }
+        }
+        self.b.def_var(row, start);
+        // Four rows at a time.
+        let (header, body, tail) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(row);
+        let next = self.b.ins().iadd_imm_s(i, 4);
+        let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+        self.b.ins().brif(more, body, &[], tail, &[]);
+        self.b.switch_to_block(body);
+        self.one_row(members, true, &lanes)?;
+        let i = self.b.use_var(row);
+        let next = self.b.ins().iadd_imm_s(i, 4);
+        self.b.def_var(row, next);
+        self.b.ins().jump(header, &[]);
+        // The rest, one row at a time.
+        self.b.switch_to_block(tail);
+        let (header, body, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(row);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        self.one_row(members, false, &rests)?;
+        let i = self.b.use_var(row);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(row, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        // Lanes 0..4, then the rest, for each reduction in order.
+        let mut k = 0;
+        for m in members {
+            if let Member::Reduce { op, .. } = m {
+                let total = self.combine_lanes(*op, lanes[k]);
+                let (f, g, n) = rests[k];
+                let rest = self.use_state([Some(f), Some(g), Some(n)]).like(*op);
+                let state = self.merge(*op, total, rest);
+                self.store_state(state, k as i32 * 16);
+                k += 1;
+            }
+        }
+        self.row_values.clear();
+        Ok(())
+    }
+
+    /// Every member at the current row (four rows when `vector`), accumulating reductions into
+    /// `acc` (lane or scalar accumulators, one triple per reduction).
+    fn one_row(
+        &mut self,
+        members: &[Member],
+        vector: bool,
+        acc: &[(Variable, Variable, Variable)],
+    ) -> Result<(), ClifError> {
+        self.row_values.clear();
+        let mut k = 0;
+        for m in members {
+            match m {
+                Member::Row { d, v, body } => {
+                    self.lanes = vector.then_some(*v);
+                    let value = self.expr(body)?;
+                    let value = self.float(value);
+                    self.lanes = None;
+                    self.row_values.insert(*d, Val::F(value));
+                    if !self.locals.contains(d) {
+                        let x = self.var(*v);
+                        let i = self.b.use_var(x);
+                        let at = self.b.ins().iadd(i, self.offsets[*d]);
+                        let addr = self.element(self.work, at);
+                        let flags = MemFlagsData::new().with_notrap();
+                        self.b.ins().store(flags, value, addr, 0);
+                    }
+                }
+                Member::Reduce {
+                    op,
+                    v,
+                    filter,
+                    body,
+                } => {
+                    self.lanes = vector.then_some(*v);
+                    self.accumulate(*op, *v, filter.as_ref(), body.as_ref(), acc[k])?;
+                    self.lanes = None;
+                    k += 1;
+                }
+            }
+        }
+        self.row_values.clear();
+        Ok(())
+    }
+
+    /// Stores reduction accumulators at byte `at` of `result`.
+    pub(super) fn store_state(&mut self, state: ReduceState, at: i32) {
+        for (v, field) in [(state.f, 0), (state.g, 4), (state.n, 8)] {
+            if let Some(v) = v {
+                self.b
+                    .ins()
+                    .store(MemFlagsData::trusted(), v, self.result, at + field);
+            }
+        }
+    }
+}
