@@ -1,6 +1,7 @@
 //! Lowering definitions, loops and expressions.
 
 use super::ClifError;
+use super::math::small_power;
 use crate::ir::{BinOp, DType, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{Block, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
@@ -442,6 +443,9 @@ impl<'a, M: Module> Lowering<'a, M> {
                 Val::B(self.b.ins().icmp_imm_s(IntCC::Equal, t, 0))
             }
             Expr::Binary(op @ (BinOp::And | BinOp::Or), a, c) => self.logic(*op, a, c)?,
+            Expr::Binary(BinOp::Pow, a, c) if small_power(c).is_some() => {
+                Val::F(self.power(a, small_power(c).expect("checked"))?)
+            }
             Expr::Binary(op, a, c) => {
                 let (x, y) = (self.expr(a)?, self.expr(c)?);
                 self.binary(*op, x, y)

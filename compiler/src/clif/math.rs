@@ -115,6 +115,11 @@ impl<M: Module> Lowering<'_, M> {
     /// `log_sigmoid(m·-β)`, ... compute the same `exp(-|β·m|)`, which value numbering then
     /// computes once.
     pub(super) fn call(&mut self, f: Builtin, args: &[Expr]) -> Result<Value, ClifError> {
+        if f == Builtin::Pow
+            && let Some(k) = small_power(&args[1])
+        {
+            return self.power(&args[0], k);
+        }
         if let Builtin::Sigmoid | Builtin::Softplus | Builtin::LogSigmoid = f {
             let (core, negated) = strip_sign(&args[0]);
             let y = self.expr(&core)?;
@@ -206,6 +211,52 @@ impl<M: Module> Lowering<'_, M> {
                 let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, cut);
                 self.pick(gt, near, far)
             }
+        })
+    }
+}
+
+/// The exponent `e` when it is a constant lowered as multiplications (see
+/// [`Lowering::power`]).
+pub(super) fn small_power(e: &Expr) -> Option<i32> {
+    let k = match e {
+        Expr::Float(x) => *x,
+        Expr::Int(k) => *k as f64,
+        _ => return None,
+    };
+    [-2, -1, 1, 2, 3, 4]
+        .into_iter()
+        .find(|&p| f64::from(p) == k)
+}
+
+impl<M: Module> Lowering<'_, M> {
+    /// `a ^ k` for a [`small_power`] `k` by multiplications: `x·x` for 2 (exactly `powf`'s
+    /// correctly rounded square) and `1/x` for -1 are exact; 3, 4 and -2 round twice (within
+    /// 2 ulp of `powf`).
+    pub(super) fn power(&mut self, a: &Expr, k: i32) -> Result<Value, ClifError> {
+        let x = self.expr(a)?;
+        let x = self.float(x);
+        let square = |s: &mut Self| s.b.ins().fmul(x, x);
+        Ok(match k {
+            1 => x,
+            2 => square(self),
+            3 => {
+                let sq = square(self);
+                self.b.ins().fmul(sq, x)
+            }
+            4 => {
+                let sq = square(self);
+                self.b.ins().fmul(sq, sq)
+            }
+            -1 => {
+                let one = self.konst(x, 1.0);
+                self.b.ins().fdiv(one, x)
+            }
+            -2 => {
+                let sq = square(self);
+                let one = self.konst(x, 1.0);
+                self.b.ins().fdiv(one, sq)
+            }
+            _ => unreachable!("not a small power"),
         })
     }
 }

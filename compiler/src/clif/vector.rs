@@ -28,6 +28,14 @@ fn unaligned() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// The element type of tensor `t`.
+fn dtype_of(loss: &crate::ir::Loss, t: Tensor) -> DType {
+    match t {
+        Tensor::Input(k) => loss.inputs[k].dtype,
+        Tensor::Def(d) => loss.defs[d].dtype,
+    }
+}
+
 /// True when `e` mentions the loop variable `v`.
 pub(super) fn mentions(e: &Expr, v: VarId) -> bool {
     e.any(&mut |x| matches!(x, Expr::Index(u) if *u == v))
@@ -42,15 +50,14 @@ impl<M: Module> Lowering<'_, M> {
         match e {
             Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) | Expr::Index(_) => true,
             Expr::Read { tensor, indices } => {
-                let dtype = match tensor {
-                    Tensor::Input(k) => self.loss.inputs[*k].dtype,
-                    Tensor::Def(d) => self.loss.defs[*d].dtype,
-                };
                 let shape = self.loss.shape_of(*tensor);
                 let Some((last, rest)) = indices.split_last() else {
                     return false;
                 };
-                dtype == DType::Float
+                // i32 inputs load as i32x4, definitions (f32) convert; u8 inputs do not.
+                let typed = !matches!(tensor, Tensor::Input(k)
+                    if self.loss.inputs[*k].dtype == DType::Bool);
+                typed
                     && matches!(last, Expr::Index(u) if *u == v
                         && shape.last() == Some(&self.loss.vars[v].dim))
                     && rest.iter().all(|i| !mentions(i, v))
@@ -183,7 +190,21 @@ impl<M: Module> Lowering<'_, M> {
                     }
                 };
                 let addr = self.element(base, flat);
-                Val::F(self.b.ins().load(types::F32X4, flags, addr, 0))
+                match (tensor, dtype_of(self.loss, *tensor)) {
+                    (Tensor::Input(_), DType::Int) => {
+                        Val::I(self.b.ins().load(types::I32X4, flags, addr, 0))
+                    }
+                    (_, DType::Float) => Val::F(self.b.ins().load(types::F32X4, flags, addr, 0)),
+                    (_, DType::Int) => {
+                        let x = self.b.ins().load(types::F32X4, flags, addr, 0);
+                        Val::I(self.b.ins().fcvt_to_sint_sat(types::I32X4, x))
+                    }
+                    (_, DType::Bool) => {
+                        let x = self.b.ins().load(types::F32X4, flags, addr, 0);
+                        let zero = self.konst(x, 0.0);
+                        Val::B(self.b.ins().fcmp(FloatCC::NotEqual, x, zero))
+                    }
+                }
             }
             Expr::Unary(UnaryOp::Neg, a) => match self.vexpr(a, v)? {
                 Val::I(x) => Val::I(self.b.ins().ineg(x)),
@@ -207,6 +228,9 @@ impl<M: Module> Lowering<'_, M> {
                 } else {
                     self.b.ins().bor(l, r)
                 })
+            }
+            Expr::Binary(BinOp::Pow, a, c) if super::math::small_power(c).is_some() => {
+                Val::F(self.power(a, super::math::small_power(c).expect("checked"))?)
             }
             Expr::Binary(op, a, c) => {
                 let (x, y) = (self.vexpr(a, v)?, self.vexpr(c, v)?);
@@ -479,6 +503,7 @@ impl<M: Module> Lowering<'_, M> {
         (vf, vg, vn): (Variable, Variable, Variable),
     ) -> Result<(), ClifError> {
         let vector = self.lanes.is_some();
+        debug_assert_eq!(self.lanes, vector.then_some(v));
         let keep = match filter {
             Some(f) => {
                 let c = self.expr(f)?;
@@ -505,7 +530,34 @@ impl<M: Module> Lowering<'_, M> {
         let Some(body) = body else {
             return Ok(());
         };
-        debug_assert_eq!(self.lanes, vector.then_some(v));
+        // Four lanes the filter drops are skipped (a sparse filter, as same-label pairs, keeps
+        // few): the body is computed only when some lane is kept.
+        let skip = match keep {
+            Some(mask) if vector => {
+                let any = self.b.ins().vany_true(mask);
+                let (work, done) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(any, work, &[], done, &[]);
+                self.b.switch_to_block(work);
+                Some(done)
+            }
+            _ => None,
+        };
+        self.accumulate_body(op, body, keep, (vf, vg))?;
+        if let Some(done) = skip {
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(done);
+        }
+        Ok(())
+    }
+
+    /// Adds the body's value(s) to the accumulators `(f, g)`, blended by `keep`.
+    fn accumulate_body(
+        &mut self,
+        op: Reducer,
+        body: &Expr,
+        keep: Option<Value>,
+        (vf, vg): (Variable, Variable),
+    ) -> Result<(), ClifError> {
         let x = self.expr(body)?;
         let mut x = self.float(x);
         let acc = self.b.use_var(vf);
