@@ -1,7 +1,10 @@
 //! Lowering the IR to Cranelift: one function per loss that evaluates every definition in
 //! order (each a loop nest over its indices, reductions as inner loops accumulating in
 //! registers), then the loss. Generic over [`cranelift_module::Module`], so the JIT
-//! (`runtime::cpu`) and object files share one code path.
+//! (`runtime::cpu`) and object files share one code path. `expr` lowers scalar code,
+//! `vector` runs innermost loops on `f32x4` where exact, `vmath` is their inline math,
+//! `group` lowers the fused passes of `crate::fuse` that the JIT runs in parallel blocks
+//! ([`Part`]).
 //!
 //! The entry point has the C ABI
 //! `int64_t loss(const void *const *inputs, const int64_t *dims, const float *hypers,
