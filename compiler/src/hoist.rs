@@ -133,10 +133,18 @@ impl Hoister {
                 };
                 let free = free_vars(&reduced);
                 let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
+                let free: Vec<VarId> = free.into_iter().collect();
                 if movable && free.len() < scope.len() {
-                    self.lift(reduced, free.into_iter().collect(), guards)
+                    self.lift(reduced, free, guards)
                 } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
                     self.lift_contraction(p, guards)
+                } else if let Some(read) = movable
+                    .then(|| self.reuse(&reduced, &free, guards))
+                    .flatten()
+                {
+                    // Not invariant here, but computed already (the loss's own logsumexp,
+                    // hoisted out of its gradient): read it instead of computing it again.
+                    read
                 } else {
                     reduced
                 }
@@ -237,11 +245,21 @@ impl Hoister {
         self.lift(product, vec![p.i, p.j], guards)
     }
 
-    /// Makes `e` (free in `free`) a definition over `free`, in that order, and returns its read.
-    /// The definition computes `e` only where the `guards` over `free` alone hold (the only
-    /// places it is read), 0 elsewhere: a reduction under `labels[p] == labels[a]` is computed
-    /// for the positive pairs, not for every pair.
-    fn lift(&mut self, e: Expr, free: Vec<VarId>, guards: &[Expr]) -> Expr {
+    /// The read of an earlier hoisted definition computing `e` (free in `free`) under the
+    /// same `guards`, if there is one.
+    fn reuse(&mut self, e: &Expr, free: &[VarId], guards: &[Expr]) -> Option<Expr> {
+        let vars = self.out.vars.len();
+        let (body, indices) = self.guarded(e.clone(), free, guards);
+        let found = self.earlier(&body, &indices, free);
+        // The fresh variables `guarded` made are not used.
+        self.out.vars.truncate(vars);
+        found
+    }
+
+    /// `e` as the body of a definition over `free`: computed only where the `guards` over
+    /// `free` alone hold (0 elsewhere), its free variables renamed to fresh index variables,
+    /// returned with it.
+    fn guarded(&mut self, e: Expr, free: &[VarId], guards: &[Expr]) -> (Expr, Vec<VarId>) {
         let relevant: Vec<Expr> = guards
             .iter()
             .filter(|g| {
@@ -267,7 +285,7 @@ impl Hoister {
         };
         let mut rename = HashMap::new();
         let mut indices = vec![];
-        for &v in &free {
+        for &v in free {
             let var = self.out.vars[v].clone();
             let n = self.out.vars.len();
             self.out.vars.push(IndexVar {
@@ -278,7 +296,12 @@ impl Hoister {
             indices.push(n);
         }
         let body = e.rename_vars(&rename);
-        // The same reduction hoisted before (up to the names of its variables) is reused.
+        (body, indices)
+    }
+
+    /// The read (by `free`) of an earlier hoisted definition whose body is `body` up to the
+    /// names of its variables (`indices` being `body`'s free variables).
+    fn earlier(&self, body: &Expr, indices: &[VarId], free: &[VarId]) -> Option<Expr> {
         let dims: Vec<usize> = indices.iter().map(|&v| self.out.vars[v].dim).collect();
         for &(id, ref earlier_indices) in &self.hoisted {
             let earlier = &self.defs[id];
@@ -291,12 +314,25 @@ impl Hoister {
                 .copied()
                 .zip(earlier_indices.iter().copied())
                 .collect();
-            if same_dims && alpha_eq(&body, &earlier.body, &mut pairs, &self.out.vars) {
-                return Expr::Read {
+            if same_dims && alpha_eq(body, &earlier.body, &mut pairs, &self.out.vars) {
+                return Some(Expr::Read {
                     tensor: Tensor::Def(id),
                     indices: free.iter().map(|&v| Expr::Index(v)).collect(),
-                };
+                });
             }
+        }
+        None
+    }
+
+    /// Makes `e` (free in `free`) a definition over `free`, in that order, and returns its read.
+    /// The definition computes `e` only where the `guards` over `free` alone hold (the only
+    /// places it is read), 0 elsewhere: a reduction under `labels[p] == labels[a]` is computed
+    /// for the positive pairs, not for every pair.
+    fn lift(&mut self, e: Expr, free: Vec<VarId>, guards: &[Expr]) -> Expr {
+        let (body, indices) = self.guarded(e, &free, guards);
+        // The same reduction hoisted before (up to the names of its variables) is reused.
+        if let Some(read) = self.earlier(&body, &indices, &free) {
+            return read;
         }
         self.count += 1;
         let mut name = format!("hoisted{}", self.count);
