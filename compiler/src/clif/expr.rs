@@ -77,6 +77,9 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) locals: Vec<usize>,
     /// In a one-loop group (`group.rs`): the current row's value of each member computed so far.
     pub(super) row_values: HashMap<usize, Val>,
+    /// For each definition: whether this function writes it (reads of the others cannot
+    /// change while it runs).
+    pub(super) written: Vec<bool>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -113,6 +116,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             members: vec![],
             locals: vec![],
             row_values: HashMap::new(),
+            written: vec![],
         }
     }
 
@@ -152,6 +156,13 @@ impl<'a, M: Module> Lowering<'a, M> {
         if let super::Part::Group = part {
             self.scratch_offsets(params[8]);
         }
+        let n = self.loss.defs.len();
+        self.written = match part {
+            super::Part::All => vec![true; n],
+            super::Part::Def(d) => (0..n).map(|e| e == d).collect(),
+            super::Part::Group => (0..n).map(|e| self.members.contains(&e)).collect(),
+            super::Part::Partial(_) | super::Part::Result => vec![false; n],
+        };
         match part {
             super::Part::All => {
                 for d in 0..self.loss.defs.len() {
@@ -649,7 +660,13 @@ impl<'a, M: Module> Lowering<'a, M> {
             Tensor::Def(d) => {
                 let at = self.b.ins().iadd(flat, self.offsets[d]);
                 let addr = self.element(self.work, at);
-                let x = self.b.ins().load(types::F32, trusted(), addr, 0);
+                // A definition this function does not write is as constant as an input.
+                let flags = match (self.written[d], checked) {
+                    (false, false) => readonly(),
+                    (false, true) => trusted().with_readonly(),
+                    (true, _) => trusted(),
+                };
+                let x = self.b.ins().load(types::F32, flags, addr, 0);
                 match self.loss.defs[d].dtype {
                     DType::Float => Val::F(x),
                     DType::Int => Val::I(self.b.ins().fcvt_to_sint_sat(types::I64, x)),

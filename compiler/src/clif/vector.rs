@@ -186,7 +186,12 @@ impl<M: Module> Lowering<'_, M> {
                     Tensor::Input(k) => (self.inputs[*k], unaligned()),
                     Tensor::Def(d) => {
                         flat = self.b.ins().iadd(flat, self.offsets[*d]);
-                        (self.work, unaligned())
+                        let flags = match (self.written[*d], checked) {
+                            (false, false) => unaligned().with_readonly().with_can_move(),
+                            (false, true) => unaligned().with_readonly(),
+                            (true, _) => unaligned(),
+                        };
+                        (self.work, flags)
                     }
                 };
                 let addr = self.element(base, flat);
