@@ -180,6 +180,66 @@ pub fn locals(loss: &Loss, steps: &[Step], keep: &dyn Fn(usize) -> bool) -> Vec<
     local
 }
 
+/// About how many operations one row of definition `d` costs (one value of its first
+/// index, or of a scalar reduction's first variable) when dimension `k` has size
+/// `sizes[k]`: every node counts 1, a reduction its body times the points it runs over.
+/// Backends size their blocks of rows by it (a row of `logsumexp[c](x[b, c])` is as much
+/// work as thousands of rows of `x[b] * 2`).
+pub fn row_work(loss: &Loss, d: usize, sizes: &[usize]) -> usize {
+    let def = &loss.defs[d];
+    match &def.body {
+        Expr::Reduce {
+            vars, filter, body, ..
+        } if def.indices.is_empty() && !vars.is_empty() => {
+            reduce_work(loss, &vars[1..], filter.as_deref(), body.as_deref(), sizes)
+        }
+        body => {
+            let points: usize = def
+                .indices
+                .iter()
+                .skip(1)
+                .map(|&v| sizes[loss.vars[v].dim])
+                .product();
+            points.saturating_mul(work(loss, body, sizes))
+        }
+    }
+}
+
+/// The operations of evaluating `e` once (see [`row_work`]).
+fn work(loss: &Loss, e: &Expr, sizes: &[usize]) -> usize {
+    match e {
+        Expr::Reduce {
+            vars, filter, body, ..
+        } => reduce_work(loss, vars, filter.as_deref(), body.as_deref(), sizes),
+        _ => {
+            let mut total = 1usize;
+            let _ = e.map_children(|c| {
+                total = total.saturating_add(work(loss, c, sizes));
+                c.clone()
+            });
+            total
+        }
+    }
+}
+
+/// The operations of a reduction over `vars`.
+fn reduce_work(
+    loss: &Loss,
+    vars: &[usize],
+    filter: Option<&Expr>,
+    body: Option<&Expr>,
+    sizes: &[usize],
+) -> usize {
+    let points: usize = vars.iter().map(|&v| sizes[loss.vars[v].dim]).product();
+    let each = filter
+        .into_iter()
+        .chain(body)
+        .map(|x| work(loss, x, sizes))
+        .sum::<usize>()
+        .max(1);
+    points.saturating_mul(each)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,9 @@ pub struct CpuLoss {
     program: Loss,
     /// Keeps the code alive.
     _module: JITModule,
-    defs: Vec<DefFn>,
+    /// The function of each definition that runs alone (not fused, not a matrix product, not
+    /// a reduction in blocks).
+    defs: Vec<Option<DefFn>>,
     /// For each definition computed in blocks: its reducer and its block function.
     partials: Vec<Option<(Reducer, DefFn)>>,
     /// For each definition that is a matrix product: how to call GEMM for it.
@@ -66,13 +68,15 @@ type GroupFn = unsafe extern "C" fn(
     *mut f32,
 ) -> i64;
 
-/// Definitions with at least this many elements are split over threads.
-const PARALLEL_ELEMENTS: usize = 1 << 14;
+/// Definitions whose elements cost at least this many operations in all
+/// (`compiler::fuse::row_work`) are split over threads; matrix products with at least this
+/// many elements.
+const PARALLEL_WORK: usize = 1 << 14;
 
-/// A scalar reduction is computed in blocks of this many values of its first variable (the
-/// last block takes the rest), spread over threads: the block count depends on the size only
-/// (never on the thread count), so the combined value is the same for every thread count, and
-/// no f32 accumulator sums more than a block's terms (over 4M terms, one running f32 sum of
+/// A scalar reduction is computed in blocks of at most this many values of its first variable
+/// (fewer when each costs much, see [`BLOCK_WORK`]), spread over threads: the block count
+/// depends on the sizes only (never on the thread count), so the combined value is the same
+/// for every thread count, and no f32 accumulator sums more than a block's terms (over 4M terms, one running f32 sum of
 /// DPO's loss was 1% off; blocks combined in f64 are within 1e-6).
 const BLOCK_TERMS: usize = 2048;
 
@@ -82,11 +86,12 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A fused group runs in blocks of rows holding about this many elements of its widest member
-/// (at most [`BLOCK_TERMS`] rows, at least one): small enough that a block's rows of every
-/// member stay in cache from one member to the next. Like reduction blocks, the block size
-/// depends on the sizes only.
-const GROUP_BLOCK_ELEMENTS: usize = 1 << 14;
+/// Fused groups and reductions run in blocks of rows costing about this many operations in
+/// all (`compiler::fuse::row_work`; at most [`BLOCK_TERMS`] rows, at least one): enough rows
+/// to spread over threads even when each row is a reduction over a vocabulary, few enough
+/// that a block's rows of every member stay in cache from one member to the next. Like
+/// reduction blocks, the block size depends on the sizes only.
+const BLOCK_WORK: usize = 1 << 18;
 
 /// The accumulators one block of a scalar reduction leaves (`clif::Part::Partial`).
 #[repr(C)]
@@ -190,16 +195,31 @@ impl CpuLoss {
         }
         let mut module = JITModule::new(builder);
         let cranelift = |e: clif::ClifError| RunError::new(e.message);
-        let mut def_ids = vec![];
-        for d in 0..program.defs.len() {
-            let id = clif::lower_part(program, &mut module, &format!("def{d}"), clif::Part::Def(d))
-                .map_err(cranelift)?;
-            def_ids.push(id);
+        let products: Vec<Option<Contraction>> = (0..program.defs.len())
+            .map(|d| compiler::contraction::contraction(program, d))
+            .collect();
+        let schedule = compiler::fuse::schedule(program, &|d| products[d].is_some());
+        // Functions only for what runs alone and not on GEMM (fused members run in their
+        // group's function).
+        let mut alone = vec![false; program.defs.len()];
+        for step in &schedule {
+            if let Step::One(d) = step {
+                alone[*d] = products[*d].is_none();
+            }
         }
+        let mut def_ids = vec![];
         let mut partial_ids = vec![];
         for d in 0..program.defs.len() {
-            partial_ids.push(match clif::partial_reducer(program, d) {
-                Some(op) => Some((
+            let reducer = clif::partial_reducer(program, d);
+            def_ids.push(match (alone[d], reducer) {
+                (true, None) => Some(
+                    clif::lower_part(program, &mut module, &format!("def{d}"), clif::Part::Def(d))
+                        .map_err(cranelift)?,
+                ),
+                _ => None,
+            });
+            partial_ids.push(match (alone[d], reducer) {
+                (true, Some(op)) => Some((
                     op,
                     clif::lower_part(
                         program,
@@ -209,13 +229,9 @@ impl CpuLoss {
                     )
                     .map_err(cranelift)?,
                 )),
-                None => None,
+                _ => None,
             });
         }
-        let products: Vec<Option<Contraction>> = (0..program.defs.len())
-            .map(|d| compiler::contraction::contraction(program, d))
-            .collect();
-        let schedule = compiler::fuse::schedule(program, &|d| products[d].is_some());
         // Gradients and metrics are read after the run: never local.
         let outputs: Vec<usize> = compiler::grad::gradient_outputs(program)
             .into_iter()
@@ -253,8 +269,10 @@ impl CpuLoss {
         // it is cast to (`clif::part_signature`).
         let defs = def_ids
             .into_iter()
-            .map(|id| unsafe {
-                std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+            .map(|id| {
+                id.map(|id| unsafe {
+                    std::mem::transmute::<*const u8, DefFn>(module.get_finalized_function(id))
+                })
             })
             .collect();
         // SAFETY: as above.
@@ -575,7 +593,7 @@ impl Buffer {
 /// [`Prepared::execute`] as often as wanted, then read the loss, metrics and definitions.
 pub struct Prepared<'a> {
     program: &'a Loss,
-    defs: &'a [DefFn],
+    defs: &'a [Option<DefFn>],
     partials: &'a [Option<(Reducer, DefFn)>],
     products: &'a [Option<Contraction>],
     steps: &'a [(Step, Option<GroupFn>)],
@@ -649,12 +667,13 @@ impl Prepared<'_> {
             .indices
             .first()
             .map_or(1, |&v| self.sizes[loss.vars[v].dim]);
-        let chunks = if self.layout.sizes[d] >= PARALLEL_ELEMENTS {
+        let work = rows.saturating_mul(compiler::fuse::row_work(loss, d, &self.sizes));
+        let chunks = if work >= PARALLEL_WORK {
             rayon::current_num_threads().min(rows).max(1)
         } else {
             1
         };
-        let f = self.defs[d];
+        let f = self.defs[d].expect("a definition that runs alone has its function");
         // Rows split into equal chunks in order; each element is computed by one thread
         // exactly as it would be alone, so results do not depend on the thread count.
         let run_chunk = |k: usize| -> Result<(), [i64; 4]> {
@@ -684,7 +703,7 @@ impl Prepared<'_> {
     }
 
     /// Computes the fused group `members` with its block function `f`: blocks of rows (see
-    /// [`GROUP_BLOCK_ELEMENTS`]) in parallel, then each reduction member from its blocks'
+    /// [`BLOCK_WORK`]) in parallel, then each reduction member from its blocks'
     /// accumulators, combined in block order.
     fn run_group(&self, members: &[usize], f: GroupFn, buffers: Buffers) -> Result<(), RunError> {
         let loss = self.program;
@@ -699,8 +718,11 @@ impl Prepared<'_> {
             (sizes[0], sizes[1..].iter().product())
         };
         let rows = row_dim(members[0]).0;
-        let width = members.iter().map(|&d| row_dim(d).1).max().unwrap_or(1);
-        let per_block = (GROUP_BLOCK_ELEMENTS / width.max(1)).clamp(1, BLOCK_TERMS);
+        let work: usize = members
+            .iter()
+            .map(|&d| compiler::fuse::row_work(loss, d, &self.sizes))
+            .fold(0, usize::saturating_add);
+        let per_block = (BLOCK_WORK / work.max(1)).clamp(1, BLOCK_TERMS);
         let blocks = rows.div_ceil(per_block).max(1);
         let reducers: Vec<Reducer> = members
             .iter()
@@ -802,7 +824,7 @@ impl Prepared<'_> {
         if m == 0 || n == 0 {
             return;
         }
-        let chunks = if m * n >= PARALLEL_ELEMENTS {
+        let chunks = if m * n >= PARALLEL_WORK {
             rayon::current_num_threads().min(m).max(1)
         } else {
             1
@@ -853,7 +875,9 @@ impl Prepared<'_> {
             unreachable!("partial_reducer accepts reductions only")
         };
         let n = self.sizes[loss.vars[vars[0]].dim];
-        let blocks = (n / BLOCK_TERMS).max(1);
+        let work = compiler::fuse::row_work(loss, d, &self.sizes);
+        let per_block = (BLOCK_WORK / work.max(1)).clamp(1, BLOCK_TERMS);
+        let blocks = (n / per_block).max(1);
         let run_block = |k: usize| -> Result<PartialState, [i64; 4]> {
             let mut state = PartialState::default();
             let (start, end) = (n * k / blocks, n * (k + 1) / blocks);
