@@ -227,7 +227,14 @@ impl Hoister {
             if plain {
                 e
             } else {
-                self.lift(e, vars.to_vec(), guards)
+                // Stored in the order its reads run in (a transposed side, `d[j, i]` read
+                // for row i, is computed contiguously and handed to GEMM transposed).
+                let order = if reads_swapped(&e, vars) {
+                    [vars[1], vars[0]]
+                } else {
+                    vars
+                };
+                self.lift(e, order.to_vec(), guards)
             }
         };
         let left = side(p.left, [p.i, p.k]);
@@ -356,6 +363,21 @@ impl Hoister {
             indices: free.iter().map(|&v| Expr::Index(v)).collect(),
         }
     }
+}
+
+/// True when `e` reads more matrices by `[vars[1], vars[0]]` than by `vars`.
+fn reads_swapped(e: &Expr, vars: [VarId; 2]) -> bool {
+    let (mut straight, mut swapped) = (0, 0);
+    e.visit(&mut |x| {
+        if let Expr::Read { indices, .. } = x {
+            match indices[..] {
+                [Expr::Index(p), Expr::Index(q)] if [p, q] == vars => straight += 1,
+                [Expr::Index(p), Expr::Index(q)] if [q, p] == vars => swapped += 1,
+                _ => {}
+            }
+        }
+    });
+    swapped > straight
 }
 
 /// True when `a` and `b` are the same expression up to the names of their variables: `pairs`
