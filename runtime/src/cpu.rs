@@ -209,16 +209,16 @@ impl CpuLoss {
         }
         let mut def_ids = vec![];
         let mut partial_ids = vec![];
-        for d in 0..program.defs.len() {
+        for (d, &alone) in alone.iter().enumerate() {
             let reducer = clif::partial_reducer(program, d);
-            def_ids.push(match (alone[d], reducer) {
+            def_ids.push(match (alone, reducer) {
                 (true, None) => Some(
                     clif::lower_part(program, &mut module, &format!("def{d}"), clif::Part::Def(d))
                         .map_err(cranelift)?,
                 ),
                 _ => None,
             });
-            partial_ids.push(match (alone[d], reducer) {
+            partial_ids.push(match (alone, reducer) {
                 (true, Some(op)) => Some((
                     op,
                     clif::lower_part(

@@ -86,9 +86,9 @@ fn trusted() -> MemFlagsData {
     MemFlagsData::trusted()
 }
 
-/// Flags of a load from memory no compiled code writes (inputs, hyperparameters) at an
-/// address known to be in bounds wherever its operands are defined.
-pub(super) fn readonly() -> MemFlagsData {
+/// Flags of a load from memory no compiled code writes (hyperparameters) at an address known
+/// to be in bounds wherever its operands are defined.
+fn readonly() -> MemFlagsData {
     MemFlagsData::trusted().with_readonly().with_can_move()
 }
 
@@ -299,24 +299,13 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let range = self.outer_range;
         let last = def.indices.last().copied();
-        let Some(last) = last.filter(|&v| self.vectorizable(&def.body, v)) else {
+        if !last.is_some_and(|v| self.vectorizable(&def.body, v)) {
             return self.for_each_from(&def.indices, range, &mut |s| {
                 let value = s.expr(&def.body)?;
                 store(s, value)
             });
-        };
-        let (outer, inner) = def.indices.split_at(def.indices.len() - 1);
-        let (outer_range, inner_range) = if outer.is_empty() {
-            (None, range)
-        } else {
-            (range, None)
-        };
-        let dim = self.dims[self.loss.vars[last].dim];
-        self.for_each_from(outer, outer_range, &mut |s| {
-            let (start, end) = match inner_range {
-                Some(r) => r,
-                None => (s.b.ins().iconst(types::I64, 0), dim),
-            };
+        }
+        self.innermost(&def.indices, range, &mut |s, last, start, end| {
             s.vector_loop(
                 last,
                 start,
@@ -326,7 +315,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                     store(s, value)
                 },
                 &mut |s, rest| {
-                    s.for_each_from(inner, Some((rest, end)), &mut |s| {
+                    s.for_each_from(&[last], Some((rest, end)), &mut |s| {
                         let value = s.expr(&def.body)?;
                         store(s, value)
                     })
@@ -617,6 +606,44 @@ impl<'a, M: Module> Lowering<'a, M> {
         {
             return Ok(v);
         }
+        let (addr, flags) = self.address(t, indices, trusted())?;
+        Ok(match t {
+            Tensor::Input(k) => match self.loss.inputs[k].dtype {
+                DType::Float => Val::F(self.b.ins().load(types::F32, flags, addr, 0)),
+                DType::Int => {
+                    let x = self.b.ins().load(types::I32, flags, addr, 0);
+                    Val::I(self.b.ins().sextend(types::I64, x))
+                }
+                DType::Bool => {
+                    let x = self.b.ins().load(types::I8, flags, addr, 0);
+                    Val::B(self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0))
+                }
+            },
+            Tensor::Def(d) => {
+                let x = self.b.ins().load(types::F32, flags, addr, 0);
+                match self.loss.defs[d].dtype {
+                    DType::Float => Val::F(x),
+                    DType::Int => Val::I(self.b.ins().fcvt_to_sint_sat(types::I64, x)),
+                    DType::Bool => {
+                        let zero = self.f32(0.0);
+                        Val::B(self.b.ins().fcmp(FloatCC::NotEqual, x, zero))
+                    }
+                }
+            }
+        })
+    }
+
+    /// The address of element `indices` of `t` (every index that is not a loop variable of
+    /// its dimension computed as a scalar and checked), with the flags of its load: `base`,
+    /// plus readonly when this function does not write `t` (inputs never are), plus movable
+    /// when no index needed a check — so equal reads are computed once and invariant ones
+    /// leave loops.
+    pub(super) fn address(
+        &mut self,
+        t: Tensor,
+        indices: &[Expr],
+        base: MemFlagsData,
+    ) -> Result<(Value, MemFlagsData), ClifError> {
         let shape = self.loss.shape_of(t);
         let mut flat = self.b.ins().iconst(types::I64, 0);
         let mut checked = false;
@@ -630,53 +657,31 @@ impl<'a, M: Module> Lowering<'a, M> {
                 }
                 other => {
                     checked = true;
-                    self.read_index(t, pos, other, size)?
+                    let lanes = self.lanes.take();
+                    let i = self.read_index(t, pos, other, size);
+                    self.lanes = lanes;
+                    i?
                 }
             };
             flat = self.b.ins().imul(flat, size);
             flat = self.b.ins().iadd(flat, i);
         }
-        Ok(match t {
-            Tensor::Input(k) => {
-                let addr = match self.loss.inputs[k].dtype {
-                    DType::Bool => self.b.ins().iadd(self.inputs[k], flat),
-                    _ => self.element(self.inputs[k], flat),
-                };
-                // Inputs are never written: equal reads are computed once, and an unchecked
-                // read may move out of loops that do not change its address.
-                let flags = if checked { trusted() } else { readonly() };
-                match self.loss.inputs[k].dtype {
-                    DType::Float => Val::F(self.b.ins().load(types::F32, flags, addr, 0)),
-                    DType::Int => {
-                        let x = self.b.ins().load(types::I32, flags, addr, 0);
-                        Val::I(self.b.ins().sextend(types::I64, x))
-                    }
-                    DType::Bool => {
-                        let x = self.b.ins().load(types::I8, flags, addr, 0);
-                        Val::B(self.b.ins().icmp_imm_s(IntCC::NotEqual, x, 0))
-                    }
-                }
+        let (addr, written) = match t {
+            Tensor::Input(k) if self.loss.inputs[k].dtype == DType::Bool => {
+                (self.b.ins().iadd(self.inputs[k], flat), false)
             }
+            Tensor::Input(k) => (self.element(self.inputs[k], flat), false),
             Tensor::Def(d) => {
                 let at = self.b.ins().iadd(flat, self.offsets[d]);
-                let addr = self.element(self.work, at);
-                // A definition this function does not write is as constant as an input.
-                let flags = match (self.written[d], checked) {
-                    (false, false) => readonly(),
-                    (false, true) => trusted().with_readonly(),
-                    (true, _) => trusted(),
-                };
-                let x = self.b.ins().load(types::F32, flags, addr, 0);
-                match self.loss.defs[d].dtype {
-                    DType::Float => Val::F(x),
-                    DType::Int => Val::I(self.b.ins().fcvt_to_sint_sat(types::I64, x)),
-                    DType::Bool => {
-                        let zero = self.f32(0.0);
-                        Val::B(self.b.ins().fcmp(FloatCC::NotEqual, x, zero))
-                    }
-                }
+                (self.element(self.work, at), self.written[d])
             }
-        })
+        };
+        let flags = match (written, checked) {
+            (true, _) => base,
+            (false, true) => base.with_readonly(),
+            (false, false) => base.with_readonly().with_can_move(),
+        };
+        Ok((addr, flags))
     }
 
     /// Index `ix` at position `pos` of a read of `t`, checked against the dimension's `size`.

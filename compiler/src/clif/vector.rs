@@ -23,6 +23,9 @@ use cranelift_module::Module;
 /// The number of lanes.
 const LANES: i64 = 4;
 
+/// The body [`Lowering::innermost`] runs: given the innermost variable and its range.
+type InnerLoop<'f, S> = dyn FnMut(&mut S, VarId, Value, Value) -> Result<(), ClifError> + 'f;
+
 /// Flags of a vector load or store: in bounds, not necessarily 16-byte aligned.
 fn unaligned() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
@@ -156,45 +159,7 @@ impl<M: Module> Lowering<'_, M> {
                 ..
             } if self.row_values.contains_key(d) => self.row_values[d],
             Expr::Read { tensor, indices } => {
-                let shape = self.loss.shape_of(*tensor);
-                let mut flat = self.b.ins().iconst(types::I64, 0);
-                let mut checked = false;
-                for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
-                    let size = self.dims[dim];
-                    let i = match ix {
-                        Expr::Index(u) if self.loss.vars[*u].dim == dim => {
-                            let x = self.var(*u);
-                            self.b.use_var(x)
-                        }
-                        other => {
-                            // Not `v` (vectorizable): a checked scalar index.
-                            checked = true;
-                            let saved = self.lanes.take();
-                            let r = self.read_index(*tensor, pos, other, size);
-                            self.lanes = saved;
-                            r?
-                        }
-                    };
-                    flat = self.b.ins().imul(flat, size);
-                    flat = self.b.ins().iadd(flat, i);
-                }
-                let (base, flags) = match tensor {
-                    // Inputs are never written (see `expr::readonly`).
-                    Tensor::Input(k) if !checked => {
-                        (self.inputs[*k], unaligned().with_readonly().with_can_move())
-                    }
-                    Tensor::Input(k) => (self.inputs[*k], unaligned()),
-                    Tensor::Def(d) => {
-                        flat = self.b.ins().iadd(flat, self.offsets[*d]);
-                        let flags = match (self.written[*d], checked) {
-                            (false, false) => unaligned().with_readonly().with_can_move(),
-                            (false, true) => unaligned().with_readonly(),
-                            (true, _) => unaligned(),
-                        };
-                        (self.work, flags)
-                    }
-                };
-                let addr = self.element(base, flat);
+                let (addr, flags) = self.address(*tensor, indices, unaligned())?;
                 match (tensor, dtype_of(self.loss, *tensor)) {
                     (Tensor::Input(_), DType::Int) => {
                         Val::I(self.b.ins().load(types::I32X4, flags, addr, 0))
@@ -268,6 +233,31 @@ impl<M: Module> Lowering<'_, M> {
             | Expr::Reduce { .. } => {
                 unreachable!("does not mention the vector variable, or is not vectorizable")
             }
+        })
+    }
+
+    /// Runs `run(last, start, end)` inside scalar loops over every variable of `vars` but the
+    /// last, for the range of the last one: `range` when it is the only variable (else the
+    /// first variable runs over `range`), its whole dimension otherwise.
+    pub(super) fn innermost(
+        &mut self,
+        vars: &[VarId],
+        range: Option<(Value, Value)>,
+        run: &mut InnerLoop<'_, Self>,
+    ) -> Result<(), ClifError> {
+        let (&last, outer) = vars.split_last().expect("a variable");
+        let (outer_range, inner_range) = if outer.is_empty() {
+            (None, range)
+        } else {
+            (range, None)
+        };
+        let dim = self.dims[self.loss.vars[last].dim];
+        self.for_each_from(outer, outer_range, &mut |s| {
+            let (start, end) = match inner_range {
+                Some(r) => r,
+                None => (s.b.ins().iconst(types::I64, 0), dim),
+            };
+            run(s, last, start, end)
         })
     }
 
@@ -407,22 +397,11 @@ impl<M: Module> Lowering<'_, M> {
         body: Option<&Expr>,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        let (&last, outer) = vars.split_last().expect("a variable");
         let (vf, vg, vn) = self.lane_state(op);
         // The scalar tails' accumulators.
         let empty = self.empty_state(op);
         let run = self.state_vars(empty);
-        let (outer_range, inner_range) = if outer.is_empty() {
-            (None, range)
-        } else {
-            (range, None)
-        };
-        let dim = self.dims[self.loss.vars[last].dim];
-        self.for_each_from(outer, outer_range, &mut |s| {
-            let (start, end) = match inner_range {
-                Some(r) => r,
-                None => (s.b.ins().iconst(types::I64, 0), dim),
-            };
+        self.innermost(vars, range, &mut |s, last, start, end| {
             s.vector_loop(
                 last,
                 start,
