@@ -11,7 +11,6 @@
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
 use crate::ir::{DType, Expr, Reducer, VarId};
-use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
@@ -108,44 +107,20 @@ impl<M: Module> Lowering<'_, M> {
                 rests.push(self.scalar_state(*op));
             }
         }
-        self.b.def_var(row, start);
-        // Four rows at a time.
-        let (header, body, tail) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(row);
-        let next = self.b.ins().iadd_imm_s(i, 4);
-        let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
-        self.b.ins().brif(more, body, &[], tail, &[]);
-        self.b.switch_to_block(body);
-        self.one_row(members, true, &lanes)?;
-        let i = self.b.use_var(row);
-        let next = self.b.ins().iadd_imm_s(i, 4);
-        self.b.def_var(row, next);
-        self.b.ins().jump(header, &[]);
-        // The rest, one row at a time.
-        self.b.switch_to_block(tail);
-        let (header, body, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(row);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-        self.b.ins().brif(more, body, &[], exit, &[]);
-        self.b.switch_to_block(body);
-        self.one_row(members, false, &rests)?;
-        let i = self.b.use_var(row);
-        let next = self.b.ins().iadd_imm_s(i, 1);
-        self.b.def_var(row, next);
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(exit);
+        // Four rows at a time, then the rest one by one.
+        let (Member::Row { v, .. } | Member::Reduce { v, .. }) = &members[0];
+        let v = *v;
+        self.vector_loop(
+            v,
+            start,
+            end,
+            &mut |s| s.one_row(members, true, &lanes),
+            &mut |s, rest| {
+                s.for_each_from(&[v], Some((rest, end)), &mut |s| {
+                    s.one_row(members, false, &rests)
+                })
+            },
+        )?;
         // Lanes 0..4, then the rest, for each reduction in order.
         let mut k = 0;
         for m in members {
