@@ -289,6 +289,12 @@ mod tests {
             locals(&loss, &steps, &|d| d == 1),
             [true, false, false, false]
         );
+        // Work of one row (b) when B = 10, C = 1000: a read of x[b, c] is 3 nodes; m's row a
+        // max over C of it, y's row C subtractions of two reads, top's row one read of m, the
+        // loss's row a sum over C.
+        let sizes = [10, 1000];
+        let work: Vec<usize> = (0..4).map(|d| row_work(&loss, d, &sizes)).collect();
+        assert_eq!(work, [3000, 6000, 2, 3000]);
     }
 
     #[test]

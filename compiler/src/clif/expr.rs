@@ -252,6 +252,21 @@ impl<'a, M: Module> Lowering<'a, M> {
                 self.dims[self.loss.vars[v].dim],
             ),
         };
+        self.counted_loop(x, start, size, 1, &mut |s| {
+            s.for_each_from(rest, None, body)
+        })
+    }
+
+    /// The loop `for x in (start..end).step_by(step)` over whole steps only (`x + step <=
+    /// end`), running `body` with `x` at each step; `x` holds the first point not run after it.
+    pub(super) fn counted_loop(
+        &mut self,
+        x: Variable,
+        start: Value,
+        end: Value,
+        step: i64,
+        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
         self.b.def_var(x, start);
         let (header, inner, exit) = (
             self.b.create_block(),
@@ -261,12 +276,17 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let i = self.b.use_var(x);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, size);
+        let more = if step == 1 {
+            self.b.ins().icmp(IntCC::SignedLessThan, i, end)
+        } else {
+            let last = self.b.ins().iadd_imm_s(i, step);
+            self.b.ins().icmp(IntCC::SignedLessThanOrEqual, last, end)
+        };
         self.b.ins().brif(more, inner, &[], exit, &[]);
         self.b.switch_to_block(inner);
-        self.for_each_from(rest, None, body)?;
+        body(self)?;
         let i = self.b.use_var(x);
-        let next = self.b.ins().iadd_imm_s(i, 1);
+        let next = self.b.ins().iadd_imm_s(i, step);
         self.b.def_var(x, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
@@ -754,7 +774,9 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.scalar_reduce_state(op, vars, filter, body, range)
     }
 
-    /// [`Self::reduce_state`] one term at a time.
+    /// [`Self::reduce_state`] one term at a time. Terms accumulate as in vector loops
+    /// ([`Self::accumulate`]); a filter is blended where the body is safe and cheap to compute
+    /// for every term (a count, a speculatable sum), and branched on otherwise.
     pub(super) fn scalar_reduce_state(
         &mut self,
         op: Reducer,
@@ -763,195 +785,74 @@ impl<'a, M: Module> Lowering<'a, M> {
         body: Option<&Expr>,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        match op {
-            Reducer::Count => {
-                let n = self.b.declare_var(types::I64);
-                let zero = self.b.ins().iconst(types::I64, 0);
-                self.b.def_var(n, zero);
-                // The filter is evaluated for every term anyway: add its truth value.
-                self.terms(vars, range, None, &mut |s| {
-                    let one = match filter {
-                        Some(f) => {
-                            let c = s.expr(f)?;
-                            let c = s.truth(c);
-                            s.b.ins().uextend(types::I64, c)
-                        }
-                        None => s.b.ins().iconst(types::I64, 1),
-                    };
-                    let x = s.b.use_var(n);
-                    let x = s.b.ins().iadd(x, one);
-                    s.b.def_var(n, x);
-                    Ok(())
-                })?;
-                Ok(ReduceState {
-                    n: Some(self.b.use_var(n)),
-                    ..ReduceState::default()
-                })
-            }
-            Reducer::Sum | Reducer::Mean => {
-                let body = body.expect("sum and mean have a body");
-                let (acc, n) = (
-                    self.b.declare_var(types::F32),
-                    self.b.declare_var(types::I64),
-                );
-                let (z, zi) = (self.f32(0.0), self.b.ins().iconst(types::I64, 0));
-                self.b.def_var(acc, z);
-                self.b.def_var(n, zi);
-                // A speculatable body is computed for every term and added where the filter
-                // holds (0 elsewhere), without a branch.
-                let blend = filter.filter(|_| self.speculatable(body));
-                let branch_filter = if blend.is_some() { None } else { filter };
-                self.terms(vars, range, branch_filter, &mut |s| {
-                    let keep = match blend {
-                        Some(f) => {
-                            let c = s.expr(f)?;
-                            Some(s.truth(c))
-                        }
-                        None => None,
-                    };
-                    let v = s.expr(body)?;
-                    let mut v = s.float(v);
-                    let mut one = s.b.ins().iconst(types::I64, 1);
-                    if let Some(c) = keep {
-                        let zero = s.f32(0.0);
-                        v = s.b.ins().select(c, v, zero);
-                        one = s.b.ins().uextend(types::I64, c);
-                    }
-                    let a = s.b.use_var(acc);
-                    let a = s.b.ins().fadd(a, v);
-                    s.b.def_var(acc, a);
-                    let k = s.b.use_var(n);
-                    let k = s.b.ins().iadd(k, one);
-                    s.b.def_var(n, k);
-                    Ok(())
-                })?;
-                Ok(ReduceState {
-                    f: Some(self.b.use_var(acc)),
-                    g: None,
-                    n: Some(self.b.use_var(n)),
-                })
-            }
-            Reducer::ArgMax | Reducer::ArgMin => {
-                let body = body.expect("argmax and argmin have a body");
-                let (best, at) = (
-                    self.b.declare_var(types::F32),
-                    self.b.declare_var(types::I64),
-                );
-                let (z, minus_one) = (self.f32(0.0), self.b.ins().iconst(types::I64, -1));
-                self.b.def_var(best, z);
-                self.b.def_var(at, minus_one);
-                let position = vars[0];
-                self.terms(vars, range, filter, &mut |s| {
-                    let v = s.expr(body)?;
-                    let v = s.float(v);
-                    let (b, p) = (s.b.use_var(best), s.b.use_var(at));
-                    // The first extreme term wins ties; NaN beats everything.
-                    let cc = if op == Reducer::ArgMax {
-                        FloatCC::GreaterThan
-                    } else {
-                        FloatCC::LessThan
-                    };
-                    let better = s.b.ins().fcmp(cc, v, b);
-                    let v_nan = s.b.ins().fcmp(FloatCC::Unordered, v, v);
-                    let b_num = s.b.ins().fcmp(FloatCC::Ordered, b, b);
-                    let nan_first = s.b.ins().band(v_nan, b_num);
-                    let first = s.b.ins().icmp_imm_s(IntCC::SignedLessThan, p, 0);
-                    let take = s.b.ins().bor(better, nan_first);
-                    let take = s.b.ins().bor(take, first);
-                    let here = s.var(position);
-                    let here = s.b.use_var(here);
-                    let nb = s.b.ins().select(take, v, b);
-                    let np = s.b.ins().select(take, here, p);
-                    s.b.def_var(best, nb);
-                    s.b.def_var(at, np);
-                    Ok(())
-                })?;
-                Ok(ReduceState {
-                    f: Some(self.b.use_var(best)),
-                    g: None,
-                    n: Some(self.b.use_var(at)),
-                })
-            }
-            Reducer::LogSumExp => {
-                let body = body.expect("logsumexp has a body");
-                // One pass: the running max m and the sum s of exp(x - m), rescaled when a
-                // larger term arrives (rarely, after the first few).
-                let (acc, sum) = (
-                    self.b.declare_var(types::F32),
-                    self.b.declare_var(types::F32),
-                );
-                let (ninf, zero) = (self.f32(f32::NEG_INFINITY), self.f32(0.0));
-                self.b.def_var(acc, ninf);
-                self.b.def_var(sum, zero);
-                self.terms(vars, range, filter, &mut |s| {
-                    let v = s.expr(body)?;
-                    let v = s.float(v);
-                    let (m, total) = (s.b.use_var(acc), s.b.use_var(sum));
-                    let (zero, one) = (s.f32(0.0), s.f32(1.0));
-                    let (larger, same, done) =
-                        (s.b.create_block(), s.b.create_block(), s.b.create_block());
-                    let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, v, m);
-                    s.b.ins().brif(bigger, larger, &[], same, &[]);
-                    // A new max: s·exp(m - x) + 1. While m is -inf, s is 0 (or NaN after a
-                    // NaN term, which must stay) and exp(m - x) is 0.
-                    s.b.switch_to_block(larger);
-                    let d = s.b.ins().fsub(m, v);
-                    let e = s.math1("expf", d);
-                    let scaled = s.b.ins().fmul(total, e);
-                    let t = s.b.ins().fadd(scaled, one);
-                    s.b.def_var(sum, t);
-                    s.b.def_var(acc, v);
-                    s.b.ins().jump(done, &[]);
-                    // Otherwise s + exp(x - m): nothing where x - m is NaN for a number x
-                    // (-inf - -inf, inf - inf: m is then infinite and `finish` returns it),
-                    // NaN for a NaN term, which so makes the result NaN.
-                    s.b.switch_to_block(same);
-                    let d = s.b.ins().fsub(v, m);
-                    let e = s.math1("expf", d);
-                    let d_nan = s.b.ins().fcmp(FloatCC::Unordered, d, d);
-                    let v_num = s.b.ins().fcmp(FloatCC::Ordered, v, v);
-                    let nothing = s.b.ins().band(d_nan, v_num);
-                    let e = s.b.ins().select(nothing, zero, e);
-                    let t = s.b.ins().fadd(total, e);
-                    s.b.def_var(sum, t);
-                    s.b.ins().jump(done, &[]);
-                    s.b.switch_to_block(done);
-                    Ok(())
-                })?;
-                Ok(ReduceState {
-                    f: Some(self.b.use_var(acc)),
-                    g: Some(self.b.use_var(sum)),
-                    n: None,
-                })
-            }
-            Reducer::Max | Reducer::Min => {
-                let body = body.expect("max and min have a body");
-                let start = if op == Reducer::Min {
-                    f32::INFINITY
-                } else {
-                    f32::NEG_INFINITY
-                };
-                let acc = self.b.declare_var(types::F32);
-                let s0 = self.f32(start);
-                self.b.def_var(acc, s0);
-                self.terms(vars, range, filter, &mut |s| {
-                    let v = s.expr(body)?;
-                    let v = s.float(v);
-                    let a = s.b.use_var(acc);
-                    let a = if op == Reducer::Min {
-                        s.b.ins().fmin(a, v)
-                    } else {
-                        s.b.ins().fmax(a, v)
-                    };
-                    s.b.def_var(acc, a);
-                    Ok(())
-                })?;
-                Ok(ReduceState {
-                    f: Some(self.b.use_var(acc)),
-                    ..ReduceState::default()
-                })
-            }
+        if let Reducer::ArgMax | Reducer::ArgMin = op {
+            return self.arg_reduce_state(op, vars, filter, body, range);
         }
+        let blend = match op {
+            Reducer::Count => true,
+            Reducer::Sum | Reducer::Mean => body.is_some_and(|b| self.speculatable(b)),
+            _ => false,
+        };
+        let (blended, branched) = if blend {
+            (filter, None)
+        } else {
+            (None, filter)
+        };
+        let (f, g, n) = self.scalar_state(op);
+        self.terms(vars, range, branched, &mut |s| {
+            s.accumulate(op, blended, body, (f, g, n))
+        })?;
+        Ok(self.use_state([Some(f), Some(g), Some(n)]).like(op))
+    }
+
+    /// The best term's value and position of `argmax`/`argmin`, one term at a time.
+    fn arg_reduce_state(
+        &mut self,
+        op: Reducer,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: Option<&Expr>,
+        range: Option<(Value, Value)>,
+    ) -> Result<ReduceState, ClifError> {
+        let body = body.expect("argmax and argmin have a body");
+        let (best, at) = (
+            self.b.declare_var(types::F32),
+            self.b.declare_var(types::I64),
+        );
+        let (z, minus_one) = (self.f32(0.0), self.b.ins().iconst(types::I64, -1));
+        self.b.def_var(best, z);
+        self.b.def_var(at, minus_one);
+        let position = vars[0];
+        self.terms(vars, range, filter, &mut |s| {
+            let v = s.expr(body)?;
+            let v = s.float(v);
+            let (b, p) = (s.b.use_var(best), s.b.use_var(at));
+            // The first extreme term wins ties; NaN beats everything.
+            let cc = if op == Reducer::ArgMax {
+                FloatCC::GreaterThan
+            } else {
+                FloatCC::LessThan
+            };
+            let better = s.b.ins().fcmp(cc, v, b);
+            let v_nan = s.b.ins().fcmp(FloatCC::Unordered, v, v);
+            let b_num = s.b.ins().fcmp(FloatCC::Ordered, b, b);
+            let nan_first = s.b.ins().band(v_nan, b_num);
+            let first = s.b.ins().icmp_imm_s(IntCC::SignedLessThan, p, 0);
+            let take = s.b.ins().bor(better, nan_first);
+            let take = s.b.ins().bor(take, first);
+            let here = s.var(position);
+            let here = s.b.use_var(here);
+            let nb = s.b.ins().select(take, v, b);
+            let np = s.b.ins().select(take, here, p);
+            s.b.def_var(best, nb);
+            s.b.def_var(at, np);
+            Ok(())
+        })?;
+        Ok(ReduceState {
+            f: Some(self.b.use_var(best)),
+            g: None,
+            n: Some(self.b.use_var(at)),
+        })
     }
 
     /// The value of a reduction from its accumulators.

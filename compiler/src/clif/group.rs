@@ -171,7 +171,7 @@ impl<M: Module> Lowering<'_, M> {
                     body,
                 } => {
                     self.lanes = vector.then_some(*v);
-                    self.accumulate(*op, *v, filter.as_ref(), body.as_ref(), acc[k])?;
+                    self.accumulate(*op, filter.as_ref(), body.as_ref(), acc[k])?;
                     self.lanes = None;
                     k += 1;
                 }

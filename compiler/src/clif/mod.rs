@@ -18,6 +18,7 @@
 mod expr;
 mod group;
 mod math;
+mod reduce;
 mod vector;
 mod vmath;
 

@@ -15,13 +15,12 @@
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
 use crate::ir::{BinOp, DType, Expr, Reducer, Tensor, UnaryOp, VarId};
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types};
-use cranelift_frontend::Variable;
 use cranelift_module::Module;
 
 /// The number of lanes.
-const LANES: i64 = 4;
+pub(super) const LANES: i64 = 4;
 
 /// The body [`Lowering::innermost`] runs: given the innermost variable and its range.
 type InnerLoop<'f, S> = dyn FnMut(&mut S, VarId, Value, Value) -> Result<(), ClifError> + 'f;
@@ -273,95 +272,14 @@ impl<M: Module> Lowering<'_, M> {
         scalar: &mut dyn FnMut(&mut Self, Value) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
         let x = self.var(v);
-        self.b.def_var(x, start);
-        let (header, body, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(x);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
-        self.b.ins().brif(more, body, &[], exit, &[]);
-        self.b.switch_to_block(body);
-        let saved = self.lanes.replace(v);
-        vector(self)?;
-        self.lanes = saved;
-        let i = self.b.use_var(x);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        self.b.def_var(x, next);
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(exit);
+        self.counted_loop(x, start, end, LANES, &mut |s| {
+            let saved = s.lanes.replace(v);
+            vector(s)?;
+            s.lanes = saved;
+            Ok(())
+        })?;
         let rest = self.b.use_var(x);
         scalar(self, rest)
-    }
-
-    /// The identity accumulators of `op` (for [`Self::merge`]).
-    pub(super) fn empty_state(&mut self, op: Reducer) -> ReduceState {
-        let zero = self.f32(0.0);
-        let n = self.b.ins().iconst(types::I64, 0);
-        match op {
-            Reducer::Sum | Reducer::Mean => ReduceState::new(Some(zero), None, Some(n)),
-            Reducer::Count => ReduceState::new(None, None, Some(n)),
-            Reducer::Max => {
-                let m = self.f32(f32::NEG_INFINITY);
-                ReduceState::new(Some(m), None, None)
-            }
-            Reducer::Min => {
-                let m = self.f32(f32::INFINITY);
-                ReduceState::new(Some(m), None, None)
-            }
-            Reducer::LogSumExp => {
-                let m = self.f32(f32::NEG_INFINITY);
-                ReduceState::new(Some(m), Some(zero), None)
-            }
-            Reducer::ArgMax | Reducer::ArgMin => unreachable!("not vectorised"),
-        }
-    }
-
-    /// The accumulators of two disjoint sets of terms of `op` combined (scalars).
-    pub(super) fn merge(&mut self, op: Reducer, a: ReduceState, c: ReduceState) -> ReduceState {
-        let n = match (a.n, c.n) {
-            (Some(x), Some(y)) => Some(self.b.ins().iadd(x, y)),
-            _ => None,
-        };
-        match op {
-            Reducer::Sum | Reducer::Mean => {
-                let f = self.b.ins().fadd(a.f.expect("sum"), c.f.expect("sum"));
-                ReduceState::new(Some(f), None, n)
-            }
-            Reducer::Count => ReduceState::new(None, None, n),
-            Reducer::Max => {
-                let f = self.b.ins().fmax(a.f.expect("max"), c.f.expect("max"));
-                ReduceState::new(Some(f), None, None)
-            }
-            Reducer::Min => {
-                let f = self.b.ins().fmin(a.f.expect("min"), c.f.expect("min"));
-                ReduceState::new(Some(f), None, None)
-            }
-            Reducer::LogSumExp => {
-                // m = max(m1, m2); s = s1·exp(m1 - m) + s2·exp(m2 - m), a factor 1 where the
-                // difference is NaN (both -inf: both sums 0 or NaN; both +inf: `finish`
-                // returns m). The maxima are never NaN (NaN terms are carried in the sums).
-                let (m1, s1) = (a.f.expect("max"), a.g.expect("sum"));
-                let (m2, s2) = (c.f.expect("max"), c.g.expect("sum"));
-                let first = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, m1, m2);
-                let m = self.b.ins().select(first, m1, m2);
-                let scaled = [(m1, s1), (m2, s2)].map(|(mk, sk)| {
-                    let d = self.b.ins().fsub(mk, m);
-                    let e = self.math1("expf", d);
-                    let one = self.f32(1.0);
-                    let nan = self.b.ins().fcmp(FloatCC::Unordered, d, d);
-                    let e = self.b.ins().select(nan, one, e);
-                    self.b.ins().fmul(sk, e)
-                });
-                let s = self.b.ins().fadd(scaled[0], scaled[1]);
-                ReduceState::new(Some(m), Some(s), None)
-            }
-            Reducer::ArgMax | Reducer::ArgMin => unreachable!("not vectorised"),
-        }
     }
 
     /// True when reduction `op` over `vars` can run four terms of its last variable at a time.
@@ -406,7 +324,7 @@ impl<M: Module> Lowering<'_, M> {
                 last,
                 start,
                 end,
-                &mut |s| s.accumulate(op, last, filter, body, (vf, vg, vn)),
+                &mut |s| s.accumulate(op, filter, body, (vf, vg, vn)),
                 &mut |s, rest| {
                     let tail =
                         s.scalar_reduce_state(op, &[last], filter, body, Some((rest, end)))?;
@@ -421,217 +339,5 @@ impl<M: Module> Lowering<'_, M> {
         let total = self.combine_lanes(op, (vf, vg, vn));
         let tails = self.use_state(run);
         Ok(self.merge(op, total, tails))
-    }
-
-    /// Lane accumulators of `op`, initialised: f32x4 value, f32x4 logsumexp sum, i32x4 count.
-    pub(super) fn lane_state(&mut self, op: Reducer) -> (Variable, Variable, Variable) {
-        let (vf, vg, vn) = (
-            self.b.declare_var(types::F32X4),
-            self.b.declare_var(types::F32X4),
-            self.b.declare_var(types::I32X4),
-        );
-        let f0 = match op {
-            Reducer::Max | Reducer::LogSumExp => f32::NEG_INFINITY,
-            Reducer::Min => f32::INFINITY,
-            _ => 0.0,
-        };
-        let k = self.f32(f0);
-        let k = self.b.ins().splat(types::F32X4, k);
-        self.b.def_var(vf, k);
-        let z = self.f32(0.0);
-        let z = self.b.ins().splat(types::F32X4, z);
-        self.b.def_var(vg, z);
-        let zi = self.b.ins().iconst(types::I32, 0);
-        let zi = self.b.ins().splat(types::I32X4, zi);
-        self.b.def_var(vn, zi);
-        (vf, vg, vn)
-    }
-
-    /// The lane accumulators of `op` combined, lane 0 first.
-    pub(super) fn combine_lanes(
-        &mut self,
-        op: Reducer,
-        (vf, vg, vn): (Variable, Variable, Variable),
-    ) -> ReduceState {
-        let mut total = self.empty_state(op);
-        let (f, g, n) = (self.b.use_var(vf), self.b.use_var(vg), self.b.use_var(vn));
-        for lane in 0..LANES as u8 {
-            let lf = self.b.ins().extractlane(f, lane);
-            let lg = self.b.ins().extractlane(g, lane);
-            let ln = self.b.ins().extractlane(n, lane);
-            let ln = self.b.ins().sextend(types::I64, ln);
-            let one = ReduceState::new(Some(lf), Some(lg), Some(ln)).like(op);
-            total = self.merge(op, total, one);
-        }
-        total
-    }
-
-    /// Scalar accumulators of `op` (all three, initialised as [`Self::empty_state`]): for the
-    /// rows a one-loop group computes one at a time.
-    pub(super) fn scalar_state(&mut self, op: Reducer) -> (Variable, Variable, Variable) {
-        let empty = self.empty_state(op);
-        let zero = self.f32(0.0);
-        let n = self.b.ins().iconst(types::I64, 0);
-        let full = ReduceState::new(empty.f.or(Some(zero)), empty.g.or(Some(zero)), Some(n));
-        let [f, g, n] = self.state_vars(full);
-        (f.expect("f"), g.expect("g"), n.expect("n"))
-    }
-
-    /// Adds a term (four in vector mode) to the accumulators `(f, g, n)`: lanes or scalars.
-    pub(super) fn accumulate(
-        &mut self,
-        op: Reducer,
-        v: VarId,
-        filter: Option<&Expr>,
-        body: Option<&Expr>,
-        (vf, vg, vn): (Variable, Variable, Variable),
-    ) -> Result<(), ClifError> {
-        let vector = self.lanes.is_some();
-        debug_assert_eq!(self.lanes, vector.then_some(v));
-        let keep = match filter {
-            Some(f) => {
-                let c = self.expr(f)?;
-                Some(self.truth(c))
-            }
-            None => None,
-        };
-        // Counts: a kept lane adds 1 (a mask is -1 where kept).
-        let n = self.b.use_var(vn);
-        let n = match (keep, vector) {
-            (Some(mask), true) => self.b.ins().isub(n, mask),
-            (None, true) => {
-                let one = self.b.ins().iconst(types::I32, 1);
-                let one = self.b.ins().splat(types::I32X4, one);
-                self.b.ins().iadd(n, one)
-            }
-            (Some(c), false) => {
-                let one = self.b.ins().uextend(types::I64, c);
-                self.b.ins().iadd(n, one)
-            }
-            (None, false) => self.b.ins().iadd_imm_s(n, 1),
-        };
-        self.b.def_var(vn, n);
-        let Some(body) = body else {
-            return Ok(());
-        };
-        // Four lanes the filter drops are skipped (a sparse filter, as same-label pairs, keeps
-        // few): the body is computed only when some lane is kept.
-        let skip = match keep {
-            Some(mask) if vector => {
-                let any = self.b.ins().vany_true(mask);
-                let (work, done) = (self.b.create_block(), self.b.create_block());
-                self.b.ins().brif(any, work, &[], done, &[]);
-                self.b.switch_to_block(work);
-                Some(done)
-            }
-            _ => None,
-        };
-        self.accumulate_body(op, body, keep, (vf, vg))?;
-        if let Some(done) = skip {
-            self.b.ins().jump(done, &[]);
-            self.b.switch_to_block(done);
-        }
-        Ok(())
-    }
-
-    /// Adds the body's value(s) to the accumulators `(f, g)`, blended by `keep`.
-    fn accumulate_body(
-        &mut self,
-        op: Reducer,
-        body: &Expr,
-        keep: Option<Value>,
-        (vf, vg): (Variable, Variable),
-    ) -> Result<(), ClifError> {
-        let x = self.expr(body)?;
-        let mut x = self.float(x);
-        let acc = self.b.use_var(vf);
-        match op {
-            Reducer::Sum | Reducer::Mean => {
-                if let Some(mask) = keep {
-                    let zero = self.konst(x, 0.0);
-                    x = self.pick(mask, x, zero);
-                }
-                let a = self.b.ins().fadd(acc, x);
-                self.b.def_var(vf, a);
-            }
-            Reducer::Max | Reducer::Min => {
-                let max = op == Reducer::Max;
-                if let Some(mask) = keep {
-                    let id = self.konst(
-                        x,
-                        if max {
-                            f32::NEG_INFINITY
-                        } else {
-                            f32::INFINITY
-                        },
-                    );
-                    x = self.pick(mask, x, id);
-                }
-                let a = if max {
-                    self.b.ins().fmax(acc, x)
-                } else {
-                    self.b.ins().fmin(acc, x)
-                };
-                self.b.def_var(vf, a);
-            }
-            Reducer::LogSumExp => {
-                if let Some(mask) = keep {
-                    let id = self.konst(x, f32::NEG_INFINITY);
-                    x = self.pick(mask, x, id);
-                }
-                // Per lane, as the scalar one-pass update without its branch: with
-                // e = exp(-|x - m|), a larger x gives s·e + 1 and m = x, otherwise s + e; e is
-                // 0 where x - m is NaN for a number x (both -inf, both +inf), NaN for NaN x.
-                let sum = self.b.use_var(vg);
-                let d = self.b.ins().fsub(x, acc);
-                let a = self.b.ins().fabs(d);
-                let na = self.b.ins().fneg(a);
-                let e = self.math1("expf", na);
-                let d_nan = self.b.ins().fcmp(FloatCC::Unordered, d, d);
-                let x_num = self.b.ins().fcmp(FloatCC::Ordered, x, x);
-                let nothing = self.b.ins().band(d_nan, x_num);
-                let zero = self.konst(x, 0.0);
-                let e = self.pick(nothing, zero, e);
-                let bigger = self.b.ins().fcmp(FloatCC::GreaterThan, x, acc);
-                let one = self.konst(x, 1.0);
-                let grown = self.b.ins().fmul(sum, e);
-                let grown = self.b.ins().fadd(grown, one);
-                let same = self.b.ins().fadd(sum, e);
-                let s = self.pick(bigger, grown, same);
-                let m = self.pick(bigger, x, acc);
-                self.b.def_var(vg, s);
-                self.b.def_var(vf, m);
-            }
-            Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => {}
-        }
-        Ok(())
-    }
-
-    /// Variables holding a scalar reduction state, initialised to `s`.
-    pub(super) fn state_vars(&mut self, s: ReduceState) -> [Option<Variable>; 3] {
-        let tys = [types::F32, types::F32, types::I64];
-        let vals = [s.f, s.g, s.n];
-        let mut out = [None; 3];
-        for k in 0..3 {
-            if let Some(x) = vals[k] {
-                let var = self.b.declare_var(tys[k]);
-                self.b.def_var(var, x);
-                out[k] = Some(var);
-            }
-        }
-        out
-    }
-
-    pub(super) fn use_state(&mut self, vars: [Option<Variable>; 3]) -> ReduceState {
-        let [f, g, n] = vars.map(|v| v.map(|v| self.b.use_var(v)));
-        ReduceState::new(f, g, n)
-    }
-
-    fn def_state(&mut self, vars: [Option<Variable>; 3], s: ReduceState) {
-        for (var, x) in vars.into_iter().zip([s.f, s.g, s.n]) {
-            if let (Some(var), Some(x)) = (var, x) {
-                self.b.def_var(var, x);
-            }
-        }
     }
 }
