@@ -27,11 +27,23 @@ pub struct CpuLoss {
     partials: Vec<Option<(Reducer, DefFn)>>,
     /// For each definition that is a matrix product: how to call GEMM for it.
     products: Vec<Option<Contraction>>,
-    /// The fused schedule (`compiler::fuse`), with the block function of each group.
-    steps: Vec<(Step, Option<GroupFn>)>,
-    /// For each definition: true when it lives in its group's scratch buffer only.
-    locals: Vec<bool>,
+    /// The fused schedule (`compiler::fuse`), compiled.
+    steps: Vec<Compiled>,
     result: ResultFn,
+}
+
+/// A step of the fused schedule, compiled.
+enum Compiled {
+    /// A definition alone: a matrix product, a reduction in blocks, or rows.
+    One(usize),
+    /// A fused group: its block function, the reductions among its members (definition and
+    /// reducer, in member order) and the members that live in scratch.
+    Group {
+        members: Vec<usize>,
+        f: GroupFn,
+        reducers: Vec<(usize, Reducer)>,
+        locals: Vec<usize>,
+    },
 }
 
 /// The loss function's C signature (see `compiler::clif`).
@@ -246,16 +258,15 @@ impl CpuLoss {
                 Step::Group(members) => {
                     let local: Vec<usize> =
                         members.iter().copied().filter(|&d| locals[d]).collect();
-                    Some(
-                        clif::lower_group(
-                            program,
-                            &mut module,
-                            &format!("group{k}"),
-                            members,
-                            &local,
-                        )
-                        .map_err(cranelift)?,
+                    let id = clif::lower_group(
+                        program,
+                        &mut module,
+                        &format!("group{k}"),
+                        members,
+                        &local,
                     )
+                    .map_err(cranelift)?;
+                    Some((id, local))
                 }
                 Step::One(_) => None,
             });
@@ -290,15 +301,26 @@ impl CpuLoss {
         let result = unsafe {
             std::mem::transmute::<*const u8, ResultFn>(module.get_finalized_function(result_id))
         };
-        // SAFETY: as above.
         let steps = schedule
             .into_iter()
             .zip(step_ids)
-            .map(|(step, id)| {
-                let f = id.map(|id| unsafe {
-                    std::mem::transmute::<*const u8, GroupFn>(module.get_finalized_function(id))
-                });
-                (step, f)
+            .map(|(step, compiled)| match (step, compiled) {
+                (Step::Group(members), Some((id, locals))) => Compiled::Group {
+                    // SAFETY: as above (`clif::lower_group`, `Part::Group`'s signature).
+                    f: unsafe {
+                        std::mem::transmute::<*const u8, GroupFn>(module.get_finalized_function(id))
+                    },
+                    reducers: members
+                        .iter()
+                        .filter_map(|&d| Some((d, clif::partial_reducer(program, d)?)))
+                        .collect(),
+                    members,
+                    locals,
+                },
+                (step, _) => match step {
+                    Step::One(d) => Compiled::One(d),
+                    Step::Group(_) => unreachable!("every group was lowered"),
+                },
             })
             .collect();
         Ok(CpuLoss {
@@ -308,7 +330,6 @@ impl CpuLoss {
             partials,
             products,
             steps,
-            locals,
             result,
         })
     }
@@ -408,7 +429,6 @@ impl CpuLoss {
             partials: &self.partials,
             products: &self.products,
             steps: &self.steps,
-            locals: &self.locals,
             result: self.result,
             inputs,
             dims: dims.iter().map(|&d| d as i64).collect(),
@@ -596,8 +616,7 @@ pub struct Prepared<'a> {
     defs: &'a [Option<DefFn>],
     partials: &'a [Option<(Reducer, DefFn)>],
     products: &'a [Option<Contraction>],
-    steps: &'a [(Step, Option<GroupFn>)],
-    locals: &'a [bool],
+    steps: &'a [Compiled],
     result: ResultFn,
     inputs: Vec<Buffer>,
     dims: Vec<i64>,
@@ -620,11 +639,10 @@ impl Prepared<'_> {
             hypers: self.hypers.as_ptr(),
             work: self.work.as_mut_ptr(),
         };
-        for (step, f) in self.steps {
-            match (step, f) {
-                (Step::Group(members), Some(f)) => self.run_group(members, *f, buffers)?,
-                (Step::One(d), _) => self.run_def(*d, &pointers, buffers)?,
-                (Step::Group(_), None) => unreachable!("every group has its function"),
+        for step in self.steps {
+            match step {
+                Compiled::One(d) => self.run_def(*d, &pointers, buffers)?,
+                Compiled::Group { .. } => self.run_group(step, buffers)?,
             }
         }
         let mut error = [0i64; 4];
@@ -705,7 +723,16 @@ impl Prepared<'_> {
     /// Computes the fused group `members` with its block function `f`: blocks of rows (see
     /// [`BLOCK_WORK`]) in parallel, then each reduction member from its blocks'
     /// accumulators, combined in block order.
-    fn run_group(&self, members: &[usize], f: GroupFn, buffers: Buffers) -> Result<(), RunError> {
+    fn run_group(&self, group: &Compiled, buffers: Buffers) -> Result<(), RunError> {
+        let Compiled::Group {
+            members,
+            f,
+            reducers,
+            locals,
+        } = group
+        else {
+            unreachable!("a group")
+        };
         let loss = self.program;
         let row_dim = |d: usize| -> (usize, usize) {
             // (rows, elements per row)
@@ -724,16 +751,8 @@ impl Prepared<'_> {
             .fold(0, usize::saturating_add);
         let per_block = (BLOCK_WORK / work.max(1)).clamp(1, BLOCK_TERMS);
         let blocks = rows.div_ceil(per_block).max(1);
-        let reducers: Vec<Reducer> = members
-            .iter()
-            .filter_map(|&d| clif::partial_reducer(loss, d))
-            .collect();
         // The scratch a block's rows of the local members take.
-        let scratch: usize = members
-            .iter()
-            .filter(|&&d| self.locals[d])
-            .map(|&d| per_block * row_dim(d).1)
-            .sum();
+        let scratch: usize = locals.iter().map(|&d| per_block * row_dim(d).1).sum();
         let run_block = |k: usize| -> Result<Vec<PartialState>, [i64; 4]> {
             let mut states = vec![PartialState::default(); reducers.len().max(1)];
             let (start, end) = (k * per_block, ((k + 1) * per_block).min(rows));
@@ -774,15 +793,11 @@ impl Prepared<'_> {
             .into_iter()
             .collect::<Result<_, _>>()
             .map_err(|e| out_of_range(loss, e, &self.sizes))?;
-        let mut k = 0;
-        for &d in members {
-            if let Some(op) = clif::partial_reducer(loss, d) {
-                let column: Vec<PartialState> = parts.iter().map(|p| p[k]).collect();
-                let value = combine(op, &column);
-                // SAFETY: the offset of a definition lies inside `work`; no block runs now.
-                unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
-                k += 1;
-            }
+        for (k, &(d, op)) in reducers.iter().enumerate() {
+            let column: Vec<PartialState> = parts.iter().map(|p| p[k]).collect();
+            let value = combine(op, &column);
+            // SAFETY: the offset of a definition lies inside `work`; no block runs now.
+            unsafe { *buffers.work.add(self.layout.offsets[d]) = value };
         }
         Ok(())
     }
