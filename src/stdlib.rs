@@ -11,6 +11,18 @@ pub struct StdlibEntry {
     pub source: &'static str,
 }
 
+impl StdlibEntry {
+    /// The entry's loss, checked (every stdlib file checks: `tests/stdlib.rs`).
+    pub fn loss(&self) -> compiler::ir::Loss {
+        compiler::check_source(self.source)
+            .expect("stdlib losses check")
+            .losses
+            .into_iter()
+            .find(|l| l.name == self.name)
+            .expect("a stdlib file defines the loss it is named after")
+    }
+}
+
 /// Every stdlib loss, sorted by family then name.
 pub const ENTRIES: &[StdlibEntry] = include!(concat!(env!("OUT_DIR"), "/stdlib_table.rs"));
 

@@ -436,12 +436,7 @@ fn stdlib() -> Vec<(Loss, Inputs)> {
     lossc::stdlib::ENTRIES
         .iter()
         .map(|e| {
-            let loss = compiler::check_source(e.source)
-                .unwrap()
-                .losses
-                .into_iter()
-                .find(|l| l.name == e.name)
-                .unwrap();
+            let loss = e.loss();
             let inputs = runtime::random::random_inputs(&loss, &sizes(&loss), 1).unwrap();
             (loss, inputs)
         })

@@ -174,13 +174,7 @@ fn cpu_results_are_bit_identical_for_any_thread_count() {
         let loss = compiler::check_source(e.source).unwrap().losses.remove(0);
         let inputs = runtime::random::random_inputs(&loss, &sizes(size), 4).unwrap();
         let bound = runtime::bind(&loss, &inputs, &set).unwrap();
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
-        };
+        let run = |threads| on_threads(threads, &loss, &bound);
         let (one, g1) = run(1);
         for threads in [2, 3, 4] {
             let (many, g) = run(threads);
@@ -247,13 +241,7 @@ loss blocks(x: [B], m: bool[B]) {
     let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
     let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
     let interp = runtime::eval(&loss, &bound).unwrap();
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| runtime::cpu::eval_with_grad(&loss, &bound, &[0]).unwrap())
-    };
+    let run = |threads| on_threads(threads, &loss, &bound);
     let (cpu, grads) = run(2);
     assert!((cpu.loss - interp.loss).abs() <= 1e-4 * interp.loss.abs());
     assert_eq!(cpu.metrics.len(), interp.metrics.len());
@@ -410,4 +398,17 @@ fn softplus_family_keeps_f32_accuracy_over_the_whole_range() {
             );
         }
     }
+}
+
+/// The CPU backend's outputs and gradient of input 0 on a pool of `threads` threads.
+fn on_threads(
+    threads: usize,
+    loss: &compiler::ir::Loss,
+    bound: &runtime::Bound,
+) -> (runtime::Outputs, runtime::interp::Gradients) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| runtime::cpu::eval_with_grad(loss, bound, &[0]).unwrap())
 }

@@ -28,12 +28,7 @@ fn stdlib(batch: usize) -> Vec<(Loss, Bound)> {
     lossc::stdlib::ENTRIES
         .iter()
         .map(|e| {
-            let loss = compiler::check_source(e.source)
-                .unwrap()
-                .losses
-                .into_iter()
-                .find(|l| l.name == e.name)
-                .unwrap();
+            let loss = e.loss();
             let inputs = runtime::random::random_inputs(&loss, &sizes(&loss, batch), 11).unwrap();
             let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
             (loss, bound)
