@@ -55,7 +55,7 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) loss: &'a Loss,
     pub(super) module: &'a mut M,
     pub(super) b: FunctionBuilder<'a>,
-    ptr: Type,
+    pub(super) ptr: Type,
     pub(super) inputs: Vec<Value>,
     hypers: Value,
     pub(super) work: Value,
@@ -80,6 +80,8 @@ pub(super) struct Lowering<'a, M: Module> {
     /// For each definition: whether this function writes it (reads of the others cannot
     /// change while it runs).
     pub(super) written: Vec<bool>,
+    /// Loop-invariant subexpressions computed at the function's entry (`invariant.rs`).
+    pub(super) hoisted: Vec<super::invariant::Hoisted>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -117,6 +119,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             locals: vec![],
             row_values: HashMap::new(),
             written: vec![],
+            hoisted: vec![],
         }
     }
 
@@ -163,6 +166,17 @@ impl<'a, M: Module> Lowering<'a, M> {
             super::Part::Group => (0..n).map(|e| self.members.contains(&e)).collect(),
             super::Part::Partial(_) | super::Part::Result => vec![false; n],
         };
+        let bodies: Vec<Expr> = match part {
+            super::Part::All => self.loss.defs.iter().map(|d| d.body.clone()).collect(),
+            super::Part::Def(d) | super::Part::Partial(d) => vec![self.loss.defs[d].body.clone()],
+            super::Part::Group => self
+                .members
+                .iter()
+                .map(|&d| self.loss.defs[d].body.clone())
+                .collect(),
+            super::Part::Result => vec![],
+        };
+        self.hoist_invariants(&bodies.iter().collect::<Vec<_>>())?;
         match part {
             super::Part::All => {
                 for d in 0..self.loss.defs.len() {
@@ -434,6 +448,9 @@ impl<'a, M: Module> Lowering<'a, M> {
     pub(super) fn expr(&mut self, e: &Expr) -> Result<Val, ClifError> {
         if let Some(v) = self.lanes {
             return self.vexpr(e, v);
+        }
+        if let Some(x) = self.hoisted(e, false) {
+            return Ok(x);
         }
         Ok(match e {
             Expr::Float(x) => Val::F(self.f32(*x as f32)),
@@ -768,10 +785,16 @@ impl<'a, M: Module> Lowering<'a, M> {
         body: Option<&Expr>,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        if self.vector_reduction(op, vars, filter, body) {
-            return self.vector_reduce_state(op, vars, filter, body, range);
+        let mut state = if self.vector_reduction(op, vars, filter, body) {
+            self.vector_reduce_state(op, vars, filter, body, range)?
+        } else {
+            self.scalar_reduce_state(op, vars, filter, body, range)?
+        };
+        if filter.is_none() && state.n.is_some() && !matches!(op, Reducer::ArgMax | Reducer::ArgMin)
+        {
+            state.n = Some(self.term_count(vars, range));
         }
-        self.scalar_reduce_state(op, vars, filter, body, range)
+        Ok(state)
     }
 
     /// [`Self::reduce_state`] one term at a time. Terms accumulate as in vector loops
@@ -800,7 +823,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let (f, g, n) = self.scalar_state(op);
         self.terms(vars, range, branched, &mut |s| {
-            s.accumulate(op, blended, body, (f, g, n))
+            s.accumulate(op, blended, body, (f, g, n), filter.is_some())
         })?;
         Ok(self.use_state([Some(f), Some(g), Some(n)]).like(op))
     }

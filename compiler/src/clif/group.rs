@@ -124,11 +124,14 @@ impl<M: Module> Lowering<'_, M> {
         // Lanes 0..4, then the rest, for each reduction in order.
         let mut k = 0;
         for m in members {
-            if let Member::Reduce { op, .. } = m {
+            if let Member::Reduce { op, filter, .. } = m {
                 let total = self.combine_lanes(*op, lanes[k]);
                 let (f, g, n) = rests[k];
                 let rest = self.use_state([Some(f), Some(g), Some(n)]).like(*op);
-                let state = self.merge(*op, total, rest);
+                let mut state = self.merge(*op, total, rest);
+                if filter.is_none() && state.n.is_some() {
+                    state.n = Some(self.b.ins().isub(end, start));
+                }
                 self.store_state(state, k as i32 * 16);
                 k += 1;
             }
@@ -171,7 +174,8 @@ impl<M: Module> Lowering<'_, M> {
                     body,
                 } => {
                     self.lanes = vector.then_some(*v);
-                    self.accumulate(*op, filter.as_ref(), body.as_ref(), acc[k])?;
+                    let counted = filter.is_some();
+                    self.accumulate(*op, filter.as_ref(), body.as_ref(), acc[k], counted)?;
                     self.lanes = None;
                     k += 1;
                 }

@@ -17,6 +17,7 @@
 
 mod expr;
 mod group;
+mod invariant;
 mod math;
 mod reduce;
 mod vector;

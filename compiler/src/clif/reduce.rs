@@ -7,7 +7,7 @@
 use super::ClifError;
 use super::expr::{Lowering, ReduceState};
 use super::vector::LANES;
-use crate::ir::{Expr, Reducer};
+use crate::ir::{Expr, Reducer, VarId};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::Variable;
@@ -137,13 +137,16 @@ impl<M: Module> Lowering<'_, M> {
     /// Adds a term (four in vector mode, [`Lowering::lanes`]) to the accumulators `(f, g, n)`:
     /// lanes or scalars. The filter, when given, is computed for every term and the body
     /// blended by it (the caller branches on a filter instead when the body is unsafe to
-    /// compute where it fails).
+    /// compute where it fails). Terms are counted into `n` only when `counted`: a reduction
+    /// with no filter has as many terms as its ranges ([`Self::term_count`]), and a count in
+    /// each lane would only take registers.
     pub(super) fn accumulate(
         &mut self,
         op: Reducer,
         filter: Option<&Expr>,
         body: Option<&Expr>,
         (vf, vg, vn): (Variable, Variable, Variable),
+        counted: bool,
     ) -> Result<(), ClifError> {
         let vector = self.lanes.is_some();
         let keep = match filter {
@@ -154,21 +157,23 @@ impl<M: Module> Lowering<'_, M> {
             None => None,
         };
         // Counts: a kept lane adds 1 (a mask is -1 where kept).
-        let n = self.b.use_var(vn);
-        let n = match (keep, vector) {
-            (Some(mask), true) => self.b.ins().isub(n, mask),
-            (None, true) => {
-                let one = self.b.ins().iconst(types::I32, 1);
-                let one = self.b.ins().splat(types::I32X4, one);
-                self.b.ins().iadd(n, one)
-            }
-            (Some(c), false) => {
-                let one = self.b.ins().uextend(types::I64, c);
-                self.b.ins().iadd(n, one)
-            }
-            (None, false) => self.b.ins().iadd_imm_s(n, 1),
-        };
-        self.b.def_var(vn, n);
+        if counted {
+            let n = self.b.use_var(vn);
+            let n = match (keep, vector) {
+                (Some(mask), true) => self.b.ins().isub(n, mask),
+                (None, true) => {
+                    let one = self.b.ins().iconst(types::I32, 1);
+                    let one = self.b.ins().splat(types::I32X4, one);
+                    self.b.ins().iadd(n, one)
+                }
+                (Some(c), false) => {
+                    let one = self.b.ins().uextend(types::I64, c);
+                    self.b.ins().iadd(n, one)
+                }
+                (None, false) => self.b.ins().iadd_imm_s(n, 1),
+            };
+            self.b.def_var(vn, n);
+        }
         let Some(body) = body else {
             return Ok(());
         };
@@ -263,6 +268,20 @@ impl<M: Module> Lowering<'_, M> {
             Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => {}
         }
         Ok(())
+    }
+
+    /// The number of terms of a reduction over `vars` with no filter, the first variable
+    /// running over `range` when given.
+    pub(super) fn term_count(&mut self, vars: &[VarId], range: Option<(Value, Value)>) -> Value {
+        let mut n = self.b.ins().iconst(types::I64, 1);
+        for (k, &v) in vars.iter().enumerate() {
+            let size = match range {
+                Some((start, end)) if k == 0 => self.b.ins().isub(end, start),
+                _ => self.dims[self.loss.vars[v].dim],
+            };
+            n = self.b.ins().imul(n, size);
+        }
+        n
     }
 
     /// Variables holding a scalar reduction state, initialised to `s`.

@@ -146,6 +146,9 @@ impl<M: Module> Lowering<'_, M> {
     /// Lowers `e` in vector mode over `v` (the caller has checked [`Self::vectorizable`]).
     pub(super) fn vexpr(&mut self, e: &Expr, v: VarId) -> Result<Val, ClifError> {
         if !mentions(e, v) {
+            if let Some(x) = self.hoisted(e, true) {
+                return Ok(x);
+            }
             let saved = self.lanes.take();
             let x = self.expr(e);
             self.lanes = saved;
@@ -324,7 +327,7 @@ impl<M: Module> Lowering<'_, M> {
                 last,
                 start,
                 end,
-                &mut |s| s.accumulate(op, filter, body, (vf, vg, vn)),
+                &mut |s| s.accumulate(op, filter, body, (vf, vg, vn), filter.is_some()),
                 &mut |s, rest| {
                     let tail =
                         s.scalar_reduce_state(op, &[last], filter, body, Some((rest, end)))?;
