@@ -8,8 +8,11 @@
 //! with each side a matrix of its own, so a backend can hand them to a GEMM routine and the
 //! same product is computed once however often the gradient repeats it. Gathers that ignore
 //! some enclosing index (`logits[b, target[b]]` in a loop over classes) move out the same way,
-//! when the conditions they sit under allow it. The result is equivalent IR.
+//! when the conditions they sit under allow it. Column sums (`sum[k](x[k, i] ...)` inside a
+//! definition over `i`, see `crate::column`) become definitions, which backends run with their
+//! loops interchanged. The result is equivalent IR.
 
+use crate::column::is_column_sum;
 use crate::contraction::{free_vars, split_product};
 use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
 use std::collections::HashMap;
@@ -23,10 +26,12 @@ pub fn hoist(loss: &Loss) -> Loss {
         count: 0,
         hoisted: vec![],
         gathers: vec![],
+        top: std::ptr::null(),
     };
     h.out.defs.clear();
     for (old, def) in loss.defs.iter().enumerate() {
         let scope: Vec<VarId> = def.indices.clone();
+        h.top = &def.body;
         let body = h.rewrite(&def.body, &scope, &[]);
         h.map.insert(old, h.defs.len());
         h.defs.push(Def {
@@ -37,7 +42,7 @@ pub fn hoist(loss: &Loss) -> Loss {
     let result = h.rewrite(&loss.result, &[], &[]);
     h.out.result = result;
     h.out.defs = h.defs;
-    h.out
+    crate::column::read_symmetric_along_rows(&h.out)
 }
 
 struct Hoister {
@@ -50,6 +55,9 @@ struct Hoister {
     hoisted: Vec<(usize, Vec<VarId>)>,
     /// Gathers hoisted so far: the read, the conditions it was computed under, its replacement.
     gathers: Vec<(Expr, Vec<Expr>, Expr)>,
+    /// The body of the definition being rewritten (a column sum that is a whole body already
+    /// is a definition of its own).
+    top: *const Expr,
 }
 
 /// `guards` followed by `more`.
@@ -135,6 +143,13 @@ impl Hoister {
                 let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
                 let free: Vec<VarId> = free.into_iter().collect();
                 if movable && free.len() < scope.len() {
+                    self.lift(reduced, free, guards)
+                } else if movable
+                    && scope.len() == 1
+                    && !std::ptr::eq(e, self.top)
+                    && is_column_sum(&reduced, scope[0])
+                {
+                    // A column sum, run with its loops interchanged when it is a definition.
                     self.lift(reduced, free, guards)
                 } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
                     self.lift_contraction(p, guards)

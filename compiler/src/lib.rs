@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod clif;
+pub mod column;
 pub mod contraction;
 pub mod fuse;
 pub mod grad;

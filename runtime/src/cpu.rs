@@ -210,7 +210,10 @@ impl CpuLoss {
         let products: Vec<Option<Contraction>> = (0..program.defs.len())
             .map(|d| compiler::contraction::contraction(program, d))
             .collect();
-        let schedule = compiler::fuse::schedule(program, &|d| products[d].is_some());
+        // Matrix products run on GEMM, column sums with their own interchanged loops.
+        let schedule = compiler::fuse::schedule(program, &|d| {
+            products[d].is_some() || compiler::column::column_sum(program, d).is_some()
+        });
         // Functions only for what runs alone and not on GEMM (fused members run in their
         // group's function).
         let mut alone = vec![false; program.defs.len()];

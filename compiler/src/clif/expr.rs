@@ -310,6 +310,10 @@ impl<'a, M: Module> Lowering<'a, M> {
     /// Emits the loop nest that fills definition `d`; its innermost loop four points at a time
     /// when the body allows (`vector.rs`).
     pub(super) fn definition(&mut self, d: usize) -> Result<(), ClifError> {
+        if let Some((i, k, body)) = crate::column::column_sum(self.loss, d) {
+            let body = body.clone();
+            return self.column_sum(d, i, k, &body);
+        }
         let def = self.loss.defs[d].clone();
         let store = |s: &mut Self, value: Val| -> Result<(), ClifError> {
             let mut flat = s.b.ins().iconst(types::I64, 0);

@@ -15,6 +15,7 @@
 //! writing `error[0..4] = {tensor, position, value, is_def}` when an index (a gather or a
 //! literal) is out of range: compiled code never reads outside its buffers.
 
+mod column;
 mod expr;
 mod group;
 mod invariant;

@@ -1,0 +1,97 @@
+//! Column sums (`crate::column`), `c[i] = sum[k](body)` with `body` reading a matrix by
+//! `[k, i]`, lowered with their loops interchanged and tiled: for each tile of [`TILE`]
+//! values of `i`, the tile's `c[i]` start at 0, then for every `k` in order, `c[i] += body`
+//! for the tile's `i`, four at a time where the body allows. The tile's partial sums stay in
+//! cache, every matrix read by `[k, i]` is read along its rows, and one read by `[i, k]` is
+//! read as [`TILE`] streams. Each `c[i]` adds its terms in the order of `k`, as the scalar
+//! reduction does.
+
+use super::ClifError;
+use super::expr::Lowering;
+use crate::ir::{Expr, VarId};
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{InstBuilder, MemFlagsData, Value, types};
+use cranelift_module::Module;
+
+/// Values of `i` per tile: a tile's sums (1 KiB) and one cache line of each of its rows of a
+/// matrix read by `[i, k]` (16 KiB) fit in the L1 cache.
+const TILE: i64 = 256;
+
+impl<M: Module> Lowering<'_, M> {
+    /// Fills column-sum definition `d` (`c[i] = sum[k](body)`) for the range of `i` of this
+    /// function (all of it, or the rows `start..end` of a split definition).
+    pub(super) fn column_sum(
+        &mut self,
+        d: usize,
+        i: VarId,
+        k: VarId,
+        body: &Expr,
+    ) -> Result<(), ClifError> {
+        let (start, end) = match self.outer_range {
+            Some(r) => r,
+            None => (
+                self.b.ins().iconst(types::I64, 0),
+                self.dims[self.loss.vars[i].dim],
+            ),
+        };
+        let vector = self.vectorizable(body, i);
+        let t = self.b.declare_var(types::I64);
+        self.b.def_var(t, start);
+        let (header, tile, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let lo = self.b.use_var(t);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, lo, end);
+        self.b.ins().brif(more, tile, &[], exit, &[]);
+        self.b.switch_to_block(tile);
+        let next = self.b.ins().iadd_imm_s(lo, TILE);
+        let past = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
+        let hi = self.b.ins().select(past, end, next);
+        // The tile's sums start at 0.
+        self.for_each_from(&[i], Some((lo, hi)), &mut |s| {
+            let zero = s.f32(0.0);
+            s.add_to(d, i, zero, false)
+        })?;
+        self.for_each_from(&[k], None, &mut |s| {
+            let term = |s: &mut Self| -> Result<(), ClifError> {
+                let x = s.expr(body)?;
+                let x = s.float(x);
+                s.add_to(d, i, x, true)
+            };
+            if vector {
+                s.vector_loop(i, lo, hi, &mut |s| term(s), &mut |s, rest| {
+                    s.for_each_from(&[i], Some((rest, hi)), &mut |s| term(s))
+                })
+            } else {
+                s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))
+            }
+        })?;
+        self.b.def_var(t, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Stores `x` (four lanes or one value) at `c[i]` of definition `d`, added to what is
+    /// there when `add`.
+    fn add_to(&mut self, d: usize, i: VarId, x: Value, add: bool) -> Result<(), ClifError> {
+        let var = self.var(i);
+        let at = self.b.use_var(var);
+        let at = self.b.ins().iadd(at, self.offsets[d]);
+        let addr = self.element(self.work, at);
+        let flags = MemFlagsData::new().with_notrap();
+        let ty = self.b.func.dfg.value_type(x);
+        let x = if add {
+            let old = self.b.ins().load(ty, flags, addr, 0);
+            self.b.ins().fadd(old, x)
+        } else {
+            x
+        };
+        self.b.ins().store(flags, x, addr, 0);
+        Ok(())
+    }
+}
