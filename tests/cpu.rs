@@ -315,32 +315,51 @@ fn long_reductions_keep_f32_accuracy() {
 }
 
 #[test]
-fn logsumexp_in_one_pass_keeps_the_special_values() {
-    // Rows: all -inf, -inf before finite terms, +inf twice, a NaN, huge equal terms, and a
-    // filter that keeps nothing - against the interpreter's two-pass definition.
+fn logsumexp_keeps_the_special_values_in_vector_lanes_and_tails() {
+    // Patterns: all -inf, -inf before finite terms, +inf twice, a NaN, huge equal terms, and a
+    // filter that keeps nothing - each placed in rows of 11 at offsets 0, 3 and 8 (the other
+    // terms -inf), so it lands in the four-lane part, across lanes, and in the scalar tail of
+    // both the one-pass and the two-pass logsumexp - against the interpreter's definition.
     let src = "loss l(x: [B, C]) {
         let r[b] = logsumexp[c](x[b, c])
+        let scaled[b] = logsumexp[c](2 * x[b, c] - 1)
         let none[b] = logsumexp[c | x[b, c] > 1e30](x[b, c])
-        sum[b](r[b]) + sum[b](none[b])
+        let costly[b] = logsumexp[c](exp(x[b, c] / 1000))
+        sum[b](r[b]) + sum[b](scaled[b]) + sum[b](none[b]) + sum[b](costly[b])
     }";
     let loss = compiler::check_source(src).unwrap().losses.remove(0);
-    let rows = r#"{"x": [
+    let patterns = [
         ["-Infinity", "-Infinity", "-Infinity"],
-        ["-Infinity", 1.0, 2.0],
-        [1.0, "Infinity", "Infinity"],
-        [1.0, "NaN", 2.0],
-        ["NaN", 1.0, 2.0],
-        ["Infinity", "NaN", 1.0],
+        ["-Infinity", "1.0", "2.0"],
+        ["1.0", "Infinity", "Infinity"],
+        ["1.0", "NaN", "2.0"],
+        ["NaN", "1.0", "2.0"],
+        ["Infinity", "NaN", "1.0"],
         ["-Infinity", "NaN", "-Infinity"],
-        [1000.0, 1000.0, 999.0],
-        [-3.0, 5.0, 4.0]
-    ]}"#;
+        ["1000.0", "1000.0", "999.0"],
+        ["-3.0", "5.0", "4.0"],
+    ];
+    let mut rows = vec![];
+    for p in patterns {
+        for at in [0, 3, 8] {
+            let mut row = vec!["\"-Infinity\"".to_string(); 11];
+            for (k, v) in p.iter().enumerate() {
+                row[at + k] = if v.parse::<f64>().is_ok_and(f64::is_finite) {
+                    v.to_string()
+                } else {
+                    format!("\"{v}\"")
+                };
+            }
+            rows.push(format!("[{}]", row.join(", ")));
+        }
+    }
+    let rows = format!(r#"{{"x": [{}]}}"#, rows.join(", "));
     let inputs = data::parse_tensors(Format::Json, rows.as_bytes(), "t").unwrap();
     let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
     let (_, want) = runtime::eval_all(&loss, &bound).unwrap();
     let compiled = runtime::cpu::CpuLoss::compile(&loss).unwrap();
     let (_, got) = compiled.run(&bound).unwrap();
-    for name in ["r", "none"] {
+    for name in ["r", "scaled", "none", "costly"] {
         let d = loss.defs.iter().position(|d| d.name == name).unwrap();
         let g = compiled
             .program()

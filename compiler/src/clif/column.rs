@@ -57,6 +57,7 @@ impl<M: Module> Lowering<'_, M> {
             s.add_to(d, i, zero, false)
         })?;
         self.for_each_from(&[k], None, &mut |s| {
+            let mark = s.hoist_loop_invariants(&[body], i)?;
             let term = |s: &mut Self| -> Result<(), ClifError> {
                 let x = s.expr(body)?;
                 let x = s.float(x);
@@ -65,10 +66,12 @@ impl<M: Module> Lowering<'_, M> {
             if vector {
                 s.vector_loop(i, lo, hi, &mut |s| term(s), &mut |s, rest| {
                     s.for_each_from(&[i], Some((rest, hi)), &mut |s| term(s))
-                })
+                })?;
             } else {
-                s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))
+                s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))?;
             }
+            s.drop_hoisted(mark);
+            Ok(())
         })?;
         self.b.def_var(t, next);
         self.b.ins().jump(header, &[]);

@@ -344,6 +344,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             });
         }
         self.innermost(&def.indices, range, &mut |s, last, start, end| {
+            let mark = s.hoist_loop_invariants(&[&def.body], last)?;
             s.vector_loop(
                 last,
                 start,
@@ -358,7 +359,9 @@ impl<'a, M: Module> Lowering<'a, M> {
                         store(s, value)
                     })
                 },
-            )
+            )?;
+            s.drop_hoisted(mark);
+            Ok(())
         })
     }
 
@@ -789,7 +792,12 @@ impl<'a, M: Module> Lowering<'a, M> {
         body: Option<&Expr>,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        let mut state = if self.vector_reduction(op, vars, filter, body) {
+        let two_pass = op == Reducer::LogSumExp
+            && self.vector_reduction(op, vars, filter, body)
+            && body.is_some_and(|b| Self::two_pass_logsumexp(filter, b));
+        let mut state = if let (true, Some(body)) = (two_pass, body) {
+            self.logsumexp_in_two_passes(vars, filter, body, range)?
+        } else if self.vector_reduction(op, vars, filter, body) {
             self.vector_reduce_state(op, vars, filter, body, range)?
         } else {
             self.scalar_reduce_state(op, vars, filter, body, range)?

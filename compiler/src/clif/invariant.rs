@@ -1,12 +1,14 @@
-//! Loop-invariant code motion by hand: the subexpressions of a function's bodies that depend on
+//! Loop-invariant code motion by hand. The subexpressions of a function's bodies that depend on
 //! no loop variable (hyperparameters, scalar definitions this function does not write, and
 //! arithmetic on them, as DPO's `(label_smoothing - 1) / max(count, 1)`) are computed once at
-//! the function's entry, scalar and splat to four lanes, and every loop reuses them.
-//! Cranelift's own hoisting leaves loads (and everything computed from them) in the loop.
+//! the function's entry; those of an innermost loop's body that do not depend on its variable
+//! (a row's `sigmoid(lse[i]) / n` in a loop over `j`) are computed before that loop. Each is
+//! kept scalar and splat to four lanes, and the loops reuse them. Cranelift's own hoisting
+//! leaves loads (and everything computed from them) and calls in the loop.
 
 use super::ClifError;
 use super::expr::{Lowering, Val};
-use crate::ir::{Expr, Tensor};
+use crate::ir::{Expr, Tensor, VarId};
 use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind};
 use cranelift_module::Module;
 
@@ -18,25 +20,73 @@ pub(super) struct Hoisted {
     lanes: Val,
 }
 
+/// Where a hoisted value is computed.
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// At the function's entry: no index variable may be used.
+    Function,
+    /// Before the loop over `v`: neither `v` nor the variables in `inner` (bound inside the
+    /// bodies) may be used.
+    Loop { v: VarId, inner: &'a [VarId] },
+}
+
 impl<M: Module> Lowering<'_, M> {
     /// Computes the maximal invariant subexpressions of `bodies` at the current position (the
     /// function's entry, before any loop), for [`Self::hoisted`] to return.
     pub(super) fn hoist_invariants(&mut self, bodies: &[&Expr]) -> Result<(), ClifError> {
+        self.hoist(bodies, Scope::Function)
+    }
+
+    /// Computes, here (just before a loop over `v`), the maximal subexpressions of `bodies`
+    /// that do not depend on `v` nor on variables bound inside them, for the loop to reuse.
+    /// Returns the mark to give [`Self::drop_hoisted`] after the loop.
+    pub(super) fn hoist_loop_invariants(
+        &mut self,
+        bodies: &[&Expr],
+        v: VarId,
+    ) -> Result<usize, ClifError> {
+        let mark = self.hoisted.len();
+        let mut inner = vec![];
+        for body in bodies {
+            body.visit(&mut |x| {
+                if let Expr::Reduce { vars, .. } = x {
+                    inner.extend(vars.iter().copied());
+                }
+            });
+        }
+        self.hoist(bodies, Scope::Loop { v, inner: &inner })?;
+        Ok(mark)
+    }
+
+    /// Forgets the values hoisted since `mark` (their loop is done).
+    pub(super) fn drop_hoisted(&mut self, mark: usize) {
+        self.hoisted.truncate(mark);
+    }
+
+    fn hoist(&mut self, bodies: &[&Expr], scope: Scope<'_>) -> Result<(), ClifError> {
         let mut found: Vec<Expr> = vec![];
         for body in bodies {
-            self.collect_invariants(body, &mut found);
+            self.collect_invariants(body, scope, &mut found);
         }
+        let lanes = self.lanes.take();
         for expr in found {
             let scalar = self.expr(&expr)?;
-            let lanes = self.splat(scalar);
-            let (scalar, lanes) = (self.pin(scalar), self.pin(lanes));
+            let splat = self.splat(scalar);
+            let (scalar, splat) = (self.pin(scalar), self.pin(splat));
             self.hoisted.push(Hoisted {
                 expr,
                 scalar,
-                lanes,
+                lanes: splat,
             });
         }
+        self.lanes = lanes;
         Ok(())
+    }
+
+    /// The hoisted value of `e` (four lanes when `vector`), when it was hoisted.
+    pub(super) fn hoisted(&self, e: &Expr, vector: bool) -> Option<Val> {
+        let h = self.hoisted.iter().find(|h| h.expr == *e)?;
+        Some(if vector { h.lanes } else { h.scalar })
     }
 
     /// `v` passed through a stack slot, so that it stays computed here: Cranelift's
@@ -59,17 +109,16 @@ impl<M: Module> Lowering<'_, M> {
         }
     }
 
-    /// The hoisted value of `e` (four lanes when `vector`), when it was hoisted.
-    pub(super) fn hoisted(&self, e: &Expr, vector: bool) -> Option<Val> {
-        let h = self.hoisted.iter().find(|h| h.expr == *e)?;
-        Some(if vector { h.lanes } else { h.scalar })
-    }
-
     /// Pushes onto `found` the maximal invariant subexpressions of `e` worth hoisting (not bare
-    /// constants), each once.
-    fn collect_invariants(&self, e: &Expr, found: &mut Vec<Expr>) {
-        if self.invariant(e) {
-            if !matches!(e, Expr::Float(_) | Expr::Int(_) | Expr::Bool(_)) && !found.contains(e) {
+    /// constants, nor what is hoisted already), each once.
+    fn collect_invariants(&self, e: &Expr, scope: Scope<'_>, found: &mut Vec<Expr>) {
+        if self.invariant(e, scope) {
+            if !matches!(
+                e,
+                Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_)
+            ) && !found.contains(e)
+                && self.hoisted(e, false).is_none()
+            {
                 found.push(e.clone());
             }
             return;
@@ -78,49 +127,66 @@ impl<M: Module> Lowering<'_, M> {
             Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
             Expr::Read { indices, .. } => {
                 for i in indices {
-                    self.collect_invariants(i, found);
+                    self.collect_invariants(i, scope, found);
                 }
             }
-            Expr::Unary(_, a) => self.collect_invariants(a, found),
+            Expr::Unary(_, a) => self.collect_invariants(a, scope, found),
             Expr::Binary(_, a, c) => {
-                self.collect_invariants(a, found);
-                self.collect_invariants(c, found);
+                self.collect_invariants(a, scope, found);
+                self.collect_invariants(c, scope, found);
             }
             Expr::Call(_, args) => {
                 for a in args {
-                    self.collect_invariants(a, found);
+                    self.collect_invariants(a, scope, found);
                 }
             }
             Expr::Select(c, a, d) => {
                 for x in [c, a, d] {
-                    self.collect_invariants(x, found);
+                    self.collect_invariants(x, scope, found);
                 }
             }
             Expr::Reduce { filter, body, .. } => {
                 for x in [filter, body].into_iter().flatten() {
-                    self.collect_invariants(x, found);
+                    self.collect_invariants(x, scope, found);
                 }
             }
         }
     }
 
-    /// True when `e` has the same value everywhere in this function and is safe to compute
-    /// where it would not be (no gathers, so no range checks; no reductions).
-    fn invariant(&self, e: &Expr) -> bool {
+    /// True when `e` has the same value everywhere in `scope` and is safe to compute where it
+    /// would not be (no gathers, so no range checks; no reductions).
+    fn invariant(&self, e: &Expr, scope: Scope<'_>) -> bool {
         match e {
             Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Hyper(_) => true,
-            Expr::Index(_) | Expr::Reduce { .. } => false,
+            Expr::Reduce { .. } => false,
+            Expr::Index(u) => match scope {
+                Scope::Function => false,
+                Scope::Loop { v, inner } => *u != v && !inner.contains(u),
+            },
             Expr::Read { tensor, indices } => {
-                indices.is_empty()
-                    && match tensor {
-                        Tensor::Input(_) => true,
-                        Tensor::Def(d) => !self.written[*d],
+                let fixed = match scope {
+                    Scope::Function => {
+                        indices.is_empty()
+                            && match tensor {
+                                Tensor::Input(_) => true,
+                                Tensor::Def(d) => !self.written[*d],
+                            }
                     }
+                    // A definition read here was computed before this loop (or is the one it
+                    // fills, which its body never reads).
+                    Scope::Loop { .. } => true,
+                };
+                fixed
+                    && indices
+                        .iter()
+                        .all(|i| matches!(i, Expr::Index(_)) && self.invariant(i, scope))
             }
-            Expr::Unary(_, a) => self.invariant(a),
-            Expr::Binary(_, a, c) => self.invariant(a) && self.invariant(c),
-            Expr::Call(_, args) => args.iter().all(|a| self.invariant(a)),
-            Expr::Select(c, a, d) => self.invariant(c) && self.invariant(a) && self.invariant(d),
+            Expr::Unary(_, a) => self.invariant(a, scope),
+            Expr::Binary(_, a, c) => self.invariant(a, scope) && self.invariant(c, scope),
+            Expr::Call(_, args) => args.iter().all(|a| self.invariant(a, scope)),
+            Expr::Select(c, a, d) => {
+                self.invariant(c, scope) && self.invariant(a, scope) && self.invariant(d, scope)
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ mod column;
 mod expr;
 mod group;
 mod invariant;
+mod lse;
 mod math;
 mod reduce;
 mod vector;

@@ -322,7 +322,9 @@ impl<M: Module> Lowering<'_, M> {
         // The scalar tails' accumulators.
         let empty = self.empty_state(op);
         let run = self.state_vars(empty);
+        let bodies: Vec<&Expr> = filter.into_iter().chain(body).collect();
         self.innermost(vars, range, &mut |s, last, start, end| {
+            let mark = s.hoist_loop_invariants(&bodies, last)?;
             s.vector_loop(
                 last,
                 start,
@@ -336,7 +338,9 @@ impl<M: Module> Lowering<'_, M> {
                     s.def_state(run, after);
                     Ok(())
                 },
-            )
+            )?;
+            s.drop_hoisted(mark);
+            Ok(())
         })?;
         // Lanes 0..4, then the tails, in this order.
         let total = self.combine_lanes(op, (vf, vg, vn));

@@ -1,0 +1,159 @@
+//! `logsumexp` in two passes over its terms when they are cheap to compute twice (a read, a
+//! scaled difference): first the largest term, then the sum of `exp(x - max)`. The one-pass
+//! update (`reduce.rs`) needs, for every term, a comparison, two blends, a multiply and
+//! `exp(-|x - m|)`; the second pass here needs only `exp(x - max)` and an add, and the first a
+//! compare and a blend. The result is the same pair (max, sum) the one-pass update keeps, so
+//! blocks still merge with [`Lowering::merge`].
+//!
+//! NaN terms are left out of the max and carried by the sum. When the max is not finite
+//! (every term `-inf`, or a `+inf` term), `exp(x - max)` would be NaN for the infinite terms,
+//! so the second pass then counts those as 0, as the one-pass update does.
+
+use super::ClifError;
+use super::expr::{Lowering, ReduceState};
+use super::vector::LANES;
+use crate::ir::{Expr, VarId};
+use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_frontend::Variable;
+use cranelift_module::Module;
+
+/// The most nodes a term may have to be computed twice.
+const CHEAP: usize = 12;
+
+impl<M: Module> Lowering<'_, M> {
+    /// True when a vectorizable `logsumexp` with this filter and body runs in two passes.
+    pub(super) fn two_pass_logsumexp(filter: Option<&Expr>, body: &Expr) -> bool {
+        let mut nodes = 0;
+        let mut costly = false;
+        for e in filter.into_iter().chain([body]) {
+            e.visit(&mut |x| {
+                nodes += 1;
+                costly |= matches!(x, Expr::Call(..) | Expr::Reduce { .. });
+            });
+        }
+        !costly && nodes <= CHEAP
+    }
+
+    /// The accumulators (max, sum of `exp(x - max)`) of `logsumexp[vars | filter](body)`, the
+    /// first variable over `range` when given, in two passes (see the module doc).
+    pub(super) fn logsumexp_in_two_passes(
+        &mut self,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: &Expr,
+        range: Option<(Value, Value)>,
+    ) -> Result<ReduceState, ClifError> {
+        let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
+        // The largest term.
+        let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
+        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
+            let x = s.lse_term(filter, body)?;
+            let m = s.b.use_var(acc);
+            let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
+            let m = s.pick(bigger, x, m);
+            s.b.def_var(acc, m);
+            Ok(())
+        })?;
+        let v = self.b.use_var(lanes);
+        let mut m = self.b.use_var(rest);
+        for lane in 0..LANES as u8 {
+            let x = self.b.ins().extractlane(v, lane);
+            let bigger = self.b.ins().fcmp(FloatCC::GreaterThan, x, m);
+            m = self.b.ins().select(bigger, x, m);
+        }
+        // The sum of exp(x - max): plain where the max is finite, guarded otherwise.
+        let (lanes, rest) = self.lse_vars(0.0);
+        let inf = self.f32(f32::INFINITY);
+        let magnitude = self.b.ins().fabs(m);
+        let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf);
+        let (plain, guarded, done) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(finite, plain, &[], guarded, &[]);
+        for (block, guard) in [(plain, false), (guarded, true)] {
+            self.b.switch_to_block(block);
+            self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
+                let x = s.lse_term(filter, body)?;
+                let max = if s.is_vector(x) {
+                    s.b.ins().splat(types::F32X4, m)
+                } else {
+                    m
+                };
+                let d = s.b.ins().fsub(x, max);
+                let mut e = s.math1("expf", d);
+                if guard {
+                    // 0 where x - max is NaN for a number x (both infinite).
+                    let d_nan = s.b.ins().fcmp(FloatCC::Unordered, d, d);
+                    let x_num = s.b.ins().fcmp(FloatCC::Ordered, x, x);
+                    let nothing = s.b.ins().band(d_nan, x_num);
+                    let zero = s.konst(x, 0.0);
+                    e = s.pick(nothing, zero, e);
+                }
+                let total = s.b.use_var(acc);
+                let total = s.b.ins().fadd(total, e);
+                s.b.def_var(acc, total);
+                Ok(())
+            })?;
+            self.b.ins().jump(done, &[]);
+        }
+        self.b.switch_to_block(done);
+        // Lanes 0..4, then the rest.
+        let v = self.b.use_var(lanes);
+        let mut total = self.b.ins().extractlane(v, 0);
+        for lane in 1..LANES as u8 {
+            let x = self.b.ins().extractlane(v, lane);
+            total = self.b.ins().fadd(total, x);
+        }
+        let tail = self.b.use_var(rest);
+        let total = self.b.ins().fadd(total, tail);
+        Ok(ReduceState::new(Some(m), Some(total), None))
+    }
+
+    /// A lane accumulator and a scalar one, both starting at `init`.
+    fn lse_vars(&mut self, init: f32) -> (Variable, Variable) {
+        let (lanes, rest) = (
+            self.b.declare_var(types::F32X4),
+            self.b.declare_var(types::F32),
+        );
+        let k = self.f32(init);
+        let v = self.b.ins().splat(types::F32X4, k);
+        self.b.def_var(lanes, v);
+        self.b.def_var(rest, k);
+        (lanes, rest)
+    }
+
+    /// Runs `step` for every term: four at a time into `acc.0`, the rest one by one into
+    /// `acc.1`; what of `bodies` does not depend on the innermost variable is computed before
+    /// its loop.
+    fn lse_pass(
+        &mut self,
+        vars: &[VarId],
+        range: Option<(Value, Value)>,
+        bodies: &[&Expr],
+        (lanes, rest): (Variable, Variable),
+        step: &dyn Fn(&mut Self, Variable) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
+        self.innermost(vars, range, &mut |s, last, start, end| {
+            let mark = s.hoist_loop_invariants(bodies, last)?;
+            s.vector_loop(last, start, end, &mut |s| step(s, lanes), &mut |s, r| {
+                s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest))
+            })?;
+            s.drop_hoisted(mark);
+            Ok(())
+        })
+    }
+
+    /// The term's value, `-inf` where the filter drops it (four lanes in vector mode).
+    fn lse_term(&mut self, filter: Option<&Expr>, body: &Expr) -> Result<Value, ClifError> {
+        let x = self.expr(body)?;
+        let x = self.float(x);
+        let Some(f) = filter else { return Ok(x) };
+        let keep = self.expr(f)?;
+        let keep = self.truth(keep);
+        let none = self.konst(x, f32::NEG_INFINITY);
+        Ok(self.pick(keep, x, none))
+    }
+}
