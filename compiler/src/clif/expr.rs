@@ -82,6 +82,8 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) written: Vec<bool>,
     /// Loop-invariant subexpressions computed at the function's entry (`invariant.rs`).
     pub(super) hoisted: Vec<super::invariant::Hoisted>,
+    /// Whether the target has a fused multiply-add for `vmath` to use.
+    pub(super) fma: bool,
 }
 
 fn trusted() -> MemFlagsData {
@@ -97,6 +99,7 @@ fn readonly() -> MemFlagsData {
 impl<'a, M: Module> Lowering<'a, M> {
     pub(super) fn new(loss: &'a Loss, module: &'a mut M, b: FunctionBuilder<'a>) -> Self {
         let ptr = module.target_config().pointer_type();
+        let fma = module.isa().has_native_fma();
         let placeholder = Value::from_u32(0);
         Lowering {
             loss,
@@ -120,6 +123,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             row_values: HashMap::new(),
             written: vec![],
             hoisted: vec![],
+            fma,
         }
     }
 

@@ -63,15 +63,15 @@ impl<M: Module> Lowering<'_, M> {
         }
         // Inline vector code where lossc has it (`vmath.rs`), otherwise one call per lane.
         let inline = match name {
-            "expf" => Some(super::vmath::exp as fn(&mut _, Value) -> Value),
-            "logf" => Some(super::vmath::log as fn(&mut _, Value) -> Value),
-            "log1pf" => Some(super::vmath::log1p as fn(&mut _, Value) -> Value),
-            "expm1f" => Some(super::vmath::expm1 as fn(&mut _, Value) -> Value),
-            "tanhf" => Some(super::vmath::tanh as fn(&mut _, Value) -> Value),
+            "expf" => Some(super::vmath::exp as fn(&mut _, bool, Value) -> Value),
+            "logf" => Some(super::vmath::log as fn(&mut _, bool, Value) -> Value),
+            "log1pf" => Some(super::vmath::log1p as fn(&mut _, bool, Value) -> Value),
+            "expm1f" => Some(super::vmath::expm1 as fn(&mut _, bool, Value) -> Value),
+            "tanhf" => Some(super::vmath::tanh as fn(&mut _, bool, Value) -> Value),
             _ => None,
         };
         if let Some(f) = inline {
-            return f(&mut self.b, args[0]);
+            return f(&mut self.b, self.fma, args[0]);
         }
         let mut out = None;
         for lane in 0..4u8 {
@@ -88,14 +88,24 @@ impl<M: Module> Lowering<'_, M> {
         out.expect("four lanes")
     }
 
+    /// `1 + e` and its reciprocal, built the same way wherever the sigmoid family needs them
+    /// (so value numbering computes them once).
+    fn one_plus(&mut self, e: Value) -> (Value, Value) {
+        let one = self.konst(e, 1.0);
+        let u = self.b.ins().fadd(one, e);
+        let r = self.b.ins().fdiv(one, u);
+        (u, r)
+    }
+
     /// `log1p(exp(-|x|))`, the shared tail of the softplus family (the same for `x` and `-x`).
     fn softplus_tail(&mut self, x: Value) -> Value {
         let a = self.b.ins().fabs(x);
         let n = self.b.ins().fneg(a);
         let e = self.math1("expf", n);
         if self.is_vector(x) {
-            // lossc's inline vector log1p (0.87 ulp).
-            return self.math1("log1pf", e);
+            // lossc's inline vector log1p for e in [0, 1], sharing 1 / (1 + e) with sigmoid.
+            let (u, r) = self.one_plus(e);
+            return super::vmath::log1p_unit(&mut self.b, self.fma, e, u, r);
         }
         // log1p(e) for e in (0, 1] by Goldberg's correction of log(1 + e): glibc's logf is
         // several times faster than its log1pf, and log(u)·e/(u - 1) is as accurate (a few
@@ -144,9 +154,7 @@ impl<M: Module> Lowering<'_, M> {
                 let a = self.b.ins().fabs(y);
                 let n = self.b.ins().fneg(a);
                 let e = self.math1("expf", n);
-                let one = self.konst(y, 1.0);
-                let d = self.b.ins().fadd(one, e);
-                let r = self.b.ins().fdiv(one, d);
+                let (_, r) = self.one_plus(e);
                 let small = self.b.ins().fmul(e, r);
                 let ge = if negated {
                     self.b.ins().fcmp(FloatCC::LessThanOrEqual, y, zero)
@@ -158,11 +166,15 @@ impl<M: Module> Lowering<'_, M> {
             _ => {
                 let x = if negated { self.b.ins().fneg(y) } else { y };
                 let t = self.softplus_tail(y);
+                // max(x, 0) and min(x, 0) as one compare and blend (one `maxps`/`minps` on
+                // x64): a NaN x gives 0 here, and NaN through t.
                 if f == Builtin::Softplus {
-                    let m = self.b.ins().fmax(x, zero);
+                    let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                    let m = self.pick(gt, x, zero);
                     self.b.ins().fadd(m, t)
                 } else {
-                    let m = self.b.ins().fmin(x, zero);
+                    let lt = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                    let m = self.pick(lt, x, zero);
                     self.b.ins().fsub(m, t)
                 }
             }

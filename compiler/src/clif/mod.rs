@@ -272,14 +272,15 @@ impl VectorFn {
 }
 
 /// Emits `f` applied to each lane of `x` (an `f32x4`) at the builder's position, as inline
-/// instructions; returns the `f32x4` result.
-pub fn emit_vector_math(b: &mut FunctionBuilder, f: VectorFn, x: Value) -> Value {
+/// instructions, with fused multiply-adds when `fma` (the target has them, see
+/// `TargetIsa::has_native_fma`); returns the `f32x4` result.
+pub fn emit_vector_math(b: &mut FunctionBuilder, f: VectorFn, fma: bool, x: Value) -> Value {
     match f {
-        VectorFn::Exp => vmath::exp(b, x),
-        VectorFn::Log => vmath::log(b, x),
-        VectorFn::Log1p => vmath::log1p(b, x),
-        VectorFn::Expm1 => vmath::expm1(b, x),
-        VectorFn::Tanh => vmath::tanh(b, x),
+        VectorFn::Exp => vmath::exp(b, fma, x),
+        VectorFn::Log => vmath::log(b, fma, x),
+        VectorFn::Log1p => vmath::log1p(b, fma, x),
+        VectorFn::Expm1 => vmath::expm1(b, fma, x),
+        VectorFn::Tanh => vmath::tanh(b, fma, x),
     }
 }
 
@@ -292,6 +293,7 @@ pub fn define_vector_map<M: Module>(
     f: VectorFn,
 ) -> Result<FuncId, ClifError> {
     let ptr = module.target_config().pointer_type();
+    let fma = module.isa().has_native_fma();
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(ptr));
     sig.params.push(AbiParam::new(ptr));
@@ -336,7 +338,7 @@ pub fn define_vector_map<M: Module>(
         let flags = MemFlagsData::new().with_notrap();
         let s = b.ins().iadd(src, off);
         let x = b.ins().load(types::F32X4, flags, s, 0);
-        let y = emit_vector_math(&mut b, f, x);
+        let y = emit_vector_math(&mut b, f, fma, x);
         let d = b.ins().iadd(dst, off);
         b.ins().store(flags, y, d, 0);
         let next = b.ins().iadd_imm_s(iv, 4);
