@@ -1,5 +1,6 @@
-//! Column sums: `c[i] = sum[k](... x[k, i] ...)`, reductions that read a matrix down its
-//! columns. Gradients of Gram matrices are full of them (`sum[i](d_s[i, j] ...)` in
+//! Reading matrices down their columns. Column sums: `c[i] = sum[k](... x[k, i] ...)`,
+//! reductions that read a matrix down its columns (and [`transposed`] definitions, which read
+//! one transposed). Gradients of Gram matrices are full of them (`sum[i](d_s[i, j] ...)` in
 //! Multi-Similarity's and InfoNCE's gradient with respect to the norms). Computed row by row
 //! of `c`, each term is a cache miss and a new page. `hoist` makes each one a definition of its
 //! own, and a backend runs it with the loops interchanged and tiled (`clif::column`): for a
@@ -45,6 +46,21 @@ pub fn column_sum(loss: &Loss, d: usize) -> Option<(VarId, VarId, &Expr)> {
         } => Some((i, vars[0], body)),
         _ => None,
     }
+}
+
+/// Definition `d` as `m[i, j] = body` (no reductions) whose body reads some matrix
+/// transposed, by `[j, i]`: `(i, j)`. The merged gradient of a Gram matrix is one
+/// (`dg[i, j] + dg[j, i]`, see `contraction::merge_products`); row by row of `m`, each such
+/// read is a new cache line and page, so a backend runs it in square tiles.
+pub fn transposed(loss: &Loss, d: usize) -> Option<(VarId, VarId)> {
+    let def = &loss.defs[d];
+    let [i, j] = def.indices[..] else { return None };
+    let reduces = def.body.any(&mut |x| matches!(x, Expr::Reduce { .. }));
+    let reads_ji = def.body.any(&mut |x| {
+        matches!(x, Expr::Read { indices, .. }
+            if matches!(indices[..], [Expr::Index(p), Expr::Index(q)] if p == j && q == i))
+    });
+    (!reduces && reads_ji && i != j).then_some((i, j))
 }
 
 /// True when definition `d` is symmetric by construction: `g[p, q] = sum[k](a[p, k] * a[q, k])`
@@ -159,6 +175,25 @@ mod tests {
     }
 
     #[test]
+    fn definitions_reading_a_matrix_transposed_are_found() {
+        let l = loss(
+            "loss f(x: [N, N], v: [N]) {
+                let t[i, j] = x[i, j] + x[j, i] * v[j]
+                let straight[i, j] = x[i, j] * v[i]
+                let summed[i, j] = sum[k](x[j, i] * x[i, k])
+                sum[i, j](t[i, j] + straight[i, j] + summed[i, j])
+            }",
+        );
+        let (i, j) = transposed(&l, 0).unwrap();
+        assert_eq!(
+            (l.vars[i].name.as_str(), l.vars[j].name.as_str()),
+            ("i", "j")
+        );
+        assert_eq!(transposed(&l, 1), None);
+        assert_eq!(transposed(&l, 2), None);
+    }
+
+    #[test]
     fn gram_matrices_are_symmetric_and_read_along_rows_in_column_sums() {
         let l = loss(
             "loss f(x: [N, D], w: [N, N], v: [N, D]) {
@@ -170,6 +205,7 @@ mod tests {
         );
         assert!(symmetric(&l, 0));
         assert!(!symmetric(&l, 1));
+        assert_eq!(transposed(&l, 0), None);
         let out = read_symmetric_along_rows(&l);
         assert_eq!(
             crate::print::expr(&out, &out.defs[2].body),

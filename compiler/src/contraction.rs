@@ -48,6 +48,64 @@ fn factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     }
 }
 
+/// True when `a` and `b` are products of the same factors, in any order and grouping.
+fn same_product(a: &Expr, b: &Expr) -> bool {
+    let sorted = |e: &Expr| {
+        let mut f = vec![];
+        factors(e, &mut f);
+        let mut f: Vec<String> = f.iter().map(|x| format!("{x:?}")).collect();
+        f.sort();
+        f
+    };
+    sorted(a) == sorted(b)
+}
+
+/// `a + b` as one contraction when both are contractions ([`split_product`]) over variables of
+/// the same dimension (`dim_of`) with the same free variables and the same right side (up to
+/// the name of the summed variable): `sum[k](l1 * r) + sum[k'](l2 * r')` is
+/// `sum[k]((l1 + l2) * r)`. A gradient through a Gram matrix `g = x · xᵀ` has both
+/// `dg · x` and `dgᵀ · x`; merged, they are one matrix product instead of two.
+pub fn merge_products(a: &Expr, b: &Expr, dim_of: &dyn Fn(VarId) -> DimId) -> Option<Expr> {
+    let (p, q) = (split_product(a)?, split_product(b)?);
+    if dim_of(p.k) != dim_of(q.k) {
+        return None;
+    }
+    let rename: std::collections::HashMap<VarId, VarId> = [(q.k, p.k)].into_iter().collect();
+    let (q_left, q_right) = (q.left.rename_vars(&rename), q.right.rename_vars(&rename));
+    let (q_left, q_right) = if (q.i, q.j) == (p.i, p.j) {
+        (q_left, q_right)
+    } else if (q.j, q.i) == (p.i, p.j) {
+        (q_right, q_left)
+    } else {
+        return None;
+    };
+    let sum = |x: Expr, y: Expr| match (&x, &y) {
+        // a / d + b / d' with d' the product d in another order: (a + b) / d.
+        (Expr::Binary(BinOp::Div, a, d), Expr::Binary(BinOp::Div, b, e)) if same_product(d, e) => {
+            Expr::Binary(
+                BinOp::Div,
+                Box::new(Expr::Binary(BinOp::Add, a.clone(), b.clone())),
+                d.clone(),
+            )
+        }
+        _ => Expr::Binary(BinOp::Add, Box::new(x), Box::new(y)),
+    };
+    let mul = |x: Expr, y: Expr| Expr::Binary(BinOp::Mul, Box::new(x), Box::new(y));
+    let body = if q_right == p.right {
+        mul(sum(p.left, q_left), p.right)
+    } else if q_left == p.left {
+        mul(p.left, sum(p.right, q_right))
+    } else {
+        return None;
+    };
+    Some(Expr::Reduce {
+        op: Reducer::Sum,
+        vars: vec![p.k],
+        filter: None,
+        body: Some(Box::new(body)),
+    })
+}
+
 /// `e` as a contraction of two sides when it is an unfiltered `sum` over one variable of a
 /// product with exactly two free variables, one per side.
 pub fn split_product(e: &Expr) -> Option<Product> {
@@ -206,6 +264,45 @@ mod tests {
         assert!(t.a.k_first && !t.b.k_first);
         assert_eq!(contraction(&l, 3), None);
         assert_eq!(contraction(&l, 4), None);
+    }
+
+    #[test]
+    fn products_with_the_same_right_side_merge_and_others_do_not() {
+        let l = loss(
+            "loss l(x: [B, D], y: [D, B], g: [B, B], w: [B, B]) {
+                let both[i, d] = sum[j](g[i, j] * x[j, d]) + sum[k](g[k, i] * w[i, k] * x[k, d])
+                let apart[i, d] = sum[j](g[i, j] * x[j, d]) + sum[k](g[k, i] * y[d, k])
+                sum[i, d](both[i, d] + apart[i, d])
+            }",
+        );
+        let dim_of = |v: VarId| l.vars[v].dim;
+        let terms = |d: usize| match &l.defs[d].body {
+            Expr::Binary(BinOp::Add, a, b) => (a.as_ref().clone(), b.as_ref().clone()),
+            _ => unreachable!(),
+        };
+        let (a, b) = terms(0);
+        let merged = merge_products(&a, &b, &dim_of).unwrap();
+        assert_eq!(
+            crate::print::expr(&l, &merged),
+            "sum[j]((g[i, j] + g[j, i] * w[i, j]) * x[j, d])"
+        );
+        // Gradients through normalised Gram matrices divide both sides by the same norms.
+        let n = loss(
+            "loss l(x: [B, D], g: [B, B], n: [B]) {
+                let both[i, d] = sum[j](g[i, j] / (n[i] * n[j] * 2) * x[j, d]) + sum[k](g[k, i] / (2 * (n[i] * n[k])) * x[k, d])
+                sum[i, d](both[i, d])
+            }",
+        );
+        let Expr::Binary(BinOp::Add, a, b) = &n.defs[0].body else {
+            unreachable!()
+        };
+        let n_dim = |v: VarId| n.vars[v].dim;
+        assert_eq!(
+            crate::print::expr(&n, &merge_products(a, b, &n_dim).unwrap()),
+            "sum[j]((g[i, j] + g[j, i]) / (n[i] * n[j] * 2) * x[j, d])"
+        );
+        let (a, b) = terms(1);
+        assert_eq!(merge_products(&a, &b, &dim_of), None);
     }
 
     #[test]

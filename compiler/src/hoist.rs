@@ -13,8 +13,8 @@
 //! loops interchanged. The result is equivalent IR.
 
 use crate::column::is_column_sum;
-use crate::contraction::{free_vars, split_product};
-use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Tensor, VarId};
+use crate::contraction::{free_vars, merge_products, split_product};
+use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Reducer, Tensor, VarId};
 use std::collections::HashMap;
 
 /// `loss` with invariant reductions hoisted into definitions of their own.
@@ -63,6 +63,17 @@ struct Hoister {
 /// `guards` followed by `more`.
 fn with<const N: usize>(guards: &[Expr], more: [Expr; N]) -> Vec<Expr> {
     guards.iter().cloned().chain(more).collect()
+}
+
+/// Appends the terms of `e` (split at `+`) to `out`.
+fn addends<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match e {
+        Expr::Binary(BinOp::Add, a, b) => {
+            addends(a, out);
+            addends(b, out);
+        }
+        other => out.push(other),
+    }
 }
 
 /// Appends the conjuncts of `e` (split at `&&`) to `out`.
@@ -164,8 +175,62 @@ impl Hoister {
                     reduced
                 }
             }
+            Expr::Binary(BinOp::Add, ..) => self.rewrite_sum(e, scope, guards, false),
             e => e.map_children(|c| self.rewrite(c, scope, guards)),
         }
+    }
+
+    /// [`Self::rewrite`] of a `+` node: unless `inner` (a node inside a chain of `+` already
+    /// looked at), two terms of the chain that are contractions with the same right side are
+    /// merged into one first (`contraction::merge_products`).
+    fn rewrite_sum(&mut self, e: &Expr, scope: &[VarId], guards: &[Expr], inner: bool) -> Expr {
+        if !inner && let Some(merged) = self.merged_products(e) {
+            return self.rewrite(&merged, scope, guards);
+        }
+        let Expr::Binary(BinOp::Add, a, b) = e else {
+            return self.rewrite(e, scope, guards);
+        };
+        let mut side = |x: &Expr| match x {
+            Expr::Binary(BinOp::Add, ..) => self.rewrite_sum(x, scope, guards, true),
+            x => self.rewrite(x, scope, guards),
+        };
+        let (a, b) = (side(a), side(b));
+        Expr::Binary(BinOp::Add, Box::new(a), Box::new(b))
+    }
+
+    /// The sum `e` (a tree of `+`) with two of its terms that are contractions with the same
+    /// right side merged into one (`contraction::merge_products`), if it has two such.
+    fn merged_products(&self, e: &Expr) -> Option<Expr> {
+        let mut terms = vec![];
+        addends(e, &mut terms);
+        let sums: Vec<usize> = (0..terms.len())
+            .filter(|&t| {
+                matches!(
+                    terms[t],
+                    Expr::Reduce {
+                        op: Reducer::Sum,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        let dim_of = |v: VarId| self.out.vars[v].dim;
+        for (n, &x) in sums.iter().enumerate() {
+            for &y in &sums[n + 1..] {
+                if let Some(m) = merge_products(terms[x], terms[y], &dim_of) {
+                    let mut rest: Vec<Expr> = vec![m];
+                    rest.extend(
+                        (0..terms.len())
+                            .filter(|&t| t != x && t != y)
+                            .map(|t| terms[t].clone()),
+                    );
+                    return rest
+                        .into_iter()
+                        .reduce(|a, b| Expr::Binary(BinOp::Add, Box::new(a), Box::new(b)));
+                }
+            }
+        }
+        None
     }
 
     /// The type of `e`, whose definition reads are numbered as in `self.defs`.

@@ -212,7 +212,9 @@ impl CpuLoss {
             .collect();
         // Matrix products run on GEMM, column sums with their own interchanged loops.
         let schedule = compiler::fuse::schedule(program, &|d| {
-            products[d].is_some() || compiler::column::column_sum(program, d).is_some()
+            products[d].is_some()
+                || compiler::column::column_sum(program, d).is_some()
+                || compiler::column::transposed(program, d).is_some()
         });
         // Functions only for what runs alone and not on GEMM (fused members run in their
         // group's function).

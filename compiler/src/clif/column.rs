@@ -4,7 +4,8 @@
 //! for the tile's `i`, four at a time where the body allows. The tile's partial sums stay in
 //! cache, every matrix read by `[k, i]` is read along its rows, and one read by `[i, k]` is
 //! read as [`TILE`] streams. Each `c[i]` adds its terms in the order of `k`, as the scalar
-//! reduction does.
+//! reduction does. Transposed definitions (`crate::column::transposed`) run in square tiles of
+//! [`SQUARE`].
 
 use super::ClifError;
 use super::expr::Lowering;
@@ -16,6 +17,10 @@ use cranelift_module::Module;
 /// Values of `i` per tile: a tile's sums (1 KiB) and one cache line of each of its rows of a
 /// matrix read by `[i, k]` (16 KiB) fit in the L1 cache.
 const TILE: i64 = 256;
+
+/// Rows and columns per tile of a transposed definition: a tile of each matrix it reads
+/// (16 KiB) fits in the L1 cache, its rows in the TLB.
+const SQUARE: i64 = 64;
 
 impl<M: Module> Lowering<'_, M> {
     /// Fills column-sum definition `d` (`c[i] = sum[k](body)`) for the range of `i` of this
@@ -35,9 +40,86 @@ impl<M: Module> Lowering<'_, M> {
             ),
         };
         let vector = self.vectorizable(body, i);
+        self.tiles(start, end, TILE, &mut |s, lo, hi| {
+            // The tile's sums start at 0.
+            s.for_each_from(&[i], Some((lo, hi)), &mut |s| {
+                let zero = s.f32(0.0);
+                s.add_to(d, i, zero, false)
+            })?;
+            s.for_each_from(&[k], None, &mut |s| {
+                let mark = s.hoist_loop_invariants(&[body], i)?;
+                let term = |s: &mut Self| -> Result<(), ClifError> {
+                    let x = s.expr(body)?;
+                    let x = s.float(x);
+                    s.add_to(d, i, x, true)
+                };
+                if vector {
+                    s.vector_loop(i, lo, hi, &mut |s| term(s), &mut |s, rest| {
+                        s.for_each_from(&[i], Some((rest, hi)), &mut |s| term(s))
+                    })?;
+                } else {
+                    s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))?;
+                }
+                s.drop_hoisted(mark);
+                Ok(())
+            })
+        })
+    }
+
+    /// Fills definition `d` (`m[i, j] = body`, [`crate::column::transposed`]) for this
+    /// function's rows of `i` in square tiles of [`SQUARE`]: a tile's reads of a matrix by
+    /// `[j, i]` then stay within [`SQUARE`] rows of it.
+    pub(super) fn transposed_definition(
+        &mut self,
+        d: usize,
+        i: VarId,
+        j: VarId,
+        body: &Expr,
+    ) -> Result<(), ClifError> {
+        let (start, end) = match self.outer_range {
+            Some(r) => r,
+            None => (
+                self.b.ins().iconst(types::I64, 0),
+                self.dims[self.loss.vars[i].dim],
+            ),
+        };
+        let columns = self.dims[self.loss.vars[j].dim];
+        let zero = self.b.ins().iconst(types::I64, 0);
+        let vector = self.vectorizable(body, j);
+        self.tiles(start, end, SQUARE, &mut |s, i_lo, i_hi| {
+            s.tiles(zero, columns, SQUARE, &mut |s, j_lo, j_hi| {
+                s.for_each_from(&[i], Some((i_lo, i_hi)), &mut |s| {
+                    let mark = s.hoist_loop_invariants(&[body], j)?;
+                    let store = |s: &mut Self| -> Result<(), ClifError> {
+                        let x = s.expr(body)?;
+                        let x = s.float(x);
+                        s.store_at(d, [i, j], x)
+                    };
+                    if vector {
+                        s.vector_loop(j, j_lo, j_hi, &mut |s| store(s), &mut |s, rest| {
+                            s.for_each_from(&[j], Some((rest, j_hi)), &mut |s| store(s))
+                        })?;
+                    } else {
+                        s.for_each_from(&[j], Some((j_lo, j_hi)), &mut |s| store(s))?;
+                    }
+                    s.drop_hoisted(mark);
+                    Ok(())
+                })
+            })
+        })
+    }
+
+    /// Runs `tile(lo, hi)` for `lo` in `(start..end).step_by(size)`, `hi = min(lo + size, end)`.
+    fn tiles(
+        &mut self,
+        start: Value,
+        end: Value,
+        size: i64,
+        tile: &mut dyn FnMut(&mut Self, Value, Value) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
         let t = self.b.declare_var(types::I64);
         self.b.def_var(t, start);
-        let (header, tile, exit) = (
+        let (header, body, exit) = (
             self.b.create_block(),
             self.b.create_block(),
             self.b.create_block(),
@@ -46,36 +128,29 @@ impl<M: Module> Lowering<'_, M> {
         self.b.switch_to_block(header);
         let lo = self.b.use_var(t);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, lo, end);
-        self.b.ins().brif(more, tile, &[], exit, &[]);
-        self.b.switch_to_block(tile);
-        let next = self.b.ins().iadd_imm_s(lo, TILE);
+        self.b.ins().brif(more, body, &[], exit, &[]);
+        self.b.switch_to_block(body);
+        let next = self.b.ins().iadd_imm_s(lo, size);
         let past = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
         let hi = self.b.ins().select(past, end, next);
-        // The tile's sums start at 0.
-        self.for_each_from(&[i], Some((lo, hi)), &mut |s| {
-            let zero = s.f32(0.0);
-            s.add_to(d, i, zero, false)
-        })?;
-        self.for_each_from(&[k], None, &mut |s| {
-            let mark = s.hoist_loop_invariants(&[body], i)?;
-            let term = |s: &mut Self| -> Result<(), ClifError> {
-                let x = s.expr(body)?;
-                let x = s.float(x);
-                s.add_to(d, i, x, true)
-            };
-            if vector {
-                s.vector_loop(i, lo, hi, &mut |s| term(s), &mut |s, rest| {
-                    s.for_each_from(&[i], Some((rest, hi)), &mut |s| term(s))
-                })?;
-            } else {
-                s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))?;
-            }
-            s.drop_hoisted(mark);
-            Ok(())
-        })?;
+        tile(self, lo, hi)?;
         self.b.def_var(t, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
+        Ok(())
+    }
+
+    /// Stores `x` (four lanes or one value) at element `[i, j]` of definition `d`.
+    fn store_at(&mut self, d: usize, [i, j]: [VarId; 2], x: Value) -> Result<(), ClifError> {
+        let (vi, vj) = (self.var(i), self.var(j));
+        let (i, j) = (self.b.use_var(vi), self.b.use_var(vj));
+        let columns = self.dims[self.loss.vars[self.loss.defs[d].indices[1]].dim];
+        let at = self.b.ins().imul(i, columns);
+        let at = self.b.ins().iadd(at, j);
+        let at = self.b.ins().iadd(at, self.offsets[d]);
+        let addr = self.element(self.work, at);
+        let flags = MemFlagsData::new().with_notrap();
+        self.b.ins().store(flags, x, addr, 0);
         Ok(())
     }
 

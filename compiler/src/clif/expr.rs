@@ -318,6 +318,10 @@ impl<'a, M: Module> Lowering<'a, M> {
             let body = body.clone();
             return self.column_sum(d, i, k, &body);
         }
+        if let Some((i, j)) = crate::column::transposed(self.loss, d) {
+            let body = self.loss.defs[d].body.clone();
+            return self.transposed_definition(d, i, j, &body);
+        }
         let def = self.loss.defs[d].clone();
         let store = |s: &mut Self, value: Val| -> Result<(), ClifError> {
             let mut flat = s.b.ins().iconst(types::I64, 0);

@@ -48,12 +48,13 @@ impl<M: Module> Lowering<'_, M> {
         // The largest term.
         let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
         self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
-            let x = s.lse_term(filter, body)?;
-            let m = s.b.use_var(acc);
-            let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
-            let m = s.pick(bigger, x, m);
-            s.b.def_var(acc, m);
-            Ok(())
+            s.lse_term(filter, body, &|s, x| {
+                let m = s.b.use_var(acc);
+                let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
+                let m = s.pick(bigger, x, m);
+                s.b.def_var(acc, m);
+                Ok(())
+            })
         })?;
         let v = self.b.use_var(lanes);
         let mut m = self.b.use_var(rest);
@@ -76,26 +77,7 @@ impl<M: Module> Lowering<'_, M> {
         for (block, guard) in [(plain, false), (guarded, true)] {
             self.b.switch_to_block(block);
             self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
-                let x = s.lse_term(filter, body)?;
-                let max = if s.is_vector(x) {
-                    s.b.ins().splat(types::F32X4, m)
-                } else {
-                    m
-                };
-                let d = s.b.ins().fsub(x, max);
-                let mut e = s.math1("expf", d);
-                if guard {
-                    // 0 where x - max is NaN for a number x (both infinite).
-                    let d_nan = s.b.ins().fcmp(FloatCC::Unordered, d, d);
-                    let x_num = s.b.ins().fcmp(FloatCC::Ordered, x, x);
-                    let nothing = s.b.ins().band(d_nan, x_num);
-                    let zero = s.konst(x, 0.0);
-                    e = s.pick(nothing, zero, e);
-                }
-                let total = s.b.use_var(acc);
-                let total = s.b.ins().fadd(total, e);
-                s.b.def_var(acc, total);
-                Ok(())
+                s.lse_term(filter, body, &|s, x| s.lse_add(x, m, guard, acc))
             })?;
             self.b.ins().jump(done, &[]);
         }
@@ -110,6 +92,29 @@ impl<M: Module> Lowering<'_, M> {
         let tail = self.b.use_var(rest);
         let total = self.b.ins().fadd(total, tail);
         Ok(ReduceState::new(Some(m), Some(total), None))
+    }
+
+    /// Adds `exp(x - m)` to `acc` (0 for an infinite `x` at an infinite `m` when `guard`).
+    fn lse_add(&mut self, x: Value, m: Value, guard: bool, acc: Variable) -> Result<(), ClifError> {
+        let max = if self.is_vector(x) {
+            self.b.ins().splat(types::F32X4, m)
+        } else {
+            m
+        };
+        let d = self.b.ins().fsub(x, max);
+        let mut e = self.math1("expf", d);
+        if guard {
+            // 0 where x - max is NaN for a number x (both infinite).
+            let d_nan = self.b.ins().fcmp(FloatCC::Unordered, d, d);
+            let x_num = self.b.ins().fcmp(FloatCC::Ordered, x, x);
+            let nothing = self.b.ins().band(d_nan, x_num);
+            let zero = self.konst(x, 0.0);
+            e = self.pick(nothing, zero, e);
+        }
+        let total = self.b.use_var(acc);
+        let total = self.b.ins().fadd(total, e);
+        self.b.def_var(acc, total);
+        Ok(())
     }
 
     /// A lane accumulator and a scalar one, both starting at `init`.
@@ -146,14 +151,36 @@ impl<M: Module> Lowering<'_, M> {
         })
     }
 
-    /// The term's value, `-inf` where the filter drops it (four lanes in vector mode).
-    fn lse_term(&mut self, filter: Option<&Expr>, body: &Expr) -> Result<Value, ClifError> {
-        let x = self.expr(body)?;
-        let x = self.float(x);
-        let Some(f) = filter else { return Ok(x) };
+    /// Runs `add` with the term's value, `-inf` where the filter drops it (four lanes in
+    /// vector mode), unless the filter drops every lane.
+    fn lse_term(
+        &mut self,
+        filter: Option<&Expr>,
+        body: &Expr,
+        add: &dyn Fn(&mut Self, Value) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
+        let Some(f) = filter else {
+            let x = self.expr(body)?;
+            let x = self.float(x);
+            return add(self, x);
+        };
         let keep = self.expr(f)?;
         let keep = self.truth(keep);
+        let any = if self.is_vector(keep) {
+            self.b.ins().vany_true(keep)
+        } else {
+            keep
+        };
+        let (work, done) = (self.b.create_block(), self.b.create_block());
+        self.b.ins().brif(any, work, &[], done, &[]);
+        self.b.switch_to_block(work);
+        let x = self.expr(body)?;
+        let x = self.float(x);
         let none = self.konst(x, f32::NEG_INFINITY);
-        Ok(self.pick(keep, x, none))
+        let x = self.pick(keep, x, none);
+        add(self, x)?;
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        Ok(())
     }
 }

@@ -39,11 +39,105 @@ fn dtype_of(loss: &crate::ir::Loss, t: Tensor) -> DType {
 }
 
 /// True when `e` mentions the loop variable `v`.
+/// True when `e` calls a function (or reduces): worth a branch to skip.
+fn costly(e: &Expr) -> bool {
+    e.any(&mut |x| matches!(x, Expr::Call(..) | Expr::Reduce { .. }))
+}
+
 pub(super) fn mentions(e: &Expr, v: VarId) -> bool {
     e.any(&mut |x| matches!(x, Expr::Index(u) if *u == v))
 }
 
 impl<M: Module> Lowering<'_, M> {
+    /// The float branch `e` of a vector `if` with lane mask `cond`, taken where `cond` holds
+    /// (`then`) or fails: computed only when some lane takes it, so that a sparse condition
+    /// (Multi-Similarity's positive pairs) skips its `exp` for most groups of four. Lanes
+    /// that do not take it hold 0 (the blend drops them).
+    fn lane_branch(
+        &mut self,
+        e: &Expr,
+        v: VarId,
+        cond: Value,
+        then: bool,
+    ) -> Result<Value, ClifError> {
+        if !costly(e) {
+            let x = self.vexpr(e, v)?;
+            return Ok(self.float(x));
+        }
+        let out = self.b.declare_var(types::F32X4);
+        let zero = self.f32(0.0);
+        let zero = self.b.ins().splat(types::F32X4, zero);
+        self.b.def_var(out, zero);
+        let (work, done) = (self.b.create_block(), self.b.create_block());
+        if then {
+            let any = self.b.ins().vany_true(cond);
+            self.b.ins().brif(any, work, &[], done, &[]);
+        } else {
+            let all = self.b.ins().vall_true(cond);
+            self.b.ins().brif(all, done, &[], work, &[]);
+        }
+        self.b.switch_to_block(work);
+        let x = self.vexpr(e, v)?;
+        let x = self.float(x);
+        self.b.def_var(out, x);
+        self.b.ins().jump(done, &[]);
+        self.b.switch_to_block(done);
+        Ok(self.b.use_var(out))
+    }
+
+    /// The position of `v` in a read of `t` by `indices` that is not contiguous in `v` but can
+    /// be loaded lane by lane: every index a loop variable over its dimension (so in range),
+    /// `v` exactly once and not last (`d_s[j, i]` in a loop over `j`).
+    fn strided(&self, t: Tensor, indices: &[Expr], v: VarId) -> Option<usize> {
+        let shape = self.loss.shape_of(t);
+        let mut at = None;
+        for (pos, (ix, &dim)) in indices.iter().zip(&shape).enumerate() {
+            let Expr::Index(u) = ix else { return None };
+            if self.loss.vars[*u].dim != dim {
+                return None;
+            }
+            if *u == v {
+                if at.is_some() {
+                    return None;
+                }
+                at = Some(pos);
+            }
+        }
+        at.filter(|&p| p + 1 < indices.len())
+    }
+
+    /// The four lanes of a [`Self::strided`] read (`v` at position `pos`): one scalar load
+    /// per lane, `v + k` being `k` rows of the trailing dimensions further on.
+    fn strided_lanes(
+        &mut self,
+        t: Tensor,
+        indices: &[Expr],
+        pos: usize,
+        scalar: types::Type,
+        vector: types::Type,
+    ) -> Result<Value, ClifError> {
+        let (addr, flags) = self.address(t, indices, unaligned())?;
+        let shape = self.loss.shape_of(t);
+        let mut stride = self.b.ins().iconst(types::I64, 4);
+        for &dim in &shape[pos + 1..] {
+            stride = self.b.ins().imul(stride, self.dims[dim]);
+        }
+        let stride = if self.ptr == types::I64 {
+            stride
+        } else {
+            self.b.ins().ireduce(self.ptr, stride)
+        };
+        let first = self.b.ins().load(scalar, flags, addr, 0);
+        let mut out = self.b.ins().splat(vector, first);
+        let mut at = addr;
+        for lane in 1..LANES as u8 {
+            at = self.b.ins().iadd(at, stride);
+            let x = self.b.ins().load(scalar, flags, at, 0);
+            out = self.b.ins().insertlane(out, x, lane);
+        }
+        Ok(out)
+    }
+
     /// True when `e` can be computed four points of `v` at a time (see the module doc).
     pub(super) fn vectorizable(&self, e: &Expr, v: VarId) -> bool {
         if !mentions(e, v) {
@@ -59,10 +153,10 @@ impl<M: Module> Lowering<'_, M> {
                 // i32 inputs load as i32x4, definitions (f32) convert; u8 inputs do not.
                 let typed = !matches!(tensor, Tensor::Input(k)
                     if self.loss.inputs[*k].dtype == DType::Bool);
-                typed
-                    && matches!(last, Expr::Index(u) if *u == v
+                let contiguous = matches!(last, Expr::Index(u) if *u == v
                         && shape.last() == Some(&self.loss.vars[v].dim))
-                    && rest.iter().all(|i| !mentions(i, v))
+                    && rest.iter().all(|i| !mentions(i, v));
+                typed && (contiguous || self.strided(*tensor, indices, v).is_some())
             }
             Expr::Unary(_, a) => self.vectorizable(a, v),
             Expr::Binary(BinOp::And | BinOp::Or, a, c) => {
@@ -160,6 +254,31 @@ impl<M: Module> Lowering<'_, M> {
                 tensor: Tensor::Def(d),
                 ..
             } if self.row_values.contains_key(d) => self.row_values[d],
+            Expr::Read { tensor, indices } if !matches!(indices.last(), Some(Expr::Index(u)) if *u == v) =>
+            {
+                let pos = self.strided(*tensor, indices, v).expect("vectorizable");
+                match (tensor, dtype_of(self.loss, *tensor)) {
+                    (Tensor::Input(_), DType::Int) => Val::I(self.strided_lanes(
+                        *tensor,
+                        indices,
+                        pos,
+                        types::I32,
+                        types::I32X4,
+                    )?),
+                    (_, dtype) => {
+                        let x =
+                            self.strided_lanes(*tensor, indices, pos, types::F32, types::F32X4)?;
+                        match dtype {
+                            DType::Float => Val::F(x),
+                            DType::Int => Val::I(self.b.ins().fcvt_to_sint_sat(types::I32X4, x)),
+                            DType::Bool => {
+                                let zero = self.konst(x, 0.0);
+                                Val::B(self.b.ins().fcmp(FloatCC::NotEqual, x, zero))
+                            }
+                        }
+                    }
+                }
+            }
             Expr::Read { tensor, indices } => {
                 let (addr, flags) = self.address(*tensor, indices, unaligned())?;
                 match (tensor, dtype_of(self.loss, *tensor)) {
@@ -212,8 +331,14 @@ impl<M: Module> Lowering<'_, M> {
             Expr::Select(c, a, d) => {
                 let cond = self.vexpr(c, v)?;
                 let cond = self.truth(cond);
+                let ty = self.loss.type_of(e);
+                if ty == DType::Float && (costly(a) || costly(d)) {
+                    let x = self.lane_branch(a, v, cond, true)?;
+                    let y = self.lane_branch(d, v, cond, false)?;
+                    return Ok(Val::F(self.pick(cond, x, y)));
+                }
                 let (x, y) = (self.vexpr(a, v)?, self.vexpr(d, v)?);
-                match self.loss.type_of(e) {
+                match ty {
                     DType::Float => {
                         let (x, y) = (self.float(x), self.float(y));
                         Val::F(self.pick(cond, x, y))
