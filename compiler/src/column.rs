@@ -149,10 +149,7 @@ fn swap_reads(e: &Expr, sym: &[bool], i: VarId, k: VarId) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn loss(source: &str) -> Loss {
-        crate::check_source(source).unwrap().losses.remove(0)
-    }
+    use crate::test_loss as loss;
 
     #[test]
     fn sums_down_a_column_are_column_sums_and_sums_along_a_row_are_not() {

@@ -37,15 +37,21 @@ pub fn free_vars(e: &Expr) -> BTreeSet<VarId> {
     free.difference(&bound).copied().collect()
 }
 
-/// The factors of a product tree.
-fn factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+/// Appends the operands of the tree of `op` at `e` to `out`, left to right (the terms of a
+/// sum, the factors of a product).
+pub(crate) fn operands<'e>(e: &'e Expr, op: BinOp, out: &mut Vec<&'e Expr>) {
     match e {
-        Expr::Binary(BinOp::Mul, a, b) => {
-            factors(a, out);
-            factors(b, out);
+        Expr::Binary(o, a, b) if *o == op => {
+            operands(a, op, out);
+            operands(b, op, out);
         }
         other => out.push(other),
     }
+}
+
+/// The factors of a product tree.
+fn factors<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    operands(e, BinOp::Mul, out)
 }
 
 /// True when `a` and `b` are products of the same factors, in any order and grouping.
@@ -237,10 +243,7 @@ pub fn contraction(loss: &Loss, d: usize) -> Option<Contraction> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn loss(src: &str) -> Loss {
-        crate::check_source(src).unwrap().losses.remove(0)
-    }
+    use crate::test_loss as loss;
 
     #[test]
     fn matrix_products_are_recognised_in_every_storage_order() {

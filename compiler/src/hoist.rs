@@ -13,7 +13,7 @@
 //! loops interchanged. The result is equivalent IR.
 
 use crate::column::is_column_sum;
-use crate::contraction::{free_vars, merge_products, split_product};
+use crate::contraction::{free_vars, merge_products, operands, split_product};
 use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Reducer, Tensor, VarId};
 use std::collections::HashMap;
 
@@ -63,17 +63,6 @@ struct Hoister {
 /// `guards` followed by `more`.
 fn with<const N: usize>(guards: &[Expr], more: [Expr; N]) -> Vec<Expr> {
     guards.iter().cloned().chain(more).collect()
-}
-
-/// Appends the terms of `e` (split at `+`) to `out`.
-fn addends<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
-    match e {
-        Expr::Binary(BinOp::Add, a, b) => {
-            addends(a, out);
-            addends(b, out);
-        }
-        other => out.push(other),
-    }
 }
 
 /// Appends the conjuncts of `e` (split at `&&`) to `out`.
@@ -202,7 +191,7 @@ impl Hoister {
     /// right side merged into one (`contraction::merge_products`), if it has two such.
     fn merged_products(&self, e: &Expr) -> Option<Expr> {
         let mut terms = vec![];
-        addends(e, &mut terms);
+        operands(e, BinOp::Add, &mut terms);
         let sums: Vec<usize> = (0..terms.len())
             .filter(|&t| {
                 matches!(
@@ -540,7 +529,7 @@ mod tests {
     use super::*;
 
     fn hoisted_names(source: &str) -> Vec<String> {
-        let loss = crate::check_source(source).unwrap().losses.remove(0);
+        let loss = crate::test_loss(source);
         hoist(&loss)
             .defs
             .iter()

@@ -16,3 +16,9 @@ pub mod split;
 pub mod wgsl;
 
 pub use check::{check, check_source};
+
+/// The first loss of `source`, which must check (for unit tests).
+#[cfg(test)]
+pub(crate) fn test_loss(source: &str) -> ir::Loss {
+    check_source(source).unwrap().losses.remove(0)
+}

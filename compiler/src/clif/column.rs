@@ -37,13 +37,7 @@ impl<M: Module> Lowering<'_, M> {
         k: VarId,
         body: &Expr,
     ) -> Result<(), ClifError> {
-        let (start, end) = match self.outer_range {
-            Some(r) => r,
-            None => (
-                self.b.ins().iconst(types::I64, 0),
-                self.dims[self.loss.vars[i].dim],
-            ),
-        };
+        let (start, end) = self.rows_of(i);
         let vector = self.vectorizable(body, i);
         self.tiles(start, end, TILE, &mut |s, lo, hi| {
             // The tile's sums start at 0.
@@ -81,13 +75,7 @@ impl<M: Module> Lowering<'_, M> {
         j: VarId,
         body: &Expr,
     ) -> Result<(), ClifError> {
-        let (start, end) = match self.outer_range {
-            Some(r) => r,
-            None => (
-                self.b.ins().iconst(types::I64, 0),
-                self.dims[self.loss.vars[i].dim],
-            ),
-        };
+        let (start, end) = self.rows_of(i);
         let columns = self.dims[self.loss.vars[j].dim];
         let zero = self.b.ins().iconst(types::I64, 0);
         let vector = self.vectorizable(body, j);
@@ -112,6 +100,18 @@ impl<M: Module> Lowering<'_, M> {
                 })
             })
         })
+    }
+
+    /// The range of `i` this function computes: the rows `start..end` of a split definition,
+    /// else all of `i`'s dimension.
+    fn rows_of(&mut self, i: VarId) -> (Value, Value) {
+        match self.outer_range {
+            Some(r) => r,
+            None => (
+                self.b.ins().iconst(types::I64, 0),
+                self.dims[self.loss.vars[i].dim],
+            ),
+        }
     }
 
     /// Runs `tile(lo, hi)` for `lo` in `(start..end).step_by(size)`, `hi = min(lo + size, end)`.

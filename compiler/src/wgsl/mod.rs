@@ -188,10 +188,7 @@ pub fn emit(program: &Loss) -> Shader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn program(source: &str) -> Loss {
-        crate::check_source(source).unwrap().losses.remove(0)
-    }
+    use crate::test_loss as program;
 
     #[test]
     fn params_hold_dimensions_then_hyperparameters_padded_to_16_bytes() {
