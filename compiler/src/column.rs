@@ -7,22 +7,16 @@
 //! tile of `i`, `k` outermost, `i` innermost and contiguous. Each `c[i]` still adds its terms
 //! in the order of `k`.
 
-use crate::ir::{Expr, Loss, Reducer, Tensor, VarId};
+use crate::contraction::plain_sum;
+use crate::ir::{Expr, Loss, Tensor, VarId};
 
 /// True when the reduction `e`, evaluated inside a definition over the single index `i`, is a
 /// column sum: an unfiltered `sum` over one variable `k` whose body reads some matrix by
 /// `[k, i]`.
 pub fn is_column_sum(e: &Expr, i: VarId) -> bool {
-    let Expr::Reduce {
-        op: Reducer::Sum,
-        vars,
-        filter: None,
-        body: Some(body),
-    } = e
-    else {
+    let Some((k, body)) = plain_sum(e) else {
         return false;
     };
-    let [k] = vars[..] else { return false };
     k != i
         && body.any(&mut |x| {
             matches!(x, Expr::Read { indices, .. }
@@ -38,14 +32,8 @@ pub fn column_sum(loss: &Loss, d: usize) -> Option<(VarId, VarId, &Expr)> {
     if !is_column_sum(&def.body, i) {
         return None;
     }
-    match &def.body {
-        Expr::Reduce {
-            vars,
-            body: Some(body),
-            ..
-        } => Some((i, vars[0], body)),
-        _ => None,
-    }
+    let (k, body) = plain_sum(&def.body)?;
+    Some((i, k, body))
 }
 
 /// Definition `d` as `m[i, j] = body` (no reductions) whose body reads some matrix
@@ -70,17 +58,10 @@ pub fn symmetric(loss: &Loss, d: usize) -> bool {
     let [p, q] = def.indices[..] else {
         return false;
     };
-    let Expr::Reduce {
-        op: Reducer::Sum,
-        vars,
-        filter: None,
-        body: Some(body),
-    } = &def.body
-    else {
+    let Some((k, body)) = plain_sum(&def.body) else {
         return false;
     };
-    let [k] = vars[..] else { return false };
-    let Expr::Binary(crate::ir::BinOp::Mul, a, b) = &**body else {
+    let Expr::Binary(crate::ir::BinOp::Mul, a, b) = body else {
         return false;
     };
     let (

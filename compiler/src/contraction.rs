@@ -112,19 +112,23 @@ pub fn merge_products(a: &Expr, b: &Expr, dim_of: &dyn Fn(VarId) -> DimId) -> Op
     })
 }
 
+/// `e` as `(k, body)` when it is an unfiltered `sum[k](body)` over one variable.
+pub fn plain_sum(e: &Expr) -> Option<(VarId, &Expr)> {
+    match e {
+        Expr::Reduce {
+            op: Reducer::Sum,
+            vars,
+            filter: None,
+            body: Some(body),
+        } if vars.len() == 1 => Some((vars[0], body)),
+        _ => None,
+    }
+}
+
 /// `e` as a contraction of two sides when it is an unfiltered `sum` over one variable of a
 /// product with exactly two free variables, one per side.
 pub fn split_product(e: &Expr) -> Option<Product> {
-    let Expr::Reduce {
-        op: Reducer::Sum,
-        vars,
-        filter: None,
-        body: Some(body),
-    } = e
-    else {
-        return None;
-    };
-    let [k] = vars[..] else { return None };
+    let (k, body) = plain_sum(e)?;
     let free: Vec<VarId> = free_vars(e).into_iter().collect();
     let [x, y] = free[..] else { return None };
     let mut all = vec![];
