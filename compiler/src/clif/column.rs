@@ -46,21 +46,11 @@ impl<M: Module> Lowering<'_, M> {
                 s.add_to(d, i, zero, false)
             })?;
             s.for_each_from(&[k], None, &mut |s| {
-                let mark = s.hoist_loop_invariants(&[body], i)?;
-                let term = |s: &mut Self| -> Result<(), ClifError> {
+                s.inner_loop(i, (lo, hi), vector, body, &|s| {
                     let x = s.expr(body)?;
                     let x = s.float(x);
                     s.add_to(d, i, x, true)
-                };
-                if vector {
-                    s.vector_loop(i, lo, hi, &mut |s| term(s), &mut |s, rest| {
-                        s.for_each_from(&[i], Some((rest, hi)), &mut |s| term(s))
-                    })?;
-                } else {
-                    s.for_each_from(&[i], Some((lo, hi)), &mut |s| term(s))?;
-                }
-                s.drop_hoisted(mark);
-                Ok(())
+                })
             })
         })
     }
@@ -82,24 +72,36 @@ impl<M: Module> Lowering<'_, M> {
         self.tiles(start, end, ROWS, &mut |s, i_lo, i_hi| {
             s.tiles(zero, columns, COLUMNS, &mut |s, j_lo, j_hi| {
                 s.for_each_from(&[i], Some((i_lo, i_hi)), &mut |s| {
-                    let mark = s.hoist_loop_invariants(&[body], j)?;
-                    let store = |s: &mut Self| -> Result<(), ClifError> {
+                    s.inner_loop(j, (j_lo, j_hi), vector, body, &|s| {
                         let x = s.expr(body)?;
                         let x = s.float(x);
                         s.store_at(d, [i, j], x)
-                    };
-                    if vector {
-                        s.vector_loop(j, j_lo, j_hi, &mut |s| store(s), &mut |s, rest| {
-                            s.for_each_from(&[j], Some((rest, j_hi)), &mut |s| store(s))
-                        })?;
-                    } else {
-                        s.for_each_from(&[j], Some((j_lo, j_hi)), &mut |s| store(s))?;
-                    }
-                    s.drop_hoisted(mark);
-                    Ok(())
+                    })
                 })
             })
         })
+    }
+
+    /// The innermost loop of a tile: `step` for `v` in `lo..hi`, four at a time when `vector`
+    /// (then the rest one by one), with what of `body` does not depend on `v` computed first.
+    fn inner_loop(
+        &mut self,
+        v: VarId,
+        (lo, hi): (Value, Value),
+        vector: bool,
+        body: &Expr,
+        step: &dyn Fn(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
+        let mark = self.hoist_loop_invariants(&[body], v)?;
+        if vector {
+            self.vector_loop(v, lo, hi, &mut |s| step(s), &mut |s, rest| {
+                s.for_each_from(&[v], Some((rest, hi)), &mut |s| step(s))
+            })?;
+        } else {
+            self.for_each_from(&[v], Some((lo, hi)), &mut |s| step(s))?;
+        }
+        self.drop_hoisted(mark);
+        Ok(())
     }
 
     /// The range of `i` this function computes: the rows `start..end` of a split definition,
