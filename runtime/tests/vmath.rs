@@ -39,7 +39,7 @@ fn apply(map: Map, xs: &[f32]) -> Vec<f32> {
 /// The f64 reference of `f`.
 fn reference(f: VectorFn, x: f64) -> f64 {
     match f {
-        VectorFn::Exp => x.exp(),
+        VectorFn::Exp | VectorFn::ExpNonPositive => x.exp(),
         VectorFn::Log => x.ln(),
         VectorFn::Log1p => x.ln_1p(),
         VectorFn::Expm1 => x.exp_m1(),
@@ -50,7 +50,7 @@ fn reference(f: VectorFn, x: f64) -> f64 {
 /// The documented bound (ulp) of each function, as measured over every f32.
 fn bound(f: VectorFn) -> f64 {
     match f {
-        VectorFn::Exp => 1.049,
+        VectorFn::Exp | VectorFn::ExpNonPositive => 1.049,
         VectorFn::Log => 0.843,
         VectorFn::Log1p => 0.871,
         VectorFn::Expm1 => 1.234,
@@ -268,4 +268,27 @@ fn vector_math_special_cases_match_libm() {
             (1e30, 1.0),
         ],
     );
+}
+
+#[test]
+fn exp_for_non_positive_arguments_is_exp_down_to_the_normal_range() {
+    // Every f32 in [-87.33, 0] with an odd stride over the bit patterns, both ±0, -inf and NaN.
+    let (full, cheap) = (compile(VectorFn::Exp), compile(VectorFn::ExpNonPositive));
+    let top = (-87.33f32).to_bits();
+    let mut xs: Vec<f32> = (0x8000_0000u32..=top)
+        .step_by(61)
+        .map(f32::from_bits)
+        .collect();
+    xs.extend([0.0, -0.0, -87.33, -87.32]);
+    for (x, (a, b)) in xs
+        .iter()
+        .zip(apply(full, &xs).iter().zip(&apply(cheap, &xs)))
+    {
+        assert_eq!(a.to_bits(), b.to_bits(), "at {x:e}: exp {a:e}, cheap {b:e}");
+    }
+    let below = [-87.34f32, -100.0, -1e30, f32::NEG_INFINITY];
+    for (x, y) in below.iter().zip(apply(cheap, &below)) {
+        assert!((0.0..=1.2e-38).contains(&y), "at {x:e}: {y:e}");
+    }
+    assert!(apply(cheap, &[f32::NAN])[0].is_nan());
 }

@@ -102,7 +102,12 @@ impl<M: Module> Lowering<'_, M> {
             m
         };
         let d = self.b.ins().fsub(x, max);
-        let mut e = self.math1("expf", d);
+        // x <= max: where the max is finite, exp(x - max) has a cheaper vector form.
+        let mut e = if self.is_vector(d) && !guard {
+            super::vmath::exp_nonpositive(&mut self.b, self.fma, d)
+        } else {
+            self.math1("expf", d)
+        };
         if guard {
             // 0 where x - max is NaN for a number x (both infinite).
             let d_nan = self.b.ins().fcmp(FloatCC::Unordered, d, d);

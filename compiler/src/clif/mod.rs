@@ -258,10 +258,13 @@ pub enum VectorFn {
     Expm1,
     /// The hyperbolic tangent.
     Tanh,
+    /// `e^x` for `x <= 0` only (the second pass of a logsumexp): the same bits as `Exp` down
+    /// to -87.33, about 1.2e-38 below.
+    ExpNonPositive,
 }
 
 impl VectorFn {
-    /// Every function, in declaration order.
+    /// Every function defined on all of f32, in declaration order (not `ExpNonPositive`).
     pub const ALL: [VectorFn; 5] = [
         VectorFn::Exp,
         VectorFn::Log,
@@ -281,6 +284,7 @@ pub fn emit_vector_math(b: &mut FunctionBuilder, f: VectorFn, fma: bool, x: Valu
         VectorFn::Log1p => vmath::log1p(b, fma, x),
         VectorFn::Expm1 => vmath::expm1(b, fma, x),
         VectorFn::Tanh => vmath::tanh(b, fma, x),
+        VectorFn::ExpNonPositive => vmath::exp_nonpositive(b, fma, x),
     }
 }
 

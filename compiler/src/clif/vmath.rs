@@ -1,6 +1,7 @@
 //! Vectorised f32 math: `exp`, `log`, `log1p`, `expm1` and `tanh` on `f32x4`, emitted as
 //! inline Cranelift IR (no calls), for loops that would otherwise call the C library once per
-//! element. Only instructions every backend lowers without extensions: lane-wise float
+//! element; and two cheaper forms for arguments known to be in range, `exp_nonpositive` (a
+//! logsumexp's `exp(x - max)`) and `log1p_unit` (the softplus family's `log1p(e^-|y|)`). Only instructions every backend lowers without extensions: lane-wise float
 //! arithmetic and division, comparisons and `bitselect` for blends, integer adds and shifts on
 //! the bits, `fcvt_from_sint`; no `nearest`/`floor`, `fmin`/`fmax` or integer multiply. The
 //! polynomials' Horner steps are fused multiply-adds where the target has them
@@ -227,6 +228,19 @@ pub(super) fn exp(b: &mut FunctionBuilder, fma: bool, x: Value) -> Value {
     let s2 = pow2(b, e2);
     let y = b.ins().fmul(p, s1);
     b.ins().fmul(y, s2)
+}
+
+/// `e^x` lane-wise for `x <= 0` (or NaN): [`exp`] without its upper clamp and with `2^k`
+/// applied at once, the same bits as [`exp`] for `x >= -87.33` (normal results). Below, the
+/// result is `e^-87.33` (about 1.2e-38) instead of a smaller subnormal or 0: for the sums of
+/// a logsumexp, which always hold a term 1 (the max's), the same sum.
+pub(super) fn exp_nonpositive(b: &mut FunctionBuilder, fma: bool, x: Value) -> Value {
+    let x = at_least(b, x, -87.33);
+    let (_, kb, rh, rl) = reduce_ln2(b, x, 127);
+    let r = b.ins().fsub(rh, rl);
+    let p = exp_reduced(b, fma, r);
+    let s = pow2(b, kb);
+    b.ins().fmul(p, s)
 }
 
 /// `2^k` as f32 and `f` with `x = 2^k (1 + f)`, `1 + f` in `[√½, √2)`, for positive normal
