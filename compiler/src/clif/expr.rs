@@ -80,7 +80,8 @@ pub(super) struct Lowering<'a, M: Module> {
     /// For each definition: whether this function writes it (reads of the others cannot
     /// change while it runs).
     pub(super) written: Vec<bool>,
-    /// Loop-invariant subexpressions computed at the function's entry (`invariant.rs`).
+    /// Invariant subexpressions computed so far: at the function's entry, and before the
+    /// innermost loops being lowered (`invariant.rs`).
     pub(super) hoisted: Vec<super::invariant::Hoisted>,
     /// Whether the target has a fused multiply-add for `vmath` to use.
     pub(super) fma: bool,

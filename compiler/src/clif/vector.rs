@@ -5,9 +5,11 @@
 //! vector: floats `f32x4`, integers `i32x4`, truth values `i32x4` masks (all ones or all
 //! zeros). A subexpression that does not mention `v` is lowered once as a scalar and splatted;
 //! `v` itself is `v + [0, 1, 2, 3]`; a read whose last index is `v` (and no other index
-//! mentions it) is one unaligned vector load. A body is vectorised only when that is exact:
-//! no reduction and no checked read mentions `v`, and both sides of every `if`, `&&` and `||`
-//! mentioning `v` are safe to evaluate (they are then blended by mask).
+//! mentions it) is one unaligned vector load, and a read indexed by loop variables only, `v`
+//! once elsewhere (`d[v, i]`), four scalar loads. A body is vectorised only when that is
+//! exact: no reduction and no checked read mentions `v`, and both sides of every `if`, `&&` and
+//! `||` mentioning `v` are safe to evaluate (they are then blended by mask; a side that calls
+//! a function is skipped when no lane takes it).
 //!
 //! Reductions accumulate four lanes and combine them (and the scalar tail) in a fixed order,
 //! so results do not depend on the number of threads.
@@ -38,12 +40,12 @@ fn dtype_of(loss: &crate::ir::Loss, t: Tensor) -> DType {
     }
 }
 
-/// True when `e` mentions the loop variable `v`.
 /// True when `e` calls a function (or reduces): worth a branch to skip.
 fn costly(e: &Expr) -> bool {
     e.any(&mut |x| matches!(x, Expr::Call(..) | Expr::Reduce { .. }))
 }
 
+/// True when `e` mentions the loop variable `v`.
 pub(super) fn mentions(e: &Expr, v: VarId) -> bool {
     e.any(&mut |x| matches!(x, Expr::Index(u) if *u == v))
 }
