@@ -150,16 +150,20 @@ fn a_comprehension_over_the_memory_budget_is_refused_naming_it() {
 fn bench_counts_f32_inputs_at_four_bytes_against_its_budget() {
     // Cross-entropy's [8192, 32000] logits drawn in f32 for the CPU backend take 1000 MiB
     // (not 2000 MiB as f64): refused under 512M before anything is drawn, with the size.
-    let o = lossc(&[
-        "bench",
-        "cross_entropy",
-        "--size",
-        "B=8192,C=32000",
-        "--max-memory",
-        "512M",
-    ]);
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "cross_entropy",
+            "--size",
+            "B=8192,C=32000",
+            "--max-memory",
+            "512M",
+        ];
+        args.extend(extra);
+        lossc(&args)
+    };
     refused(
-        &o,
+        &bench(&[]),
         &[
             "random inputs of `cross_entropy`",
             "1000.0 MiB",
@@ -168,17 +172,10 @@ fn bench_counts_f32_inputs_at_four_bytes_against_its_budget() {
         ],
     );
     // The interpreter holds them in f64.
-    let o = lossc(&[
-        "bench",
-        "cross_entropy",
-        "--size",
-        "B=8192,C=32000",
-        "--max-memory",
-        "512M",
-        "--backend",
-        "interp",
-    ]);
-    refused(&o, &["random inputs of `cross_entropy`", "2.0 GiB"]);
+    refused(
+        &bench(&["--backend", "interp"]),
+        &["random inputs of `cross_entropy`", "2.0 GiB"],
+    );
 }
 
 #[test]

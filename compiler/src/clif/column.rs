@@ -92,16 +92,15 @@ impl<M: Module> Lowering<'_, M> {
         body: &Expr,
         step: &dyn Fn(&mut Self) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
-        let mark = self.hoist_loop_invariants(&[body], v)?;
-        if vector {
-            self.vector_loop(v, lo, hi, &mut |s| step(s), &mut |s, rest| {
-                s.for_each_from(&[v], Some((rest, hi)), &mut |s| step(s))
-            })?;
-        } else {
-            self.for_each_from(&[v], Some((lo, hi)), &mut |s| step(s))?;
-        }
-        self.drop_hoisted(mark);
-        Ok(())
+        self.with_loop_invariants(&[body], v, &mut |s| {
+            if vector {
+                s.vector_loop(v, lo, hi, &mut |s| step(s), &mut |s, rest| {
+                    s.for_each_from(&[v], Some((rest, hi)), &mut |s| step(s))
+                })
+            } else {
+                s.for_each_from(&[v], Some((lo, hi)), &mut |s| step(s))
+            }
+        })
     }
 
     /// The range of `i` this function computes: the rows `start..end` of a split definition,

@@ -352,26 +352,28 @@ impl<'a, M: Module> Lowering<'a, M> {
                 store(s, value)
             });
         }
-        self.innermost(&def.indices, range, &mut |s, last, start, end| {
-            let mark = s.hoist_loop_invariants(&[&def.body], last)?;
-            s.vector_loop(
-                last,
-                start,
-                end,
-                &mut |s| {
-                    let value = s.expr(&def.body)?;
-                    store(s, value)
-                },
-                &mut |s, rest| {
-                    s.for_each_from(&[last], Some((rest, end)), &mut |s| {
+        self.innermost(
+            &def.indices,
+            range,
+            &[&def.body],
+            &mut |s, last, start, end| {
+                s.vector_loop(
+                    last,
+                    start,
+                    end,
+                    &mut |s| {
                         let value = s.expr(&def.body)?;
                         store(s, value)
-                    })
-                },
-            )?;
-            s.drop_hoisted(mark);
-            Ok(())
-        })
+                    },
+                    &mut |s, rest| {
+                        s.for_each_from(&[last], Some((rest, end)), &mut |s| {
+                            let value = s.expr(&def.body)?;
+                            store(s, value)
+                        })
+                    },
+                )
+            },
+        )
     }
 
     /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
@@ -801,12 +803,13 @@ impl<'a, M: Module> Lowering<'a, M> {
         body: Option<&Expr>,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        let two_pass = op == Reducer::LogSumExp
-            && self.vector_reduction(op, vars, filter, body)
+        let vector = self.vector_reduction(op, vars, filter, body);
+        let two_pass = vector
+            && op == Reducer::LogSumExp
             && body.is_some_and(|b| Self::two_pass_logsumexp(filter, b));
         let mut state = if let (true, Some(body)) = (two_pass, body) {
             self.logsumexp_in_two_passes(vars, filter, body, range)?
-        } else if self.vector_reduction(op, vars, filter, body) {
+        } else if vector {
             self.vector_reduce_state(op, vars, filter, body, range)?
         } else {
             self.scalar_reduce_state(op, vars, filter, body, range)?

@@ -124,13 +124,13 @@ impl<M: Module> Lowering<'_, M> {
         // Lanes 0..4, then the rest, for each reduction in order.
         let mut k = 0;
         for m in members {
-            if let Member::Reduce { op, filter, .. } = m {
+            if let Member::Reduce { op, v, filter, .. } = m {
                 let total = self.combine_lanes(*op, lanes[k]);
                 let (f, g, n) = rests[k];
                 let rest = self.use_state([Some(f), Some(g), Some(n)]).like(*op);
                 let mut state = self.merge(*op, total, rest);
                 if filter.is_none() && state.n.is_some() {
-                    state.n = Some(self.b.ins().isub(end, start));
+                    state.n = Some(self.term_count(&[*v], Some((start, end))));
                 }
                 self.store_state(state, k as i32 * 16);
                 k += 1;

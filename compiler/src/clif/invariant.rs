@@ -37,14 +37,15 @@ impl<M: Module> Lowering<'_, M> {
         self.hoist(bodies, Scope::Function)
     }
 
-    /// Computes, here (just before a loop over `v`), the maximal subexpressions of `bodies`
-    /// that do not depend on `v` nor on variables bound inside them, for the loop to reuse.
-    /// Returns the mark to give [`Self::drop_hoisted`] after the loop.
-    pub(super) fn hoist_loop_invariants(
+    /// Runs `inner_loop`, the lowering of a loop over `v`, after computing here the maximal
+    /// subexpressions of `bodies` (the loop's) that depend neither on `v` nor on variables
+    /// bound inside them; the loop reuses them, and they are forgotten after it.
+    pub(super) fn with_loop_invariants(
         &mut self,
         bodies: &[&Expr],
         v: VarId,
-    ) -> Result<usize, ClifError> {
+        inner_loop: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
+    ) -> Result<(), ClifError> {
         let mark = self.hoisted.len();
         let mut inner = vec![];
         for body in bodies {
@@ -55,12 +56,9 @@ impl<M: Module> Lowering<'_, M> {
             });
         }
         self.hoist(bodies, Scope::Loop { v, inner: &inner })?;
-        Ok(mark)
-    }
-
-    /// Forgets the values hoisted since `mark` (their loop is done).
-    pub(super) fn drop_hoisted(&mut self, mark: usize) {
+        inner_loop(self)?;
         self.hoisted.truncate(mark);
+        Ok(())
     }
 
     fn hoist(&mut self, bodies: &[&Expr], scope: Scope<'_>) -> Result<(), ClifError> {

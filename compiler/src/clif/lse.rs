@@ -146,13 +146,10 @@ impl<M: Module> Lowering<'_, M> {
         (lanes, rest): (Variable, Variable),
         step: &dyn Fn(&mut Self, Variable) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
-        self.innermost(vars, range, &mut |s, last, start, end| {
-            let mark = s.hoist_loop_invariants(bodies, last)?;
+        self.innermost(vars, range, bodies, &mut |s, last, start, end| {
             s.vector_loop(last, start, end, &mut |s| step(s, lanes), &mut |s, r| {
                 s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest))
-            })?;
-            s.drop_hoisted(mark);
-            Ok(())
+            })
         })
     }
 

@@ -367,11 +367,14 @@ impl<M: Module> Lowering<'_, M> {
 
     /// Runs `run(last, start, end)` inside scalar loops over every variable of `vars` but the
     /// last, for the range of the last one: `range` when it is the only variable (else the
-    /// first variable runs over `range`), its whole dimension otherwise.
+    /// first variable runs over `range`), its whole dimension otherwise. What of `bodies` (the
+    /// innermost loop's) does not depend on the last variable is computed before each run
+    /// ([`Self::with_loop_invariants`]).
     pub(super) fn innermost(
         &mut self,
         vars: &[VarId],
         range: Option<(Value, Value)>,
+        bodies: &[&Expr],
         run: &mut InnerLoop<'_, Self>,
     ) -> Result<(), ClifError> {
         let (&last, outer) = vars.split_last().expect("a variable");
@@ -386,7 +389,7 @@ impl<M: Module> Lowering<'_, M> {
                 Some(r) => r,
                 None => (s.b.ins().iconst(types::I64, 0), dim),
             };
-            run(s, last, start, end)
+            s.with_loop_invariants(bodies, last, &mut |s| run(s, last, start, end))
         })
     }
 
@@ -450,8 +453,7 @@ impl<M: Module> Lowering<'_, M> {
         let empty = self.empty_state(op);
         let run = self.state_vars(empty);
         let bodies: Vec<&Expr> = filter.into_iter().chain(body).collect();
-        self.innermost(vars, range, &mut |s, last, start, end| {
-            let mark = s.hoist_loop_invariants(&bodies, last)?;
+        self.innermost(vars, range, &bodies, &mut |s, last, start, end| {
             s.vector_loop(
                 last,
                 start,
@@ -465,9 +467,7 @@ impl<M: Module> Lowering<'_, M> {
                     s.def_state(run, after);
                     Ok(())
                 },
-            )?;
-            s.drop_hoisted(mark);
-            Ok(())
+            )
         })?;
         // Lanes 0..4, then the tails, in this order.
         let total = self.combine_lanes(op, (vf, vg, vn));
