@@ -377,6 +377,63 @@ fn logsumexp_keeps_the_special_values_in_vector_lanes_and_tails() {
 }
 
 #[test]
+fn sparse_filters_pass_over_dropped_groups_and_keep_every_term() {
+    // Each row keeps the terms whose label is the row's: one at each position of a row of 27
+    // (the first group of four, the middle, the last whole group, the scalar tail), two far
+    // apart, or none, so the loops that pass over groups of four the filter drops stop at
+    // every kind of group and run off the end.
+    let src = "loss l(x: [B, C], labels: int[C], row: int[B]) {
+        let total[b] = sum[c | labels[c] == row[b]](x[b, c])
+        let average[b] = mean[c | labels[c] == row[b]](x[b, c])
+        let kept[b] = count[c | labels[c] == row[b]]()
+        let top[b] = max[c | labels[c] == row[b]](x[b, c])
+        let cheap[b] = logsumexp[c | labels[c] == row[b]](x[b, c])
+        let costly[b] = logsumexp[c | labels[c] == row[b]](exp(x[b, c] / 10))
+        sum[b](total[b] + average[b])
+    }";
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let c = 27;
+    let mut labels: Vec<i64> = (0..c as i64).collect();
+    // Row 0 keeps terms 0 and 26; row 5 terms 5 and 13; row 13 none.
+    labels[26] = 0;
+    labels[13] = 5;
+    let rows: Vec<i64> = (0..c as i64).chain([-1]).collect();
+    let x: Vec<String> = (0..rows.len())
+        .map(|b| {
+            let row: Vec<String> = (0..c)
+                .map(|k| format!("{}", ((b * 31 + k * 17) % 23) as f64 - 11.0))
+                .collect();
+            format!("[{}]", row.join(", "))
+        })
+        .collect();
+    let json = format!(
+        r#"{{"x": [{}], "labels": {labels:?}, "row": {rows:?}}}"#,
+        x.join(", ")
+    );
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+    let (_, want) = runtime::eval_all(&loss, &bound).unwrap();
+    let compiled = runtime::cpu::CpuLoss::compile(&loss).unwrap();
+    let (_, got) = compiled.run(&bound).unwrap();
+    for name in ["total", "average", "kept", "top", "cheap", "costly"] {
+        let d = loss.defs.iter().position(|d| d.name == name).unwrap();
+        let g = compiled
+            .program()
+            .defs
+            .iter()
+            .position(|d| d.name == name)
+            .unwrap();
+        assert_eq!(got[g].len(), rows.len(), "{name}");
+        for (b, (a, w)) in got[g].iter().zip(&want[d]).enumerate() {
+            assert!(
+                a == w || (a - w).abs() <= 1e-5 * w.abs(),
+                "{name}[{b}]: cpu {a}, interpreter {w}"
+            );
+        }
+    }
+}
+
+#[test]
 fn softplus_family_keeps_f32_accuracy_over_the_whole_range() {
     // softplus and log_sigmoid share log1p(exp(-|x|)), computed from logf with Goldberg's
     // correction: a few ulp everywhere, including where exp(-|x|) is tiny or subnormal.

@@ -35,19 +35,24 @@ impl ReduceState {
 
     /// Only the accumulators `op` has.
     pub(super) fn like(self, op: Reducer) -> ReduceState {
-        let (f, g, n) = match op {
-            Reducer::Count => (false, false, true),
-            Reducer::Sum | Reducer::Mean => (true, false, true),
-            Reducer::Max | Reducer::Min => (true, false, false),
-            Reducer::LogSumExp => (true, true, false),
-            Reducer::ArgMax | Reducer::ArgMin => (true, false, true),
+        let (f, g) = match op {
+            Reducer::Count => (false, false),
+            Reducer::LogSumExp => (true, true),
+            _ => (true, false),
         };
+        let n = counts(op);
         ReduceState {
             f: self.f.filter(|_| f),
             g: self.g.filter(|_| g),
             n: self.n.filter(|_| n),
         }
     }
+}
+
+/// True when `op`'s state has a count (`n`): a max, min or logsumexp has none, so its loops
+/// need not count the terms a filter keeps.
+pub(super) fn counts(op: Reducer) -> bool {
+    !matches!(op, Reducer::Max | Reducer::Min | Reducer::LogSumExp)
 }
 
 /// The state of lowering one loss into one function.
@@ -847,7 +852,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         let (f, g, n) = self.scalar_state(op);
         self.terms(vars, range, branched, &mut |s| {
-            s.accumulate(op, blended, body, (f, g, n), filter.is_some())
+            s.accumulate(op, blended, body, (f, g, n), filter.is_some(), None)
         })?;
         Ok(self.use_state([Some(f), Some(g), Some(n)]).like(op))
     }

@@ -175,7 +175,7 @@ impl<M: Module> Lowering<'_, M> {
                 } => {
                     self.lanes = vector.then_some(*v);
                     let counted = filter.is_some();
-                    self.accumulate(*op, filter.as_ref(), body.as_ref(), acc[k], counted)?;
+                    self.accumulate(*op, filter.as_ref(), body.as_ref(), acc[k], counted, None)?;
                     self.lanes = None;
                     k += 1;
                 }

@@ -18,6 +18,9 @@ use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
 
+/// What a pass does with each term (four in its vector loop, whose end it is given).
+type PassStep<'a, L> = dyn Fn(&mut L, Variable, Option<Value>) -> Result<(), ClifError> + 'a;
+
 /// The most nodes a term may have to be computed twice.
 const CHEAP: usize = 12;
 
@@ -47,8 +50,8 @@ impl<M: Module> Lowering<'_, M> {
         let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
         // The largest term.
         let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
-        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
-            s.lse_term(filter, body, &|s, x| {
+        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
+            s.lse_term(filter, body, end, &|s, x| {
                 let m = s.b.use_var(acc);
                 let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
                 let m = s.pick(bigger, x, m);
@@ -76,8 +79,8 @@ impl<M: Module> Lowering<'_, M> {
         self.b.ins().brif(finite, plain, &[], guarded, &[]);
         for (block, guard) in [(plain, false), (guarded, true)] {
             self.b.switch_to_block(block);
-            self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc| {
-                s.lse_term(filter, body, &|s, x| s.lse_add(x, m, guard, acc))
+            self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
+                s.lse_term(filter, body, end, &|s, x| s.lse_add(x, m, guard, acc))
             })?;
             self.b.ins().jump(done, &[]);
         }
@@ -135,30 +138,36 @@ impl<M: Module> Lowering<'_, M> {
         (lanes, rest)
     }
 
-    /// Runs `step` for every term: four at a time into `acc.0`, the rest one by one into
-    /// `acc.1`; what of `bodies` does not depend on the innermost variable is computed before
-    /// its loop.
+    /// Runs `step` for every term: four at a time into `acc.0` (with the end of the vector
+    /// loop), the rest one by one into `acc.1`; what of `bodies` does not depend on the
+    /// innermost variable is computed before its loop.
     fn lse_pass(
         &mut self,
         vars: &[VarId],
         range: Option<(Value, Value)>,
         bodies: &[&Expr],
         (lanes, rest): (Variable, Variable),
-        step: &dyn Fn(&mut Self, Variable) -> Result<(), ClifError>,
+        step: &PassStep<'_, Self>,
     ) -> Result<(), ClifError> {
         self.innermost(vars, range, bodies, &mut |s, last, start, end| {
-            s.vector_loop(last, start, end, &mut |s| step(s, lanes), &mut |s, r| {
-                s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest))
-            })
+            s.vector_loop(
+                last,
+                start,
+                end,
+                &mut |s| step(s, lanes, Some(end)),
+                &mut |s, r| s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest, None)),
+            )
         })
     }
 
     /// Runs `add` with the term's value, `-inf` where the filter drops it (four lanes in
-    /// vector mode), unless the filter drops every lane.
+    /// vector mode), unless the filter drops every lane; in a vector loop ending at
+    /// `scan_end`, groups the filter drops are passed over ([`Self::any_lane_kept`]).
     fn lse_term(
         &mut self,
         filter: Option<&Expr>,
         body: &Expr,
+        scan_end: Option<Value>,
         add: &dyn Fn(&mut Self, Value) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
         let Some(f) = filter else {
@@ -168,14 +177,14 @@ impl<M: Module> Lowering<'_, M> {
         };
         let keep = self.expr(f)?;
         let keep = self.truth(keep);
-        let any = if self.is_vector(keep) {
-            self.b.ins().vany_true(keep)
+        let (keep, done) = if self.is_vector(keep) {
+            self.any_lane_kept(keep, scan_end.map(|end| (f, end)))?
         } else {
-            keep
+            let (work, done) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(keep, work, &[], done, &[]);
+            self.b.switch_to_block(work);
+            (keep, done)
         };
-        let (work, done) = (self.b.create_block(), self.b.create_block());
-        self.b.ins().brif(any, work, &[], done, &[]);
-        self.b.switch_to_block(work);
         let x = self.expr(body)?;
         let x = self.float(x);
         let none = self.konst(x, f32::NEG_INFINITY);

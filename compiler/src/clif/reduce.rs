@@ -137,9 +137,12 @@ impl<M: Module> Lowering<'_, M> {
     /// Adds a term (four in vector mode, [`Lowering::lanes`]) to the accumulators `(f, g, n)`:
     /// lanes or scalars. The filter, when given, is computed for every term and the body
     /// blended by it (the caller branches on a filter instead when the body is unsafe to
-    /// compute where it fails). Terms are counted into `n` only when `counted`: a reduction
-    /// with no filter has as many terms as its ranges ([`Self::term_count`]), and a count in
-    /// each lane would only take registers.
+    /// compute where it fails); four terms the filter drops entirely are skipped, and with
+    /// `scan_end` (the reduction alone in its vector loop, which ends there) passed over in a
+    /// loop of their own ([`Self::any_lane_kept`]). Terms are counted into `n` only when
+    /// `counted` and `op` has a count ([`super::expr::counts`]): a reduction with no filter
+    /// has as many terms as its ranges ([`Self::term_count`]), and a count in each lane would
+    /// only take registers.
     pub(super) fn accumulate(
         &mut self,
         op: Reducer,
@@ -147,17 +150,28 @@ impl<M: Module> Lowering<'_, M> {
         body: Option<&Expr>,
         (vf, vg, vn): (Variable, Variable, Variable),
         counted: bool,
+        scan_end: Option<Value>,
     ) -> Result<(), ClifError> {
         let vector = self.lanes.is_some();
-        let keep = match filter {
+        let mut keep = match filter {
             Some(f) => {
                 let c = self.expr(f)?;
                 Some(self.truth(c))
             }
             None => None,
         };
+        // The body is computed only when some lane is kept (a sparse filter, as same-label
+        // pairs, keeps few); a skipped group adds nothing to the count either.
+        let skip = match (keep, filter, body) {
+            (Some(mask), Some(f), Some(_)) if vector => {
+                let (mask, done) = self.any_lane_kept(mask, scan_end.map(|end| (f, end)))?;
+                keep = Some(mask);
+                Some(done)
+            }
+            _ => None,
+        };
         // Counts: a kept lane adds 1 (a mask is -1 where kept).
-        if counted {
+        if counted && super::expr::counts(op) {
             let n = self.b.use_var(vn);
             let n = match (keep, vector) {
                 (Some(mask), true) => self.b.ins().isub(n, mask),
@@ -174,22 +188,9 @@ impl<M: Module> Lowering<'_, M> {
             };
             self.b.def_var(vn, n);
         }
-        let Some(body) = body else {
-            return Ok(());
-        };
-        // Four lanes the filter drops are skipped (a sparse filter, as same-label pairs, keeps
-        // few): the body is computed only when some lane is kept.
-        let skip = match keep {
-            Some(mask) if vector => {
-                let any = self.b.ins().vany_true(mask);
-                let (work, done) = (self.b.create_block(), self.b.create_block());
-                self.b.ins().brif(any, work, &[], done, &[]);
-                self.b.switch_to_block(work);
-                Some(done)
-            }
-            _ => None,
-        };
-        self.accumulate_body(op, body, keep, (vf, vg))?;
+        if let Some(body) = body {
+            self.accumulate_body(op, body, keep, (vf, vg))?;
+        }
         if let Some(done) = skip {
             self.b.ins().jump(done, &[]);
             self.b.switch_to_block(done);

@@ -17,8 +17,10 @@
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
 use crate::ir::{BinOp, DType, Expr, Reducer, Tensor, UnaryOp, VarId};
-use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    Block, ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types,
+};
 use cranelift_module::Module;
 
 /// The number of lanes.
@@ -415,6 +417,49 @@ impl<M: Module> Lowering<'_, M> {
         scalar(self, rest)
     }
 
+    /// Branches on `keep`, the filter mask of the four terms at the vector variable's current
+    /// value, and switches to a block that runs when some lane is kept; returns the mask there
+    /// and the block to go on with after the terms. With `scan = Some((filter, end))` (the
+    /// reduction is alone in its loop), groups of four the filter drops entirely are passed
+    /// over in a tight loop of their own, which moves the vector variable on while the group
+    /// after ends by `end`: the accumulators stay out of it. A sparse filter, as same-label
+    /// pairs among 64 labels, drops fifteen groups in sixteen.
+    pub(super) fn any_lane_kept(
+        &mut self,
+        keep: Value,
+        scan: Option<(&Expr, Value)>,
+    ) -> Result<(Value, Block), ClifError> {
+        let mask = self.b.declare_var(self.b.func.dfg.value_type(keep));
+        self.b.def_var(mask, keep);
+        let (work, done) = (self.b.create_block(), self.b.create_block());
+        let any = self.b.ins().vany_true(keep);
+        match (scan, self.lanes) {
+            (Some((filter, end)), Some(v)) => {
+                let (next, advance) = (self.b.create_block(), self.b.create_block());
+                self.b.ins().brif(any, work, &[], next, &[]);
+                self.b.switch_to_block(next);
+                let x = self.var(v);
+                let j = self.b.use_var(x);
+                let after = self.b.ins().iadd_imm_s(j, 2 * LANES);
+                let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, after, end);
+                self.b.ins().brif(more, advance, &[], done, &[]);
+                self.b.switch_to_block(advance);
+                let j = self.b.ins().iadd_imm_s(j, LANES);
+                self.b.def_var(x, j);
+                let k = self.expr(filter)?;
+                let k = self.truth(k);
+                self.b.def_var(mask, k);
+                let any = self.b.ins().vany_true(k);
+                self.b.ins().brif(any, work, &[], next, &[]);
+            }
+            _ => {
+                self.b.ins().brif(any, work, &[], done, &[]);
+            }
+        }
+        self.b.switch_to_block(work);
+        Ok((self.b.use_var(mask), done))
+    }
+
     /// True when reduction `op` over `vars` can run four terms of its last variable at a time.
     pub(super) fn vector_reduction(
         &self,
@@ -458,7 +503,7 @@ impl<M: Module> Lowering<'_, M> {
                 last,
                 start,
                 end,
-                &mut |s| s.accumulate(op, filter, body, (vf, vg, vn), filter.is_some()),
+                &mut |s| s.accumulate(op, filter, body, (vf, vg, vn), filter.is_some(), Some(end)),
                 &mut |s, rest| {
                     let tail =
                         s.scalar_reduce_state(op, &[last], filter, body, Some((rest, end)))?;
