@@ -6,9 +6,10 @@
 //! buffer. Values are f32; results come back as f64 for comparison with the interpreter.
 
 use crate::bind::Bound;
+use crate::gemm::{self, Matrix};
 use crate::{Data, Outputs, RunError};
 use compiler::clif::{self, Layout};
-use compiler::contraction::{Contraction, Operand};
+use compiler::contraction::Contraction;
 use compiler::fuse::Step;
 use compiler::ir::{DType, DefKind, InputId, Loss, Reducer};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -124,14 +125,6 @@ struct Buffers {
     hypers: *const f32,
     work: *mut f32,
 }
-
-/// A matrix's address, shared by the threads of one product (each writes its own rows).
-#[derive(Clone, Copy)]
-struct Pointer(*const f32);
-
-// SAFETY: see the type's documentation.
-unsafe impl Send for Pointer {}
-unsafe impl Sync for Pointer {}
 
 // SAFETY: see the type's documentation: concurrent calls touch disjoint rows of `work`.
 unsafe impl Send for Buffers {}
@@ -822,63 +815,28 @@ impl Prepared<'_> {
                 },
             }
         };
-        // Strides of element (row, kk) of an operand with `rows` rows.
-        let strides = |o: Operand, rows: usize| -> (isize, isize) {
-            if o.k_first {
-                (1, rows as isize)
-            } else {
-                (k as isize, 1)
-            }
+        // A is indexed (row, kk): stored [m, k], or [k, m] (k first).
+        let a = Matrix {
+            ptr: base(c.a.tensor),
+            rows: if c.a.k_first { 1 } else { k as isize },
+            cols: if c.a.k_first { m as isize } else { 1 },
         };
-        let (a, (rsa, csa)) = (Pointer(base(c.a.tensor)), strides(c.a, m));
         // B is indexed (kk, col): stored [k, n] (k first) or [n, k].
-        let (b, (rsb, csb)) = (
-            Pointer(base(c.b.tensor)),
-            if c.b.k_first {
-                (n as isize, 1)
-            } else {
-                (1, k as isize)
-            },
-        );
-        let out = Pointer(unsafe { buffers.work.add(self.layout.offsets[d]) }.cast_const());
-        if m == 0 || n == 0 {
-            return;
-        }
-        let chunks = if m * n >= PARALLEL_WORK {
-            rayon::current_num_threads().min(m).max(1)
+        let b = Matrix {
+            ptr: base(c.b.tensor),
+            rows: if c.b.k_first { n as isize } else { 1 },
+            cols: if c.b.k_first { 1 } else { k as isize },
+        };
+        let out = unsafe { buffers.work.add(self.layout.offsets[d]) };
+        let threads = if m * n >= PARALLEL_WORK {
+            rayon::current_num_threads()
         } else {
             1
         };
-        let rows = |t: usize| {
-            let (start, end) = (m * t / chunks, m * (t + 1) / chunks);
-            let (a, b, out) = (a, b, out);
-            // SAFETY: A is m×k, B k×n, C m×n with the strides above, all inside their
-            // buffers; this call writes rows start..end of C only.
-            unsafe {
-                matrixmultiply::sgemm(
-                    end - start,
-                    k,
-                    n,
-                    1.0,
-                    a.0.offset(start as isize * rsa),
-                    rsa,
-                    csa,
-                    b.0,
-                    rsb,
-                    csb,
-                    0.0,
-                    out.0.cast_mut().add(start * n),
-                    n as isize,
-                    1,
-                )
-            }
-        };
-        if chunks == 1 {
-            rows(0);
-        } else {
-            use rayon::prelude::*;
-            (0..chunks).into_par_iter().for_each(rows);
-        }
+        let symmetric = compiler::column::symmetric(self.program, d);
+        // SAFETY: A is m×k, B k×n and the product m×n with the strides above, all inside
+        // their buffers; the product's definition is written by nothing else now.
+        unsafe { gemm::product(a, b, out, [m, k, n], symmetric, threads) }
     }
 
     /// Computes scalar definition `d` (a reduction `op`) in blocks of its first variable with

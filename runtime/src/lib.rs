@@ -5,6 +5,7 @@ pub mod bind;
 pub mod cpu;
 pub mod data;
 pub mod error;
+mod gemm;
 pub mod gpu;
 pub mod interp;
 pub mod limits;
