@@ -411,11 +411,11 @@ fn compile_emits_the_program_the_backends_run() {
     let text = stdout(&o);
     assert!(
         text.contains(
-            "let hoisted1[i_h0, j_h0] = sum[d](embeddings[i_h0, d] * embeddings[j_h0, d])"
+            "let hoisted1[i_h0, j_h0] = sum[d](unit[i_h0, d] * unit[j_h0, d])"
         ),
         "{text}"
     );
-    assert!(text.contains("let grad_embeddings[b, d3]"), "{text}");
+    assert!(text.contains("let grad_embeddings[b, "), "{text}");
     assert!(text.contains("loss_part"), "{text}");
     // Binary output needs a file.
     let o = lossc(&["compile", "dpo", "--emit", "obj", "-o", "-"]);
