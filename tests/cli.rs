@@ -410,9 +410,7 @@ fn compile_emits_the_program_the_backends_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
-        text.contains(
-            "let hoisted1[i_h0, j_h0] = sum[d](unit[i_h0, d] * unit[j_h0, d])"
-        ),
+        text.contains("let hoisted1[i_h0, j_h0] = sum[d](unit[i_h0, d] * unit[j_h0, d])"),
         "{text}"
     );
     assert!(text.contains("let grad_embeddings[b, "), "{text}");
