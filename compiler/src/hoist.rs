@@ -29,10 +29,24 @@ pub fn hoist(loss: &Loss) -> Loss {
         top: std::ptr::null(),
     };
     h.out.defs.clear();
+    let outputs: Vec<usize> = crate::grad::gradient_outputs(loss)
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect();
     for (old, def) in loss.defs.iter().enumerate() {
         let scope: Vec<VarId> = def.indices.clone();
         h.top = &def.body;
         let body = h.rewrite(&def.body, &scope, &[]);
+        // A definition that hoisting left a plain copy of another (`s[i, j] = hoisted1[i, j]`
+        // once its product moved out) is read as that one instead: no pass copies it.
+        if body != def.body
+            && def.kind == DefKind::Let
+            && !outputs.contains(&old)
+            && let Some(target) = copy_of(&body, &def.indices)
+        {
+            h.map.insert(old, target);
+            continue;
+        }
         h.map.insert(old, h.defs.len());
         h.defs.push(Def {
             body,
@@ -43,6 +57,24 @@ pub fn hoist(loss: &Loss) -> Loss {
     h.out.result = result;
     h.out.defs = h.defs;
     crate::column::read_symmetric_along_rows(&h.out)
+}
+
+/// The definition `body` reads when it is exactly that definition at `indices`, in order.
+fn copy_of(body: &Expr, indices: &[VarId]) -> Option<usize> {
+    match body {
+        Expr::Read {
+            tensor: Tensor::Def(d),
+            indices: read,
+        } if read.len() == indices.len()
+            && read
+                .iter()
+                .zip(indices)
+                .all(|(r, v)| matches!(r, Expr::Index(u) if u == v)) =>
+        {
+            Some(*d)
+        }
+        _ => None,
+    }
 }
 
 struct Hoister {
@@ -549,6 +581,45 @@ mod tests {
             }",
         );
         assert_eq!(names, ["hoisted1", "hoisted2"]);
+    }
+
+    #[test]
+    fn a_definition_hoisting_leaves_a_copy_of_another_is_read_as_that_one() {
+        // s[i, j] becomes hoisted1[i, j] once the product moves out; a copy the source wrote
+        // (t) stays, and so does a gradient, which the backends return by name.
+        let loss = crate::test_loss(
+            "loss l(x: [B, D]) {
+                let s[i, j] = sum[d](x[i, d] * x[j, d])
+                let t[i, j] = s[i, j]
+                sum[i, j](t[i, j] * s[i, j])
+            }",
+        );
+        let out = hoist(&loss);
+        let names: Vec<&str> = out.defs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["hoisted1", "t"]);
+        assert_eq!(
+            crate::print::expr(&out, &out.defs[1].body),
+            "hoisted1[i, j]"
+        );
+        assert_eq!(
+            crate::print::expr(&out, &out.result),
+            "sum[i, j](t[i, j] * hoisted1[i, j])"
+        );
+        // grad_x[i, d] = sum[c](w[i, c] * y[d, c]) becomes a copy of its product, and stays.
+        let loss = crate::test_loss(
+            "loss l(x: [B, D], y: [D, C], w: [B, C]) {
+                sum[i, c](w[i, c] * sum[d](x[i, d] * y[d, c]))
+            }",
+        );
+        let out = hoist(&crate::grad::gradient(&loss, &[0]));
+        let grad = out.defs.iter().find(|d| d.name == "grad_x").unwrap();
+        assert!(matches!(
+            grad.body,
+            Expr::Read {
+                tensor: Tensor::Def(_),
+                ..
+            }
+        ));
     }
 
     #[test]
