@@ -80,20 +80,92 @@ fn free_scalar(loss: &Loss, d: usize) -> bool {
         })
 }
 
+/// For each definition: true when it is light, reading only inputs of at most one index
+/// and light definitions, with at most one index itself: a row of it costs a few operations,
+/// wherever its rows run.
+fn light(loss: &Loss) -> Vec<bool> {
+    let mut out: Vec<bool> = Vec::with_capacity(loss.defs.len());
+    for def in &loss.defs {
+        let reads_light = !def.body.any(&mut |x| match x {
+            Expr::Read {
+                tensor: Tensor::Input(i),
+                ..
+            } => loss.inputs[*i].shape.len() > 1,
+            Expr::Read {
+                tensor: Tensor::Def(e),
+                ..
+            } => !out[*e],
+            _ => false,
+        });
+        out.push(reads_light && def.indices.len() <= 1);
+    }
+    out
+}
+
+/// The definitions to compute before any pass: each light scalar reduction over a row
+/// dimension that some heavy (not light) definition reads, with the light definitions it
+/// reads. Such a scalar is a barrier: everything that reads it waits for all its rows.
+/// Cross-entropy's count of kept rows (`count[b | target[b] != ignore_index]()`) in the pass
+/// of the logits would put the gradient, which divides by it, in a second pass that reads the
+/// logits from memory again; computed first (one pass over the targets), it lets the
+/// gradient share the logits' pass.
+fn prelude(loss: &Loss, reads: &[Vec<(usize, Vec<Expr>)>]) -> Vec<bool> {
+    let light = light(loss);
+    let n = loss.defs.len();
+    let mut wanted = vec![false; n];
+    for (d, def) in loss.defs.iter().enumerate() {
+        let barrier = light[d]
+            && row_dim(loss, d).is_some()
+            && def.indices.is_empty()
+            && !free_scalar(loss, d);
+        if barrier && (0..n).any(|e| !light[e] && reads[e].iter().any(|(r, _)| *r == d)) {
+            wanted[d] = true;
+        }
+    }
+    // With what they read (definitions only read earlier ones).
+    for d in (0..n).rev() {
+        if wanted[d] {
+            for (r, _) in &reads[d] {
+                wanted[*r] = true;
+            }
+        }
+    }
+    wanted
+}
+
 /// The fused schedule of `loss`'s definitions. `alone(d)` marks definitions that must be a step
-/// of their own (for the CPU backend, matrix products run by GEMM).
+/// of their own (for the CPU backend, matrix products run by GEMM). The [`prelude`] runs
+/// first, in passes of its own.
 pub fn schedule(loss: &Loss, alone: &dyn Fn(usize) -> bool) -> Vec<Step> {
     let n = loss.defs.len();
     let reads: Vec<Vec<(usize, Vec<Expr>)>> =
         loss.defs.iter().map(|d| def_reads(&d.body)).collect();
+    let first = prelude(loss, &reads);
     let mut done = vec![false; n];
-    let mut pending: Vec<usize> = (0..n).collect();
     let mut steps = vec![];
+    for part in [true, false] {
+        let pending: Vec<usize> = (0..n).filter(|&d| first[d] == part).collect();
+        fuse_in_order(loss, alone, &reads, pending, &mut done, &mut steps);
+    }
+    steps
+}
+
+/// Appends the steps that compute `pending` (in an order every dependency allows, each
+/// reading only earlier definitions or `done` ones), fusing what can share a pass.
+fn fuse_in_order(
+    loss: &Loss,
+    alone: &dyn Fn(usize) -> bool,
+    reads: &[Vec<(usize, Vec<Expr>)>],
+    mut pending: Vec<usize>,
+    done: &mut [bool],
+    steps: &mut Vec<Step>,
+) {
+    let n = loss.defs.len();
     let ready = |d: usize, done: &[bool]| reads[d].iter().all(|(e, _)| done[*e]);
     while !pending.is_empty() {
         // Definitions only ever read earlier ones, so the first pending one is ready.
         let first = pending.remove(0);
-        debug_assert!(ready(first, &done));
+        debug_assert!(ready(first, done));
         let dim = row_dim(loss, first).filter(|_| !alone(first) && !free_scalar(loss, first));
         let Some(dim) = dim else {
             done[first] = true;
@@ -108,7 +180,7 @@ pub fn schedule(loss: &Loss, alone: &dyn Fn(usize) -> bool) -> Vec<Step> {
             let mut k = 0;
             while k < pending.len() {
                 let e = pending[k];
-                if ready(e, &done) && free_scalar(loss, e) {
+                if ready(e, done) && free_scalar(loss, e) {
                     // Independent of the group: before it.
                     done[e] = true;
                     steps.push(Step::One(e));
@@ -147,7 +219,6 @@ pub fn schedule(loss: &Loss, alone: &dyn Fn(usize) -> bool) -> Vec<Step> {
             Step::Group(members)
         });
     }
-    steps
 }
 
 /// For each definition: true when it is a row definition of a group that only members of
@@ -314,6 +385,25 @@ mod tests {
             locals(&loss, &steps, &|_| false),
             [false, false, true, false]
         );
+    }
+
+    #[test]
+    fn a_light_scalar_that_heavy_rows_wait_for_runs_first() {
+        // The count of kept rows reads only the targets; computed before the pass over x, it
+        // lets g (which divides by it) share that pass. A light scalar only light
+        // definitions read (m) stays where it was.
+        let loss = program(
+            "loss l(x: [B, C], t: int[B]) {
+                let kept[b] = t[b] != 0
+                let n = count[b | kept[b]]()
+                let m = sum[b | kept[b]](t[b])
+                let r[b] = logsumexp[c](x[b, c])
+                let g[b, c] = if kept[b] then exp(x[b, c] - r[b]) / n else 0.0
+                sum[b, c](g[b, c]) + m
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        assert_eq!(names(&loss, &steps), ["[kept n]", "[m r g loss_part5]"]);
     }
 
     #[test]
