@@ -434,6 +434,117 @@ fn sparse_filters_pass_over_dropped_groups_and_keep_every_term() {
 }
 
 #[test]
+fn a_softmax_filled_in_its_logsumexps_pass_keeps_the_special_values() {
+    // The gradient of a logsumexp is its softmax. Compiled for outputs, the softmax is filled
+    // from the logsumexp's second pass (`clif::softmax`); compiled keeping every definition,
+    // it is computed from its own body. Rows of 11 hold the special patterns of the
+    // logsumexp test at offsets 0, 3 and 8 (the rest -inf), and a finite row whose filter
+    // drops whole groups of four. Both compilations must give NaN at the same elements, and
+    // elsewhere the f64 interpreter's gradient: for [1000, 1000, 999], exp(x - lse) loses
+    // digits to the rounding of lse (3e-5 here), exp(x - max) / sum does not.
+    let src = "loss l(x: [B, C]) {
+        mean[b](logsumexp[c](x[b, c])) + mean[b](logsumexp[c | x[b, c] > -5](2 * x[b, c]))
+    }";
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let patterns = [
+        ["-Infinity", "-Infinity", "-Infinity"],
+        ["-Infinity", "1.0", "2.0"],
+        ["1.0", "Infinity", "Infinity"],
+        ["1.0", "NaN", "2.0"],
+        ["Infinity", "NaN", "1.0"],
+        ["1000.0", "1000.0", "999.0"],
+        ["-3.0", "5.0", "4.0"],
+    ];
+    let quote = |v: &str| {
+        if v.parse::<f64>().is_ok_and(f64::is_finite) {
+            v.to_string()
+        } else {
+            format!("\"{v}\"")
+        }
+    };
+    let mut rows = vec![];
+    for p in patterns {
+        for at in [0, 3, 8] {
+            let mut row = vec![quote("-Infinity"); 11];
+            for (k, v) in p.iter().enumerate() {
+                row[at + k] = quote(v);
+            }
+            rows.push(format!("[{}]", row.join(", ")));
+        }
+    }
+    rows.push("[-9, 3, -9, -9, -9, -9, -9, -9, 2, -9, 1]".to_string());
+    let json = format!(r#"{{"x": [{}]}}"#, rows.join(", "));
+    check_shared_softmax(&loss, &json, 11);
+    // Long rows run one per block, each in the same scratch: the second row's dropped groups
+    // keep the first row's values there, which its filter must leave unread.
+    let long = |first: &str| {
+        let mut row = vec!["1.5"; 4096];
+        row[..8].fill(first);
+        format!("[{}]", row.join(", "))
+    };
+    let json = format!(r#"{{"x": [{}, {}]}}"#, long("0.5"), long("-9"));
+    check_shared_softmax(&loss, &json, 4096);
+}
+
+/// Checks [`a_softmax_filled_in_its_logsumexps_pass_keeps_the_special_values`] on the rows
+/// (of `width` terms) of the JSON input `json`.
+fn check_shared_softmax(loss: &Loss, json: &str, width: usize) {
+    let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+    let bound = runtime::bind(loss, &inputs, &[]).unwrap();
+    let program = runtime::cpu::gradient_program(loss, &[0]);
+    // One thread: every block of rows reuses the same scratch. Returns the gradient and the
+    // number of softmax definitions.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let gradient = |shared: bool| -> (Vec<f64>, usize) {
+        pool.install(|| {
+            let compiled = if shared {
+                runtime::cpu::CpuLoss::compile_for_outputs(&program)
+            } else {
+                runtime::cpu::CpuLoss::compile(&program)
+            }
+            .unwrap();
+            let (_, values) = compiled.run(&bound).unwrap();
+            let defs = &compiled.program().defs;
+            let d = defs.iter().position(|d| d.name == "grad_x").unwrap();
+            let softmaxes = defs
+                .iter()
+                .filter(|d| d.name.starts_with("softmax_"))
+                .count();
+            (values[d].clone(), softmaxes)
+        })
+    };
+    let (direct, _) = gradient(false);
+    let (got, softmaxes) = gradient(true);
+    assert_eq!(softmaxes, 2, "both logsumexps share their softmax");
+    // The interpreter's gradient recomputes the logsumexp for each term: only for short rows
+    // (long rows hold plain numbers, where the direct form is accurate).
+    let exact = if width <= 64 {
+        let (_, exact) = runtime::eval_with_grad(loss, &bound, &[0]).unwrap();
+        exact[0].1.clone()
+    } else {
+        direct.clone()
+    };
+    assert_eq!(direct.len(), got.len());
+    for (k, ((a, b), e)) in got.iter().zip(&direct).zip(&exact).enumerate() {
+        let row = k / width;
+        assert_eq!(
+            a.is_nan(),
+            b.is_nan(),
+            "element {k} (row {row}): shared {a}, direct {b}"
+        );
+        if !a.is_nan() && e.is_finite() {
+            assert!(
+                (a - e).abs() <= 1e-6 * e.abs().max(1e-3),
+                "element {k} (row {row}): shared {a}, reference {e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn softplus_family_keeps_f32_accuracy_over_the_whole_range() {
     // softplus and log_sigmoid share log1p(exp(-|x|)), computed from logf with Goldberg's
     // correction: a few ulp everywhere, including where exp(-|x|) is tiny or subnormal.

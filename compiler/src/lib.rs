@@ -12,6 +12,7 @@ pub mod ir;
 pub mod logic;
 pub mod print;
 pub mod simplify;
+pub mod softmax;
 pub mod split;
 pub mod wgsl;
 

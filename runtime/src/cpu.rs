@@ -174,7 +174,12 @@ impl CpuLoss {
 
     fn compile_with(program: &Loss, keep_every_definition: bool) -> Result<CpuLoss, RunError> {
         crate::limits::check_code_size(program)?;
-        let program = &compiler::split::split(program);
+        let split = compiler::split::split(program);
+        let program = &if keep_every_definition {
+            split
+        } else {
+            share_softmax(split)
+        };
         let isa = cranelift_native::builder()
             .map_err(|e| {
                 RunError::new(format!(
@@ -203,12 +208,7 @@ impl CpuLoss {
         let products: Vec<Option<Contraction>> = (0..program.defs.len())
             .map(|d| compiler::contraction::contraction(program, d))
             .collect();
-        // Matrix products run on GEMM, column sums with their own interchanged loops.
-        let schedule = compiler::fuse::schedule(program, &|d| {
-            products[d].is_some()
-                || compiler::column::column_sum(program, d).is_some()
-                || compiler::column::transposed(program, d).is_some()
-        });
+        let schedule = compiler::fuse::schedule(program, &|d| runs_alone(program, d));
         // Functions only for what runs alone and not on GEMM (fused members run in their
         // group's function).
         let mut alone = vec![false; program.defs.len()];
@@ -944,6 +944,31 @@ pub fn eval_with_grad(
         })
         .collect();
     Ok((prepared.outputs(), grads))
+}
+
+/// True when definition `d` must be a step of its own: matrix products run on GEMM, column
+/// sums and transposed definitions with their own loop orders.
+fn runs_alone(program: &Loss, d: usize) -> bool {
+    compiler::contraction::contraction(program, d).is_some()
+        || compiler::column::column_sum(program, d).is_some()
+        || compiler::column::transposed(program, d).is_some()
+}
+
+/// `program` with its softmaxes shared (`compiler::softmax`), when each lands in the fused
+/// pass of its logsumexp and its readers and so lives in scratch (`clif::softmax` fills it
+/// in the logsumexp's pass); otherwise it would be a tensor of its own in memory.
+fn share_softmax(program: Loss) -> Loss {
+    let (shared, added) = compiler::softmax::share(&program);
+    if added.is_empty() {
+        return program;
+    }
+    let schedule = compiler::fuse::schedule(&shared, &|d| runs_alone(&shared, d));
+    let locals = compiler::fuse::locals(&shared, &schedule, &|_| false);
+    if added.iter().all(|&p| locals[p]) {
+        shared
+    } else {
+        program
+    }
 }
 
 /// The program compiled backends run: the loss made stable, differentiated, simplified, with

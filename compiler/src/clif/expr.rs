@@ -329,56 +329,69 @@ impl<'a, M: Module> Lowering<'a, M> {
             return self.transposed_definition(d, i, j, &body);
         }
         let def = self.loss.defs[d].clone();
+        self.fill(d, &def.indices, self.outer_range)
+    }
+
+    /// Stores `value` (four lanes in vector mode) as the element of definition `d` at the
+    /// current values of its index variables.
+    pub(super) fn store_element(&mut self, d: usize, value: Value) {
+        let mut flat = self.b.ins().iconst(types::I64, 0);
+        for &v in &self.loss.defs[d].indices {
+            let size = self.dims[self.loss.vars[v].dim];
+            let x = self.var(v);
+            let i = self.b.use_var(x);
+            flat = self.b.ins().imul(flat, size);
+            flat = self.b.ins().iadd(flat, i);
+        }
+        let at = self.b.ins().iadd(flat, self.offsets[d]);
+        let addr = self.element(self.work, at);
+        let flags = if self.is_vector(value) {
+            MemFlagsData::new().with_notrap()
+        } else {
+            trusted()
+        };
+        self.b.ins().store(flags, value, addr, 0);
+    }
+
+    /// Emits the loops over `indices` (a suffix of definition `d`'s, the ones before bound
+    /// already; the first over `range` when given) that store `d`'s body at each point; the
+    /// innermost four points at a time when the body allows (`vector.rs`).
+    pub(super) fn fill(
+        &mut self,
+        d: usize,
+        indices: &[VarId],
+        range: Option<(Value, Value)>,
+    ) -> Result<(), ClifError> {
+        let def = self.loss.defs[d].clone();
         let store = |s: &mut Self, value: Val| -> Result<(), ClifError> {
-            let mut flat = s.b.ins().iconst(types::I64, 0);
-            for &v in &def.indices {
-                let size = s.dims[s.loss.vars[v].dim];
-                let x = s.var(v);
-                let i = s.b.use_var(x);
-                flat = s.b.ins().imul(flat, size);
-                flat = s.b.ins().iadd(flat, i);
-            }
             let value = s.float(value);
-            let at = s.b.ins().iadd(flat, s.offsets[d]);
-            let addr = s.element(s.work, at);
-            let flags = if s.is_vector(value) {
-                MemFlagsData::new().with_notrap()
-            } else {
-                trusted()
-            };
-            s.b.ins().store(flags, value, addr, 0);
+            s.store_element(d, value);
             Ok(())
         };
-        let range = self.outer_range;
-        let last = def.indices.last().copied();
+        let last = indices.last().copied();
         if !last.is_some_and(|v| self.vectorizable(&def.body, v)) {
-            return self.for_each_from(&def.indices, range, &mut |s| {
+            return self.for_each_from(indices, range, &mut |s| {
                 let value = s.expr(&def.body)?;
                 store(s, value)
             });
         }
-        self.innermost(
-            &def.indices,
-            range,
-            &[&def.body],
-            &mut |s, last, start, end| {
-                s.vector_loop(
-                    last,
-                    start,
-                    end,
-                    &mut |s| {
+        self.innermost(indices, range, &[&def.body], &mut |s, last, start, end| {
+            s.vector_loop(
+                last,
+                start,
+                end,
+                &mut |s| {
+                    let value = s.expr(&def.body)?;
+                    store(s, value)
+                },
+                &mut |s, rest| {
+                    s.for_each_from(&[last], Some((rest, end)), &mut |s| {
                         let value = s.expr(&def.body)?;
                         store(s, value)
-                    },
-                    &mut |s, rest| {
-                        s.for_each_from(&[last], Some((rest, end)), &mut |s| {
-                            let value = s.expr(&def.body)?;
-                            store(s, value)
-                        })
-                    },
-                )
-            },
-        )
+                    })
+                },
+            )
+        })
     }
 
     /// Emits the partial reduction of scalar definition `d` (a reduction) over the range of its
@@ -908,7 +921,7 @@ impl<'a, M: Module> Lowering<'a, M> {
     }
 
     /// The value of a reduction from its accumulators.
-    fn finish(&mut self, op: Reducer, state: ReduceState) -> Val {
+    pub(super) fn finish(&mut self, op: Reducer, state: ReduceState) -> Val {
         let (f, g, n) = (state.f, state.g, state.n);
         match op {
             Reducer::Count | Reducer::ArgMax | Reducer::ArgMin => Val::I(n.expect("a count")),

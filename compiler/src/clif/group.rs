@@ -6,7 +6,7 @@
 //! only when something else reads it), reductions accumulate in lanes, and Cranelift's value
 //! numbering computes shared subexpressions once — DPO's four sigmoid-family terms of ±β·margin
 //! need one `exp` and one `log1p`. Otherwise members run one after the other over the block,
-//! each with its own loops.
+//! each with its own loops; a row logsumexp and its softmax (`crate::softmax`) together.
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
@@ -36,11 +36,22 @@ impl<M: Module> Lowering<'_, M> {
         match self.one_loop_members() {
             Some(members) => self.one_loop_group(&members),
             None => {
+                let members = self.members.clone();
                 let mut k = 0;
-                for d in self.members.clone() {
+                let mut paired = None;
+                for (i, &d) in members.iter().enumerate() {
+                    if paired == Some(d) {
+                        continue;
+                    }
                     if super::partial_reducer(self.loss, d).is_some() {
                         self.partial(d, k * 16)?;
                         k += 1;
+                    } else if let Some(&p) = members.get(i + 1)
+                        && self.softmax_pairs(d, p)
+                    {
+                        // A logsumexp and its softmax: one pass (`softmax.rs`).
+                        self.softmax_pair(d, p)?;
+                        paired = Some(p);
                     } else {
                         self.definition(d)?;
                     }

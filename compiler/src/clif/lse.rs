@@ -21,21 +21,10 @@ use cranelift_module::Module;
 /// What a pass does with each term (four in its vector loop, whose end it is given).
 type PassStep<'a, L> = dyn Fn(&mut L, Variable, Option<Value>) -> Result<(), ClifError> + 'a;
 
-/// The most nodes a term may have to be computed twice.
-const CHEAP: usize = 12;
-
 impl<M: Module> Lowering<'_, M> {
     /// True when a vectorizable `logsumexp` with this filter and body runs in two passes.
     pub(super) fn two_pass_logsumexp(filter: Option<&Expr>, body: &Expr) -> bool {
-        let mut nodes = 0;
-        let mut costly = false;
-        for e in filter.into_iter().chain([body]) {
-            e.visit(&mut |x| {
-                nodes += 1;
-                costly |= matches!(x, Expr::Call(..) | Expr::Reduce { .. });
-            });
-        }
-        !costly && nodes <= CHEAP
+        crate::softmax::cheap_terms(filter, body)
     }
 
     /// The accumulators (max, sum of `exp(x - max)`) of `logsumexp[vars | filter](body)`, the
@@ -47,8 +36,43 @@ impl<M: Module> Lowering<'_, M> {
         body: &Expr,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
+        let m = self.lse_max(vars, filter, body, range)?;
+        // The sum of exp(x - max): plain where the max is finite, guarded otherwise.
+        let total = self.b.declare_var(types::F32);
+        let finite = self.finite(m);
+        let (plain, guarded, done) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        self.b.ins().brif(finite, plain, &[], guarded, &[]);
+        for (block, guard) in [(plain, false), (guarded, true)] {
+            self.b.switch_to_block(block);
+            let t = self.lse_sum(vars, filter, body, range, m, guard, None)?;
+            self.b.def_var(total, t);
+            self.b.ins().jump(done, &[]);
+        }
+        self.b.switch_to_block(done);
+        let total = self.b.use_var(total);
+        Ok(ReduceState::new(Some(m), Some(total), None))
+    }
+
+    /// True (an `i8`) when the scalar `x` is neither infinite nor NaN.
+    pub(super) fn finite(&mut self, x: Value) -> Value {
+        let inf = self.f32(f32::INFINITY);
+        let magnitude = self.b.ins().fabs(x);
+        self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf)
+    }
+
+    /// The first pass: the largest term (NaN terms left out).
+    pub(super) fn lse_max(
+        &mut self,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: &Expr,
+        range: Option<(Value, Value)>,
+    ) -> Result<Value, ClifError> {
         let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
-        // The largest term.
         let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
         self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
             s.lse_term(filter, body, end, &|s, x| {
@@ -66,25 +90,32 @@ impl<M: Module> Lowering<'_, M> {
             let bigger = self.b.ins().fcmp(FloatCC::GreaterThan, x, m);
             m = self.b.ins().select(bigger, x, m);
         }
-        // The sum of exp(x - max): plain where the max is finite, guarded otherwise.
+        Ok(m)
+    }
+
+    /// The second pass: the sum of `exp(x - m)` over the terms (`guard`: for a max `m` that is
+    /// not finite). With `capture`, each term's `exp(x - m)` is also stored as the element of
+    /// that definition at the current point (its indices bound to the row and the term's
+    /// variable; `clif::softmax`); terms the filter drops store 0, or nothing in groups of
+    /// four it drops entirely.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn lse_sum(
+        &mut self,
+        vars: &[VarId],
+        filter: Option<&Expr>,
+        body: &Expr,
+        range: Option<(Value, Value)>,
+        m: Value,
+        guard: bool,
+        capture: Option<usize>,
+    ) -> Result<Value, ClifError> {
+        let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
         let (lanes, rest) = self.lse_vars(0.0);
-        let inf = self.f32(f32::INFINITY);
-        let magnitude = self.b.ins().fabs(m);
-        let finite = self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf);
-        let (plain, guarded, done) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().brif(finite, plain, &[], guarded, &[]);
-        for (block, guard) in [(plain, false), (guarded, true)] {
-            self.b.switch_to_block(block);
-            self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
-                s.lse_term(filter, body, end, &|s, x| s.lse_add(x, m, guard, acc))
-            })?;
-            self.b.ins().jump(done, &[]);
-        }
-        self.b.switch_to_block(done);
+        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
+            s.lse_term(filter, body, end, &|s, x| {
+                s.lse_add(x, m, guard, acc, capture)
+            })
+        })?;
         // Lanes 0..4, then the rest.
         let v = self.b.use_var(lanes);
         let mut total = self.b.ins().extractlane(v, 0);
@@ -93,12 +124,19 @@ impl<M: Module> Lowering<'_, M> {
             total = self.b.ins().fadd(total, x);
         }
         let tail = self.b.use_var(rest);
-        let total = self.b.ins().fadd(total, tail);
-        Ok(ReduceState::new(Some(m), Some(total), None))
+        Ok(self.b.ins().fadd(total, tail))
     }
 
-    /// Adds `exp(x - m)` to `acc` (0 for an infinite `x` at an infinite `m` when `guard`).
-    fn lse_add(&mut self, x: Value, m: Value, guard: bool, acc: Variable) -> Result<(), ClifError> {
+    /// Adds `exp(x - m)` to `acc` (0 for an infinite `x` at an infinite `m` when `guard`), and
+    /// stores it as the current element of `capture` when given.
+    fn lse_add(
+        &mut self,
+        x: Value,
+        m: Value,
+        guard: bool,
+        acc: Variable,
+        capture: Option<usize>,
+    ) -> Result<(), ClifError> {
         let max = if self.is_vector(x) {
             self.b.ins().splat(types::F32X4, m)
         } else {
@@ -118,6 +156,9 @@ impl<M: Module> Lowering<'_, M> {
             let nothing = self.b.ins().band(d_nan, x_num);
             let zero = self.konst(x, 0.0);
             e = self.pick(nothing, zero, e);
+        }
+        if let Some(p) = capture {
+            self.store_element(p, e);
         }
         let total = self.b.use_var(acc);
         let total = self.b.ins().fadd(total, e);

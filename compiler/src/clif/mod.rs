@@ -22,6 +22,7 @@ mod invariant;
 mod lse;
 mod math;
 mod reduce;
+mod softmax;
 mod vector;
 mod vmath;
 
