@@ -328,31 +328,7 @@ fn logsumexp_keeps_the_special_values_in_vector_lanes_and_tails() {
         sum[b](r[b]) + sum[b](scaled[b]) + sum[b](none[b]) + sum[b](costly[b])
     }";
     let loss = compiler::check_source(src).unwrap().losses.remove(0);
-    let patterns = [
-        ["-Infinity", "-Infinity", "-Infinity"],
-        ["-Infinity", "1.0", "2.0"],
-        ["1.0", "Infinity", "Infinity"],
-        ["1.0", "NaN", "2.0"],
-        ["NaN", "1.0", "2.0"],
-        ["Infinity", "NaN", "1.0"],
-        ["-Infinity", "NaN", "-Infinity"],
-        ["1000.0", "1000.0", "999.0"],
-        ["-3.0", "5.0", "4.0"],
-    ];
-    let mut rows = vec![];
-    for p in patterns {
-        for at in [0, 3, 8] {
-            let mut row = vec!["\"-Infinity\"".to_string(); 11];
-            for (k, v) in p.iter().enumerate() {
-                row[at + k] = if v.parse::<f64>().is_ok_and(f64::is_finite) {
-                    v.to_string()
-                } else {
-                    format!("\"{v}\"")
-                };
-            }
-            rows.push(format!("[{}]", row.join(", ")));
-        }
-    }
+    let rows = special_value_rows();
     let rows = format!(r#"{{"x": [{}]}}"#, rows.join(", "));
     let inputs = data::parse_tensors(Format::Json, rows.as_bytes(), "t").unwrap();
     let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
@@ -361,13 +337,7 @@ fn logsumexp_keeps_the_special_values_in_vector_lanes_and_tails() {
     let (_, got) = compiled.run(&bound).unwrap();
     for name in ["r", "scaled", "none", "costly"] {
         let d = loss.defs.iter().position(|d| d.name == name).unwrap();
-        let g = compiled
-            .program()
-            .defs
-            .iter()
-            .position(|d| d.name == name)
-            .unwrap();
-        for (a, b) in got[g].iter().zip(&want[d]) {
+        for (a, b) in compiled_values(&compiled, &got, name).iter().zip(&want[d]) {
             assert!(
                 (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-5 * b.abs(),
                 "{name}: cpu {a}, interpreter {b}"
@@ -417,14 +387,9 @@ fn sparse_filters_pass_over_dropped_groups_and_keep_every_term() {
     let (_, got) = compiled.run(&bound).unwrap();
     for name in ["total", "average", "kept", "top", "cheap", "costly"] {
         let d = loss.defs.iter().position(|d| d.name == name).unwrap();
-        let g = compiled
-            .program()
-            .defs
-            .iter()
-            .position(|d| d.name == name)
-            .unwrap();
-        assert_eq!(got[g].len(), rows.len(), "{name}");
-        for (b, (a, w)) in got[g].iter().zip(&want[d]).enumerate() {
+        let got = compiled_values(&compiled, &got, name);
+        assert_eq!(got.len(), rows.len(), "{name}");
+        for (b, (a, w)) in got.iter().zip(&want[d]).enumerate() {
             assert!(
                 a == w || (a - w).abs() <= 1e-5 * w.abs(),
                 "{name}[{b}]: cpu {a}, interpreter {w}"
@@ -446,12 +411,45 @@ fn a_softmax_filled_in_its_logsumexps_pass_keeps_the_special_values() {
         mean[b](logsumexp[c](x[b, c])) + mean[b](logsumexp[c | x[b, c] > -5](2 * x[b, c]))
     }";
     let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let mut rows = special_value_rows();
+    rows.push("[-9, 3, -9, -9, -9, -9, -9, -9, 2, -9, 1]".to_string());
+    let json = format!(r#"{{"x": [{}]}}"#, rows.join(", "));
+    check_shared_softmax(&loss, &json, 11);
+    // Long rows run one per block, each in the same scratch: the second row's dropped groups
+    // keep the first row's values there, which its filter must leave unread.
+    let long = |first: &str| {
+        let mut row = vec!["1.5"; 4096];
+        row[..8].fill(first);
+        format!("[{}]", row.join(", "))
+    };
+    let json = format!(r#"{{"x": [{}, {}]}}"#, long("0.5"), long("-9"));
+    check_shared_softmax(&loss, &json, 4096);
+}
+
+/// The values of definition `name` among `values`, the definitions of `compiled`'s program
+/// (which has more than the loss: split parts, hoisted reductions).
+fn compiled_values<'a>(
+    compiled: &runtime::cpu::CpuLoss,
+    values: &'a [Vec<f64>],
+    name: &str,
+) -> &'a [f64] {
+    let defs = &compiled.program().defs;
+    let d = defs.iter().position(|d| d.name == name).unwrap();
+    &values[d]
+}
+
+/// Rows of 11 terms (JSON arrays) holding special patterns — all -inf, -inf before finite
+/// terms, +inf twice, a NaN, huge equal terms — each at offsets 0, 3 and 8 with -inf around
+/// it, so that it lands in the four-lane part of a loop, across lanes, and in its scalar tail.
+fn special_value_rows() -> Vec<String> {
     let patterns = [
         ["-Infinity", "-Infinity", "-Infinity"],
         ["-Infinity", "1.0", "2.0"],
         ["1.0", "Infinity", "Infinity"],
         ["1.0", "NaN", "2.0"],
+        ["NaN", "1.0", "2.0"],
         ["Infinity", "NaN", "1.0"],
+        ["-Infinity", "NaN", "-Infinity"],
         ["1000.0", "1000.0", "999.0"],
         ["-3.0", "5.0", "4.0"],
     ];
@@ -472,18 +470,7 @@ fn a_softmax_filled_in_its_logsumexps_pass_keeps_the_special_values() {
             rows.push(format!("[{}]", row.join(", ")));
         }
     }
-    rows.push("[-9, 3, -9, -9, -9, -9, -9, -9, 2, -9, 1]".to_string());
-    let json = format!(r#"{{"x": [{}]}}"#, rows.join(", "));
-    check_shared_softmax(&loss, &json, 11);
-    // Long rows run one per block, each in the same scratch: the second row's dropped groups
-    // keep the first row's values there, which its filter must leave unread.
-    let long = |first: &str| {
-        let mut row = vec!["1.5"; 4096];
-        row[..8].fill(first);
-        format!("[{}]", row.join(", "))
-    };
-    let json = format!(r#"{{"x": [{}, {}]}}"#, long("0.5"), long("-9"));
-    check_shared_softmax(&loss, &json, 4096);
+    rows
 }
 
 /// Checks [`a_softmax_filled_in_its_logsumexps_pass_keeps_the_special_values`] on the rows
@@ -507,13 +494,16 @@ fn check_shared_softmax(loss: &Loss, json: &str, width: usize) {
             }
             .unwrap();
             let (_, values) = compiled.run(&bound).unwrap();
-            let defs = &compiled.program().defs;
-            let d = defs.iter().position(|d| d.name == "grad_x").unwrap();
-            let softmaxes = defs
+            let softmaxes = compiled
+                .program()
+                .defs
                 .iter()
                 .filter(|d| d.name.starts_with("softmax_"))
                 .count();
-            (values[d].clone(), softmaxes)
+            (
+                compiled_values(&compiled, &values, "grad_x").to_vec(),
+                softmaxes,
+            )
         })
     };
     let (direct, _) = gradient(false);

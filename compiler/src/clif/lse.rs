@@ -18,6 +18,16 @@ use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
 
+/// The terms of a logsumexp: its variables (the first over `range` when given), filter and
+/// body.
+#[derive(Clone, Copy)]
+pub(super) struct Terms<'e> {
+    pub vars: &'e [VarId],
+    pub filter: Option<&'e Expr>,
+    pub body: &'e Expr,
+    pub range: Option<(Value, Value)>,
+}
+
 /// What a pass does with each term (four in its vector loop, whose end it is given).
 type PassStep<'a, L> = dyn Fn(&mut L, Variable, Option<Value>) -> Result<(), ClifError> + 'a;
 
@@ -36,7 +46,13 @@ impl<M: Module> Lowering<'_, M> {
         body: &Expr,
         range: Option<(Value, Value)>,
     ) -> Result<ReduceState, ClifError> {
-        let m = self.lse_max(vars, filter, body, range)?;
+        let terms = Terms {
+            vars,
+            filter,
+            body,
+            range,
+        };
+        let m = self.lse_max(terms)?;
         // The sum of exp(x - max): plain where the max is finite, guarded otherwise.
         let total = self.b.declare_var(types::F32);
         let finite = self.finite(m);
@@ -48,7 +64,7 @@ impl<M: Module> Lowering<'_, M> {
         self.b.ins().brif(finite, plain, &[], guarded, &[]);
         for (block, guard) in [(plain, false), (guarded, true)] {
             self.b.switch_to_block(block);
-            let t = self.lse_sum(vars, filter, body, range, m, guard, None)?;
+            let t = self.lse_sum(terms, m, guard, None)?;
             self.b.def_var(total, t);
             self.b.ins().jump(done, &[]);
         }
@@ -65,17 +81,10 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// The first pass: the largest term (NaN terms left out).
-    pub(super) fn lse_max(
-        &mut self,
-        vars: &[VarId],
-        filter: Option<&Expr>,
-        body: &Expr,
-        range: Option<(Value, Value)>,
-    ) -> Result<Value, ClifError> {
-        let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
+    pub(super) fn lse_max(&mut self, terms: Terms) -> Result<Value, ClifError> {
         let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
-        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
-            s.lse_term(filter, body, end, &|s, x| {
+        self.lse_pass(terms, (lanes, rest), &|s, acc, end| {
+            s.lse_term(terms, end, &|s, x| {
                 let m = s.b.use_var(acc);
                 let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
                 let m = s.pick(bigger, x, m);
@@ -98,23 +107,16 @@ impl<M: Module> Lowering<'_, M> {
     /// that definition at the current point (its indices bound to the row and the term's
     /// variable; `clif::softmax`); terms the filter drops store 0, or nothing in groups of
     /// four it drops entirely.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn lse_sum(
         &mut self,
-        vars: &[VarId],
-        filter: Option<&Expr>,
-        body: &Expr,
-        range: Option<(Value, Value)>,
+        terms: Terms,
         m: Value,
         guard: bool,
         capture: Option<usize>,
     ) -> Result<Value, ClifError> {
-        let bodies: Vec<&Expr> = filter.into_iter().chain([body]).collect();
         let (lanes, rest) = self.lse_vars(0.0);
-        self.lse_pass(vars, range, &bodies, (lanes, rest), &|s, acc, end| {
-            s.lse_term(filter, body, end, &|s, x| {
-                s.lse_add(x, m, guard, acc, capture)
-            })
+        self.lse_pass(terms, (lanes, rest), &|s, acc, end| {
+            s.lse_term(terms, end, &|s, x| s.lse_add(x, m, guard, acc, capture))
         })?;
         // Lanes 0..4, then the rest.
         let v = self.b.use_var(lanes);
@@ -180,25 +182,31 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// Runs `step` for every term: four at a time into `acc.0` (with the end of the vector
-    /// loop), the rest one by one into `acc.1`; what of `bodies` does not depend on the
-    /// innermost variable is computed before its loop.
+    /// loop), the rest one by one into `acc.1`; what of the filter and body does not depend on
+    /// the innermost variable is computed before its loop.
     fn lse_pass(
         &mut self,
-        vars: &[VarId],
-        range: Option<(Value, Value)>,
-        bodies: &[&Expr],
+        terms: Terms,
         (lanes, rest): (Variable, Variable),
         step: &PassStep<'_, Self>,
     ) -> Result<(), ClifError> {
-        self.innermost(vars, range, bodies, &mut |s, last, start, end| {
-            s.vector_loop(
-                last,
-                start,
-                end,
-                &mut |s| step(s, lanes, Some(end)),
-                &mut |s, r| s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest, None)),
-            )
-        })
+        let bodies: Vec<&Expr> = terms.filter.into_iter().chain([terms.body]).collect();
+        self.innermost(
+            terms.vars,
+            terms.range,
+            &bodies,
+            &mut |s, last, start, end| {
+                s.vector_loop(
+                    last,
+                    start,
+                    end,
+                    &mut |s| step(s, lanes, Some(end)),
+                    &mut |s, r| {
+                        s.for_each_from(&[last], Some((r, end)), &mut |s| step(s, rest, None))
+                    },
+                )
+            },
+        )
     }
 
     /// Runs `add` with the term's value, `-inf` where the filter drops it (four lanes in
@@ -206,8 +214,7 @@ impl<M: Module> Lowering<'_, M> {
     /// `scan_end`, groups the filter drops are passed over ([`Self::any_lane_kept`]).
     fn lse_term(
         &mut self,
-        filter: Option<&Expr>,
-        body: &Expr,
+        Terms { filter, body, .. }: Terms,
         scan_end: Option<Value>,
         add: &dyn Fn(&mut Self, Value) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {

@@ -8,6 +8,7 @@
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState};
+use super::lse::Terms;
 use crate::ir::{Expr, Reducer, Tensor, VarId};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
@@ -40,8 +41,13 @@ impl<M: Module> Lowering<'_, M> {
             s.vars.insert(bp, row);
             let col = s.var(c);
             s.vars.insert(cp, col);
-            let filter = filter.as_ref();
-            let m = s.lse_max(&[c], filter, &term, None)?;
+            let terms = Terms {
+                vars: &[c],
+                filter: filter.as_ref(),
+                body: &term,
+                range: None,
+            };
+            let m = s.lse_max(terms)?;
             let finite = s.finite(m);
             let (plain, guarded, scale, direct, done) = (
                 s.b.create_block(),
@@ -54,7 +60,7 @@ impl<M: Module> Lowering<'_, M> {
             // A finite max: the sum pass stores exp(x - max). Terms the filter drops are left
             // as they are: the softmax is read only under its filter (`crate::softmax::share`).
             s.b.switch_to_block(plain);
-            let total = s.lse_sum(&[c], filter, &term, None, m, false, Some(p))?;
+            let total = s.lse_sum(terms, m, false, Some(p))?;
             s.store_logsumexp(h, m, total);
             let nan = s.b.ins().fcmp(FloatCC::Unordered, total, total);
             s.b.ins().brif(nan, direct, &[], scale, &[]);
@@ -80,7 +86,7 @@ impl<M: Module> Lowering<'_, M> {
             s.b.ins().jump(done, &[]);
             // Not finite: the guarded sum, and the softmax from its body.
             s.b.switch_to_block(guarded);
-            let total = s.lse_sum(&[c], filter, &term, None, m, true, None)?;
+            let total = s.lse_sum(terms, m, true, None)?;
             s.store_logsumexp(h, m, total);
             s.b.ins().jump(direct, &[]);
             s.b.switch_to_block(direct);
