@@ -221,9 +221,8 @@ fn replace_under(
                 Box::new(replace_under(loss, h, p, other, guards, found)),
             )
         }
-        // A reduction's terms run under its filter, which binds its own variables: the
-        // softmax's index must be one of the enclosing definition's or reduction's variables,
-        // which a match below checks through the dimensions only; stay out of reductions.
+        // Only elementwise readers: inside a reduction the term's index would be the
+        // reduction's own variable, and the softmax read in a loop of its own.
         Expr::Reduce { .. } => e.clone(),
         other => other.map_children(|x| replace_under(loss, h, p, x, guards, found)),
     }
