@@ -12,6 +12,7 @@
 //! definition over `i`, see `crate::column`) become definitions, which backends run with their
 //! loops interchanged. The result is equivalent IR.
 
+use crate::alpha::alpha_eq;
 use crate::column::is_column_sum;
 use crate::contraction::{free_vars, merge_products, operands, split_product};
 use crate::ir::{BinOp, Def, DefKind, Expr, IndexVar, Loss, Reducer, Tensor, VarId};
@@ -422,7 +423,7 @@ impl Hoister {
                 .copied()
                 .zip(earlier_indices.iter().copied())
                 .collect();
-            if same_dims && alpha_eq(body, &earlier.body, &mut pairs, &self.out.vars) {
+            if same_dims && alpha_eq(body, &earlier.body, &mut pairs, &self.out.vars, false) {
                 return Some(Expr::Read {
                     tensor: Tensor::Def(id),
                     indices: free.iter().map(|&v| Expr::Index(v)).collect(),
@@ -479,81 +480,6 @@ fn reads_swapped(e: &Expr, vars: [VarId; 2]) -> bool {
         }
     });
     swapped > straight
-}
-
-/// True when `a` and `b` are the same expression up to the names of their variables: `pairs`
-/// maps variables of `a` to those of `b` (the free ones on entry; binders are added as met).
-fn alpha_eq(a: &Expr, b: &Expr, pairs: &mut HashMap<VarId, VarId>, vars: &[IndexVar]) -> bool {
-    match (a, b) {
-        (Expr::Index(x), Expr::Index(y)) => pairs.get(x).map_or(x == y, |m| m == y),
-        (Expr::Float(x), Expr::Float(y)) => x.to_bits() == y.to_bits(),
-        (Expr::Int(x), Expr::Int(y)) => x == y,
-        (Expr::Bool(x), Expr::Bool(y)) => x == y,
-        (Expr::Hyper(x), Expr::Hyper(y)) => x == y,
-        (
-            Expr::Read {
-                tensor: t,
-                indices: i,
-            },
-            Expr::Read {
-                tensor: u,
-                indices: j,
-            },
-        ) => {
-            t == u
-                && i.len() == j.len()
-                && i.iter().zip(j).all(|(x, y)| alpha_eq(x, y, pairs, vars))
-        }
-        (Expr::Unary(o, x), Expr::Unary(p, y)) => o == p && alpha_eq(x, y, pairs, vars),
-        (Expr::Binary(o, x1, x2), Expr::Binary(p, y1, y2)) => {
-            o == p && alpha_eq(x1, y1, pairs, vars) && alpha_eq(x2, y2, pairs, vars)
-        }
-        (Expr::Call(f, xs), Expr::Call(g, ys)) => {
-            f == g
-                && xs.len() == ys.len()
-                && xs.iter().zip(ys).all(|(x, y)| alpha_eq(x, y, pairs, vars))
-        }
-        (Expr::Select(c, x1, x2), Expr::Select(d, y1, y2)) => {
-            alpha_eq(c, d, pairs, vars)
-                && alpha_eq(x1, y1, pairs, vars)
-                && alpha_eq(x2, y2, pairs, vars)
-        }
-        (
-            Expr::Reduce {
-                op: o,
-                vars: v,
-                filter: f,
-                body: b,
-            },
-            Expr::Reduce {
-                op: p,
-                vars: w,
-                filter: g,
-                body: c,
-            },
-        ) => {
-            // Binders pair up in order, and must range over the same dimensions.
-            if o != p
-                || v.len() != w.len()
-                || v.iter().zip(w).any(|(x, y)| vars[*x].dim != vars[*y].dim)
-            {
-                return false;
-            }
-            pairs.extend(v.iter().copied().zip(w.iter().copied()));
-            let same_filter = match (f, g) {
-                (Some(f), Some(g)) => alpha_eq(f, g, pairs, vars),
-                (None, None) => true,
-                _ => false,
-            };
-            let same_body = match (b, c) {
-                (Some(b), Some(c)) => alpha_eq(b, c, pairs, vars),
-                (None, None) => true,
-                _ => false,
-            };
-            same_filter && same_body
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -458,6 +458,20 @@ impl Expr {
         }
     }
 
+    /// A copy with every read of a definition `d` reading definition `map[d]` instead.
+    pub fn renumber_defs(&self, map: &[usize]) -> Expr {
+        match self {
+            Expr::Read {
+                tensor: Tensor::Def(d),
+                indices,
+            } => Expr::Read {
+                tensor: Tensor::Def(map[*d]),
+                indices: indices.iter().map(|i| i.renumber_defs(map)).collect(),
+            },
+            e => e.map_children(|c| c.renumber_defs(map)),
+        }
+    }
+
     /// The number of nodes.
     pub fn size(&self) -> usize {
         let mut n = 0;

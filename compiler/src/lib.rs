@@ -1,10 +1,12 @@
 //! lossc's compiler: the checker that turns the AST into the typed IR, the IR itself, and its
 //! printer. Later stages (simplification, differentiation, code generation) work on the IR.
 
+mod alpha;
 pub mod check;
 pub mod clif;
 pub mod column;
 pub mod contraction;
+mod fresh;
 pub mod fuse;
 pub mod grad;
 pub mod hoist;

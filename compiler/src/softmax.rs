@@ -8,7 +8,9 @@
 //! backend can fill `p` from the values of that pass (`clif::softmax`) instead of calling
 //! `exp` again. The result is equivalent IR.
 
-use crate::ir::{BinOp, Builtin, Def, DefKind, Expr, IndexVar, Loss, Reducer, Tensor, VarId};
+use crate::alpha::alpha_eq;
+use crate::fresh::Fresh;
+use crate::ir::{BinOp, Builtin, DType, Def, DefKind, Expr, Loss, Reducer, Tensor, VarId};
 use std::collections::HashMap;
 
 /// The most nodes the filter and body of a `logsumexp` may have for its terms to be computed
@@ -66,14 +68,14 @@ pub fn softmax_body(loss: &Loss, h: usize, b: VarId, c: VarId) -> Option<Expr> {
         Builtin::Exp,
         vec![Expr::Binary(
             BinOp::Sub,
-            Box::new(rename(term, &map)),
+            Box::new(term.rename_vars(&map)),
             Box::new(lse),
         )],
     );
     Some(match filter {
         None => e,
         Some(f) => Expr::Select(
-            Box::new(rename(f, &map)),
+            Box::new(f.rename_vars(&map)),
             Box::new(e),
             Box::new(Expr::Float(0.0)),
         ),
@@ -92,43 +94,47 @@ pub fn is_softmax_of(loss: &Loss, h: usize, p: usize) -> bool {
 
 /// `loss` with the softmax of each row logsumexp that a later definition computes as
 /// `exp(T' - h[b'])` (with `T'` the logsumexp's terms at `(b', c')`, up to the order of the
-/// operands of `+` and `*`, and under the logsumexp's filter when it has one) defined right
+/// operands of `+`, `*`, `==` and `!=`, and under the logsumexp's filter when it has one) defined right
 /// after it and read there instead; and the ids of the softmax definitions added.
 pub fn share(loss: &Loss) -> (Loss, Vec<usize>) {
     let mut out = loss.clone();
     let mut added = vec![];
     let mut h = 0;
     while h < out.defs.len() {
-        if row_logsumexp(&out, h).is_none()
-            || !(h + 1..out.defs.len()).any(|k| replace(&out, h, h, &out.defs[k].body).1)
-        {
+        let Some((hb, hc, _, _)) = row_logsumexp(&out, h) else {
+            h += 1;
+            continue;
+        };
+        if !(h + 1..out.defs.len()).any(|k| replace(&out, h, h, k).1) {
             h += 1;
             continue;
         }
-        // Room for the softmax at h + 1.
-        let shift = |d: usize| if d > h { d + 1 } else { d };
-        let mut defs: Vec<Def> = out.defs.iter().map(|d| renumber(d, &shift)).collect();
+        // The softmax goes right after the logsumexp: the definitions after it move up one.
         let p = h + 1;
-        let (b, c) = (
-            fresh(&mut out.vars, h, &defs, 0),
-            fresh(&mut out.vars, h, &defs, 1),
-        );
+        let map: Vec<usize> = (0..out.defs.len())
+            .map(|d| if d > h { d + 1 } else { d })
+            .collect();
+        let mut fresh = Fresh::new(&out);
+        let (b, c) = (fresh.copy_var(hb), fresh.copy_var(hc));
+        let name = fresh.def_name(&format!("softmax_{}", out.defs[h].name));
+        out.vars = fresh.vars;
         let body = softmax_body(&out, h, b, c).expect("a row logsumexp");
-        defs.insert(
+        for def in &mut out.defs {
+            def.body = def.body.renumber_defs(&map);
+        }
+        out.result = out.result.renumber_defs(&map);
+        out.defs.insert(
             p,
             Def {
-                name: fresh_name(&out, &format!("softmax_{}", out.defs[h].name)),
+                name,
                 kind: DefKind::Let,
                 indices: vec![b, c],
-                dtype: crate::ir::DType::Float,
+                dtype: DType::Float,
                 body,
             },
         );
-        out.result = remap(&out.result, &shift);
-        out.defs = defs;
         for k in p + 1..out.defs.len() {
-            let (body, _) = replace(&out, h, p, &out.defs[k].body);
-            out.defs[k].body = body;
+            out.defs[k].body = replace(&out, h, p, k).0;
         }
         added.push(p);
         h = p + 1;
@@ -136,75 +142,27 @@ pub fn share(loss: &Loss) -> (Loss, Vec<usize>) {
     (out, added)
 }
 
-/// A new index variable over the dimension of the `k`th variable of row logsumexp `h` (its row
-/// for 0, its term for 1), read in `defs` (already renumbered; `h` keeps its id).
-fn fresh(vars: &mut Vec<IndexVar>, h: usize, defs: &[Def], k: usize) -> VarId {
-    let def = &defs[h];
-    let v = match (&def.body, k) {
-        (_, 0) => def.indices[0],
-        (Expr::Reduce { vars, .. }, _) => vars[0],
-        _ => unreachable!("a row logsumexp"),
-    };
-    let var = IndexVar {
-        name: format!("{}_p", vars[v].name),
-        dim: vars[v].dim,
-    };
-    vars.push(var);
-    vars.len() - 1
-}
-
-/// `base`, or `base` with a number, not the name of any definition or input of `loss`.
-fn fresh_name(loss: &Loss, base: &str) -> String {
-    let taken =
-        |n: &str| loss.defs.iter().any(|d| d.name == n) || loss.inputs.iter().any(|i| i.name == n);
-    let mut name = base.to_string();
-    let mut k = 1;
-    while taken(&name) {
-        k += 1;
-        name = format!("{base}{k}");
-    }
-    name
-}
-
-/// `def` with its reads of definitions renumbered by `shift`.
-fn renumber(def: &Def, shift: &dyn Fn(usize) -> usize) -> Def {
-    Def {
-        body: remap(&def.body, shift),
-        ..def.clone()
-    }
-}
-
-fn remap(e: &Expr, shift: &dyn Fn(usize) -> usize) -> Expr {
-    match e {
-        Expr::Read {
-            tensor: Tensor::Def(d),
-            indices,
-        } => Expr::Read {
-            tensor: Tensor::Def(shift(*d)),
-            indices: indices.iter().map(|i| remap(i, shift)).collect(),
-        },
-        other => other.map_children(|c| remap(c, shift)),
-    }
-}
-
-/// `e` with every `exp(T' - h[b'])` that is the softmax of row logsumexp `h` at `(b', c')`
-/// replaced by `p[b', c']`, and whether there was one.
-fn replace(loss: &Loss, h: usize, p: usize, e: &Expr) -> (Expr, bool) {
+/// The body of definition `k` with every `exp(T' - h[b'])` that is the softmax of row
+/// logsumexp `h` at `(b', c')` replaced by `p[b', c']`, and whether there was one.
+fn replace(loss: &Loss, h: usize, p: usize, k: usize) -> (Expr, bool) {
+    let def = &loss.defs[k];
     let mut found = false;
-    let out = replace_under(loss, h, p, e, &[], &mut found);
+    let out = replace_under(loss, h, p, &def.body, &def.indices, &[], &mut found);
     (out, found)
 }
 
-/// [`replace`] inside the `then` branches of the conditions `guards`.
+/// [`replace`] in `e`, inside the `then` branches of the conditions `guards`; `indices` are
+/// the definition's, among which `c'` is.
 fn replace_under(
     loss: &Loss,
     h: usize,
     p: usize,
     e: &Expr,
+    indices: &[VarId],
     guards: &[&Expr],
     found: &mut bool,
 ) -> Expr {
-    if let Some((b, c)) = softmax_at(loss, h, e, guards) {
+    if let Some((b, c)) = softmax_at(loss, h, e, indices, guards) {
         *found = true;
         return Expr::Read {
             tensor: Tensor::Def(p),
@@ -216,21 +174,28 @@ fn replace_under(
             let mut inner = guards.to_vec();
             inner.push(cond);
             Expr::Select(
-                Box::new(replace_under(loss, h, p, cond, guards, found)),
-                Box::new(replace_under(loss, h, p, then, &inner, found)),
-                Box::new(replace_under(loss, h, p, other, guards, found)),
+                Box::new(replace_under(loss, h, p, cond, indices, guards, found)),
+                Box::new(replace_under(loss, h, p, then, indices, &inner, found)),
+                Box::new(replace_under(loss, h, p, other, indices, guards, found)),
             )
         }
         // Only elementwise readers: inside a reduction the term's index would be the
         // reduction's own variable, and the softmax read in a loop of its own.
         Expr::Reduce { .. } => e.clone(),
-        other => other.map_children(|x| replace_under(loss, h, p, x, guards, found)),
+        other => other.map_children(|x| replace_under(loss, h, p, x, indices, guards, found)),
     }
 }
 
 /// `(b', c')` when `e` is `exp(T' - h[b'])` with `T'` the terms of row logsumexp `h` at
-/// `(b', c')`, and, when `h` has a filter, one of `guards` is that filter at `(b', c')`.
-fn softmax_at(loss: &Loss, h: usize, e: &Expr, guards: &[&Expr]) -> Option<(VarId, VarId)> {
+/// `(b', c')`, `c'` one of `indices`, and, when `h` has a filter, one of `guards` that filter
+/// at `(b', c')` (both up to the order of the operands of `+`, `*`, `==` and `!=`).
+fn softmax_at(
+    loss: &Loss,
+    h: usize,
+    e: &Expr,
+    indices: &[VarId],
+    guards: &[&Expr],
+) -> Option<(VarId, VarId)> {
     let (hb, hc, filter, term) = row_logsumexp(loss, h)?;
     let Expr::Call(Builtin::Exp, args) = e else {
         return None;
@@ -240,82 +205,27 @@ fn softmax_at(loss: &Loss, h: usize, e: &Expr, guards: &[&Expr]) -> Option<(VarI
     };
     let Expr::Read {
         tensor: Tensor::Def(d),
-        indices,
+        indices: at,
     } = &**lse
     else {
         return None;
     };
-    let [Expr::Index(b)] = indices[..] else {
+    let [Expr::Index(b)] = at[..] else {
         return None;
     };
     if *d != h || loss.vars[b].dim != loss.vars[hb].dim {
         return None;
     }
-    let mut map = HashMap::from([(hb, b)]);
-    if !same(term, x, &mut map) {
-        return None;
-    }
-    let &c = map.get(&hc)?;
-    if c == b || loss.vars[c].dim != loss.vars[hc].dim {
-        return None;
-    }
-    if let Some(f) = filter {
-        let kept = guards.iter().any(|g| same(f, g, &mut map.clone()));
-        if !kept {
-            return None;
-        }
-    }
-    Some((b, c))
-}
-
-/// True when `b` is `a` with its index variables renamed by `map` (extended with the first
-/// use of each variable not in it), up to the order of the operands of `+`, `*`, `==` and
-/// `!=`.
-fn same(a: &Expr, b: &Expr, map: &mut HashMap<VarId, VarId>) -> bool {
-    match (a, b) {
-        (Expr::Index(u), Expr::Index(v)) => *map.entry(*u).or_insert(*v) == *v,
-        (Expr::Binary(op, a1, a2), Expr::Binary(op2, b1, b2)) if op == op2 => {
-            let mut straight = map.clone();
-            if same(a1, b1, &mut straight) && same(a2, b2, &mut straight) {
-                *map = straight;
-                return true;
-            }
-            let commutes = matches!(op, BinOp::Add | BinOp::Mul | BinOp::Eq | BinOp::Ne);
-            let mut crossed = map.clone();
-            if commutes && same(a1, b2, &mut crossed) && same(a2, b1, &mut crossed) {
-                *map = crossed;
-                return true;
-            }
-            false
-        }
-        (Expr::Unary(o1, x), Expr::Unary(o2, y)) => o1 == o2 && same(x, y, map),
-        (
-            Expr::Read {
-                tensor: t1,
-                indices: i1,
-            },
-            Expr::Read {
-                tensor: t2,
-                indices: i2,
-            },
-        ) => t1 == t2 && i1.len() == i2.len() && i1.iter().zip(i2).all(|(x, y)| same(x, y, map)),
-        (Expr::Call(f1, x1), Expr::Call(f2, x2)) => {
-            f1 == f2 && x1.len() == x2.len() && x1.iter().zip(x2).all(|(x, y)| same(x, y, map))
-        }
-        (Expr::Select(c1, t1, e1), Expr::Select(c2, t2, e2)) => {
-            same(c1, c2, map) && same(t1, t2, map) && same(e1, e2, map)
-        }
-        (Expr::Reduce { .. }, _) | (_, Expr::Reduce { .. }) => false,
-        _ => a == b,
-    }
-}
-
-/// `e` with its index variables renamed by `map`.
-fn rename(e: &Expr, map: &HashMap<VarId, VarId>) -> Expr {
-    match e {
-        Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
-        other => other.map_children(|c| rename(c, map)),
-    }
+    let same = |a: &Expr, other: &Expr, c: VarId| {
+        let mut pairs = HashMap::from([(hb, b), (hc, c)]);
+        alpha_eq(a, other, &mut pairs, &loss.vars, true)
+    };
+    indices
+        .iter()
+        .copied()
+        .filter(|&c| c != b && loss.vars[c].dim == loss.vars[hc].dim)
+        .find(|&c| same(term, x, c) && filter.is_none_or(|f| guards.iter().any(|g| same(f, g, c))))
+        .map(|c| (b, c))
 }
 
 #[cfg(test)]
@@ -344,7 +254,7 @@ mod tests {
             defs,
             [
                 "r = logsumexp[c](x[b, c])",
-                "softmax_r = exp(x[b_p, c_p] - r[b_p])",
+                "softmax_r = exp(x[b1, c1] - r[b1])",
                 "g = softmax_r[b, k] * 2",
             ]
         );
@@ -365,7 +275,7 @@ mod tests {
         );
         assert_eq!(
             defs[1],
-            "softmax_r = if t[c_p] != t[b_p] then exp(2 * x[b_p, c_p] - r[b_p]) else 0.0"
+            "softmax_r = if t[c1] != t[b1] then exp(2 * x[b1, c1] - r[b1]) else 0.0"
         );
         assert_eq!(defs[2], "g = if t[b] != t[k] then softmax_r[b, k] else 0.0");
         assert_eq!(defs[3], "u = exp(x[b, k] * 2 - r[b])");

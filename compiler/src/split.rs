@@ -17,7 +17,7 @@ pub fn split(loss: &Loss) -> Loss {
     // Old definition id → new id.
     let mut map = vec![];
     for def in &loss.defs {
-        let mut body = remap(&def.body, &map);
+        let mut body = def.body.renumber_defs(&map);
         if def.indices.is_empty() && !matches!(body, Expr::Reduce { .. }) {
             body = extract(loss, body, &mut out.defs, &def.name);
         }
@@ -27,23 +27,9 @@ pub fn split(loss: &Loss) -> Loss {
             ..def.clone()
         });
     }
-    let result = remap(&loss.result, &map);
+    let result = loss.result.renumber_defs(&map);
     out.result = extract(loss, result, &mut out.defs, "loss");
     out
-}
-
-/// `e` with definition reads renumbered by `map`.
-fn remap(e: &Expr, map: &[usize]) -> Expr {
-    match e {
-        Expr::Read {
-            tensor: Tensor::Def(d),
-            indices,
-        } => Expr::Read {
-            tensor: Tensor::Def(map[*d]),
-            indices: indices.iter().map(|i| remap(i, map)).collect(),
-        },
-        other => other.map_children(|c| remap(c, map)),
-    }
 }
 
 /// Moves the eagerly evaluated top-level reductions of the scalar expression `e` into new

@@ -16,12 +16,11 @@
 //! The result is a [`Loss`] that prints as valid `.loss` source; [`gradient_outputs`] finds
 //! its `grad_<input>` definitions again.
 
-mod fresh;
 mod local;
 mod partials;
 
+use crate::fresh::Fresh;
 use crate::ir::{BinOp, DType, Def, DefId, DefKind, Expr, InputId, Loss, Tensor, VarId};
-use fresh::Fresh;
 use std::collections::HashMap;
 
 /// A request that cannot be differentiated, e.g. `--wrt` naming an int input.

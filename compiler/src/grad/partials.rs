@@ -8,8 +8,8 @@
 //! term (row-major order), `if` to the taken branch.
 
 use super::Term;
-use super::fresh::Fresh;
 use super::local::{self, Op};
+use crate::fresh::Fresh;
 use crate::ir::{BinOp, Builtin, Expr, Reducer, Tensor, UnaryOp, VarId};
 use std::collections::HashMap;
 

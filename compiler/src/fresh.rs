@@ -1,19 +1,19 @@
-//! Fresh names for the gradient program: index variables copied with new ids and unique
-//! names, expressions copied with their reduction binders renamed, definition names that do
-//! not collide.
+//! Fresh names for a program being built (the gradient program, `crate::softmax`'s shared
+//! softmaxes): index variables copied with new ids and unique names, expressions copied with
+//! their reduction binders renamed, definition names that do not collide.
 
 use crate::ir::{Expr, IndexVar, Loss, VarId};
 use std::collections::{HashMap, HashSet};
 
 /// Allocates variables and names for the program being built.
-pub(super) struct Fresh {
+pub(crate) struct Fresh {
     /// Every variable of the program (the forward ones first).
-    pub(super) vars: Vec<IndexVar>,
+    pub(crate) vars: Vec<IndexVar>,
     taken: HashSet<String>,
 }
 
 impl Fresh {
-    pub(super) fn new(loss: &Loss) -> Fresh {
+    pub(crate) fn new(loss: &Loss) -> Fresh {
         let mut taken: HashSet<String> = loss.inputs.iter().map(|i| i.name.clone()).collect();
         taken.extend(loss.hypers.iter().map(|h| h.name.clone()));
         taken.extend(loss.defs.iter().map(|d| d.name.clone()));
@@ -37,19 +37,19 @@ impl Fresh {
     }
 
     /// A definition name like `base`.
-    pub(super) fn def_name(&mut self, base: &str) -> String {
+    pub(crate) fn def_name(&mut self, base: &str) -> String {
         self.unique(base)
     }
 
     /// A new variable over `dim`, named like `base`.
-    pub(super) fn var(&mut self, base: &str, dim: usize) -> VarId {
+    pub(crate) fn var(&mut self, base: &str, dim: usize) -> VarId {
         let name = self.unique(base);
         self.vars.push(IndexVar { name, dim });
         self.vars.len() - 1
     }
 
     /// A new variable like `v` (same dimension, a name derived from its).
-    pub(super) fn copy_var(&mut self, v: VarId) -> VarId {
+    pub(crate) fn copy_var(&mut self, v: VarId) -> VarId {
         let IndexVar { name, dim } = self.vars[v].clone();
         let base = name
             .trim_end_matches(|c: char| c.is_ascii_digit())
@@ -59,7 +59,7 @@ impl Fresh {
 
     /// A copy of `e` whose reductions bind new variables; free variables are renamed by `map`
     /// (which also receives the new binders).
-    pub(super) fn copy(&mut self, e: &Expr, map: &mut HashMap<VarId, VarId>) -> Expr {
+    pub(crate) fn copy(&mut self, e: &Expr, map: &mut HashMap<VarId, VarId>) -> Expr {
         match e {
             Expr::Index(v) => Expr::Index(*map.get(v).unwrap_or(v)),
             Expr::Reduce {
@@ -81,7 +81,7 @@ impl Fresh {
     }
 
     /// New variables like `vars`, recorded in `map`.
-    pub(super) fn copy_vars(
+    pub(crate) fn copy_vars(
         &mut self,
         vars: &[VarId],
         map: &mut HashMap<VarId, VarId>,
