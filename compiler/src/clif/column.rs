@@ -75,7 +75,8 @@ impl<M: Module> Lowering<'_, M> {
                     s.inner_loop(j, (j_lo, j_hi), vector, body, &|s| {
                         let x = s.expr(body)?;
                         let x = s.float(x);
-                        s.store_at(d, [i, j], x)
+                        s.store_element(d, x);
+                        Ok(())
                     })
                 })
             })
@@ -143,20 +144,6 @@ impl<M: Module> Lowering<'_, M> {
         self.b.def_var(t, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
-        Ok(())
-    }
-
-    /// Stores `x` (four lanes or one value) at element `[i, j]` of definition `d`.
-    fn store_at(&mut self, d: usize, [i, j]: [VarId; 2], x: Value) -> Result<(), ClifError> {
-        let (vi, vj) = (self.var(i), self.var(j));
-        let (i, j) = (self.b.use_var(vi), self.b.use_var(vj));
-        let columns = self.dims[self.loss.vars[self.loss.defs[d].indices[1]].dim];
-        let at = self.b.ins().imul(i, columns);
-        let at = self.b.ins().iadd(at, j);
-        let at = self.b.ins().iadd(at, self.offsets[d]);
-        let addr = self.element(self.work, at);
-        let flags = MemFlagsData::new().with_notrap();
-        self.b.ins().store(flags, x, addr, 0);
         Ok(())
     }
 

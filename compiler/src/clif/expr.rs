@@ -824,7 +824,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         let vector = self.vector_reduction(op, vars, filter, body);
         let two_pass = vector
             && op == Reducer::LogSumExp
-            && body.is_some_and(|b| Self::two_pass_logsumexp(filter, b));
+            && body.is_some_and(|b| crate::softmax::cheap_terms(filter, b));
         let mut state = if let (true, Some(body)) = (two_pass, body) {
             self.logsumexp_in_two_passes(vars, filter, body, range)?
         } else if vector {

@@ -1,9 +1,9 @@
 //! `logsumexp` in two passes over its terms when they are cheap to compute twice (a read, a
-//! scaled difference): first the largest term, then the sum of `exp(x - max)`. The one-pass
-//! update (`reduce.rs`) needs, for every term, a comparison, two blends, a multiply and
-//! `exp(-|x - m|)`; the second pass here needs only `exp(x - max)` and an add, and the first a
-//! compare and a blend. The result is the same pair (max, sum) the one-pass update keeps, so
-//! blocks still merge with [`Lowering::merge`].
+//! scaled difference, `crate::softmax::cheap_terms`): first the largest term, then the sum of
+//! `exp(x - max)`. The one-pass update (`reduce.rs`) needs, for every term, a comparison, two
+//! blends, a multiply and `exp(-|x - m|)`; the second pass here needs only `exp(x - max)` and
+//! an add, and the first a compare and a blend. The result is the same pair (max, sum) the
+//! one-pass update keeps, so blocks still merge with [`Lowering::merge`].
 //!
 //! NaN terms are left out of the max and carried by the sum. When the max is not finite
 //! (every term `-inf`, or a `+inf` term), `exp(x - max)` would be NaN for the infinite terms,
@@ -32,11 +32,6 @@ pub(super) struct Terms<'e> {
 type PassStep<'a, L> = dyn Fn(&mut L, Variable, Option<Value>) -> Result<(), ClifError> + 'a;
 
 impl<M: Module> Lowering<'_, M> {
-    /// True when a vectorizable `logsumexp` with this filter and body runs in two passes.
-    pub(super) fn two_pass_logsumexp(filter: Option<&Expr>, body: &Expr) -> bool {
-        crate::softmax::cheap_terms(filter, body)
-    }
-
     /// The accumulators (max, sum of `exp(x - max)`) of `logsumexp[vars | filter](body)`, the
     /// first variable over `range` when given, in two passes (see the module doc).
     pub(super) fn logsumexp_in_two_passes(
