@@ -577,6 +577,69 @@ fn softplus_family_keeps_f32_accuracy_over_the_whole_range() {
     }
 }
 
+#[test]
+fn sums_of_softplus_tails_kept_as_log_products_match_the_interpreter() {
+    // `compiler::log_product`: these sums keep Π(1 + exp(-|x|)) - 1 per lane and fold its
+    // log1p in when it passes 2^64 (every 64 terms or so where x is near 0) and at the end.
+    // Terms near 0, far out (exp(-|x|) tiny or subnormal), under a filter, in rows of a
+    // nested reduction, and the special values: against the f64 interpreter.
+    let src = "loss l(x: [N], z: [J, K]; w = 2) {
+        let a = sum[i](softplus(x[i]))
+        let m = mean[i]((w - 1) * log_sigmoid(w * x[i]) - w * log_sigmoid(x[i] * -w))
+        let f = sum[i | x[i] > 0.5](softplus(-x[i]) + x[i])
+        let r[j] = sum[k](log_sigmoid(z[j, k]))
+        a + m + f + sum[j](r[j])
+    }";
+    let loss = compiler::check_source(src).unwrap().losses.remove(0);
+    let near: Vec<f64> = (0..40_003)
+        .map(|k| f64::from(((k % 601) as f32 - 300.0) / 100.0))
+        .collect();
+    let far: Vec<f64> = (0..4_001)
+        .map(|k| f64::from((if k % 2 == 0 { 1.0 } else { -1.0 }) * (20.0 + (k % 97) as f32)))
+        .collect();
+    let rows = special_value_rows();
+    let special: Vec<String> = rows
+        .iter()
+        .map(|r| r.trim_matches(['[', ']']).to_string())
+        .collect();
+    let cases = [
+        (
+            format!("{near:?}"),
+            format!("[{}, {:?}]", rows[7], &near[..11]),
+        ),
+        (
+            format!("{far:?}"),
+            format!("[{:?}, {:?}]", &far[..11], &far[11..22]),
+        ),
+        (
+            format!("[{}]", special.join(", ")),
+            rows.join(", ").replace("][", "], ["),
+        ),
+    ];
+    for (x, z) in cases {
+        let z = if z.starts_with("[[") {
+            z
+        } else {
+            format!("[{z}]")
+        };
+        let json = format!(r#"{{"x": {x}, "z": {z}}}"#);
+        let inputs = data::parse_tensors(Format::Json, json.as_bytes(), "t").unwrap();
+        let bound = runtime::bind(&loss, &inputs, &[]).unwrap();
+        let (_, want) = runtime::eval_all(&loss, &bound).unwrap();
+        let compiled = runtime::cpu::CpuLoss::compile(&loss).unwrap();
+        let (_, got) = compiled.run(&bound).unwrap();
+        for name in ["a", "m", "f", "r"] {
+            let d = loss.defs.iter().position(|d| d.name == name).unwrap();
+            for (a, b) in compiled_values(&compiled, &got, name).iter().zip(&want[d]) {
+                assert!(
+                    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 2e-5 * b.abs(),
+                    "{name}: cpu {a}, interpreter {b}"
+                );
+            }
+        }
+    }
+}
+
 /// The CPU backend's outputs and gradient of input 0 on a pool of `threads` threads.
 fn on_threads(
     threads: usize,

@@ -472,6 +472,30 @@ impl Expr {
         }
     }
 
+    /// `self` as `(y, negated)` with `self = -y` when `negated`, else `self = y`: negations
+    /// (of subexpressions, factors and constants) taken out of products, factors in a fixed
+    /// order. Exact: negation and the order of two factors never change a float product. The
+    /// sigmoid family of `±y` shares `exp(-|y|)` through it.
+    pub fn strip_sign(&self) -> (Expr, bool) {
+        match self {
+            Expr::Unary(UnaryOp::Neg, a) => {
+                let (y, n) = a.strip_sign();
+                (y, !n)
+            }
+            Expr::Float(c) if *c < 0.0 => (Expr::Float(-c), true),
+            Expr::Binary(BinOp::Mul, p, q) => {
+                let ((p, m), (q, n)) = (p.strip_sign(), q.strip_sign());
+                let (p, q) = if format!("{p:?}") <= format!("{q:?}") {
+                    (p, q)
+                } else {
+                    (q, p)
+                };
+                (Expr::Binary(BinOp::Mul, Box::new(p), Box::new(q)), m != n)
+            }
+            _ => (self.clone(), false),
+        }
+    }
+
     /// The number of nodes.
     pub fn size(&self) -> usize {
         let mut n = 0;

@@ -11,6 +11,7 @@ pub mod fuse;
 pub mod grad;
 pub mod hoist;
 pub mod ir;
+pub mod log_product;
 pub mod logic;
 pub mod print;
 pub mod simplify;

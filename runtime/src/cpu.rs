@@ -174,7 +174,7 @@ impl CpuLoss {
 
     fn compile_with(program: &Loss, keep_every_definition: bool) -> Result<CpuLoss, RunError> {
         crate::limits::check_code_size(program)?;
-        let split = compiler::split::split(program);
+        let split = compiler::split::split(&compiler::log_product::expand(program));
         let program = &if keep_every_definition {
             split
         } else {

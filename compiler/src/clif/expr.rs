@@ -90,6 +90,9 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) hoisted: Vec<super::invariant::Hoisted>,
     /// Whether the target has a fused multiply-add for `vmath` to use.
     pub(super) fma: bool,
+    /// Product accumulators `(vf, vg)` of the innermost loop being lowered, to bound at the
+    /// end of each step ([`Lowering::accumulate_log_product`]).
+    pub(super) bounds: Vec<(Variable, Variable)>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -130,6 +133,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             written: vec![],
             hoisted: vec![],
             fma,
+            bounds: vec![],
         }
     }
 
@@ -283,6 +287,8 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// The loop `for x in (start..end).step_by(step)` over whole steps only (`x + step <=
     /// end`), running `body` with `x` at each step; `x` holds the first point not run after it.
+    /// Product accumulators the body registers in [`Self::bounds`] are bounded as the step
+    /// ends.
     pub(super) fn counted_loop(
         &mut self,
         x: Variable,
@@ -308,11 +314,18 @@ impl<'a, M: Module> Lowering<'a, M> {
         };
         self.b.ins().brif(more, inner, &[], exit, &[]);
         self.b.switch_to_block(inner);
+        let outer_bounds = std::mem::take(&mut self.bounds);
         body(self)?;
+        let bounds = std::mem::replace(&mut self.bounds, outer_bounds);
         let i = self.b.use_var(x);
         let next = self.b.ins().iadd_imm_s(i, step);
         self.b.def_var(x, next);
-        self.b.ins().jump(header, &[]);
+        if bounds.is_empty() {
+            self.b.ins().jump(header, &[]);
+        } else {
+            // The step's last branch, so that the step stays one block.
+            self.bound_log_products(&bounds, header);
+        }
         self.b.switch_to_block(exit);
         Ok(())
     }

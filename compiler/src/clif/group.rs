@@ -135,8 +135,14 @@ impl<M: Module> Lowering<'_, M> {
         // Lanes 0..4, then the rest, for each reduction in order.
         let mut k = 0;
         for m in members {
-            if let Member::Reduce { op, v, filter, .. } = m {
-                let total = self.combine_lanes(*op, lanes[k]);
+            if let Member::Reduce {
+                op,
+                v,
+                filter,
+                body,
+            } = m
+            {
+                let total = self.combine_lanes(*op, body.as_ref(), lanes[k]);
                 let (f, g, n) = rests[k];
                 let rest = self.use_state([Some(f), Some(g), Some(n)]).like(*op);
                 let mut state = self.merge(*op, total, rest);
@@ -192,6 +198,7 @@ impl<M: Module> Lowering<'_, M> {
                 }
             }
         }
+
         self.row_values.clear();
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use super::ClifError;
 use super::expr::Lowering;
-use crate::ir::{BinOp, Builtin, Expr, UnaryOp};
+use crate::ir::{Builtin, Expr};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
 use cranelift_module::{Linkage, Module};
@@ -121,7 +121,7 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// A built-in applied to argument expressions. The sigmoid family sees through the sign of
-    /// its argument (`strip_sign`), so that `sigmoid(β·m)`, `sigmoid(-β·m)`,
+    /// its argument ([`Expr::strip_sign`]), so that `sigmoid(β·m)`, `sigmoid(-β·m)`,
     /// `log_sigmoid(m·-β)`, ... compute the same `exp(-|β·m|)`, which value numbering then
     /// computes once.
     pub(super) fn call(&mut self, f: Builtin, args: &[Expr]) -> Result<Value, ClifError> {
@@ -131,7 +131,7 @@ impl<M: Module> Lowering<'_, M> {
             return self.power(&args[0], k);
         }
         if let Builtin::Sigmoid | Builtin::Softplus | Builtin::LogSigmoid = f {
-            let (core, negated) = strip_sign(&args[0]);
+            let (core, negated) = args[0].strip_sign();
             let y = self.expr(&core)?;
             let y = self.float(y);
             return Ok(self.sigmoid_family(f, y, negated));
@@ -270,28 +270,5 @@ impl<M: Module> Lowering<'_, M> {
             }
             _ => unreachable!("not a small power"),
         })
-    }
-}
-
-/// `e` as `(y, negated)` with `e = -y` when `negated`, else `e = y`: negations (of
-/// subexpressions, factors and constants) taken out of products, factors in a fixed order.
-/// Exact: negation and the order of two factors never change a float product.
-fn strip_sign(e: &Expr) -> (Expr, bool) {
-    match e {
-        Expr::Unary(UnaryOp::Neg, a) => {
-            let (y, n) = strip_sign(a);
-            (y, !n)
-        }
-        Expr::Float(c) if *c < 0.0 => (Expr::Float(-c), true),
-        Expr::Binary(BinOp::Mul, p, q) => {
-            let ((p, m), (q, n)) = (strip_sign(p), strip_sign(q));
-            let (p, q) = if format!("{p:?}") <= format!("{q:?}") {
-                (p, q)
-            } else {
-                (q, p)
-            };
-            (Expr::Binary(BinOp::Mul, Box::new(p), Box::new(q)), m != n)
-        }
-        _ => (e.clone(), false),
     }
 }

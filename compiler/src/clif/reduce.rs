@@ -2,14 +2,15 @@
 //! `f` (running value: sum, max, min, logsumexp's max), `g` (logsumexp's sum of `exp(x - m)`)
 //! and `n` (count), each a Cranelift variable; [`Lowering::accumulate`] adds one term (four
 //! in vector mode), [`Lowering::merge`] combines two states, [`Lowering::combine_lanes`] a
-//! vector state's lanes in order.
+//! vector state's lanes in order. A vector sum of softplus tails keeps a product in `g`
+//! instead of summing logarithms (`crate::log_product`).
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState};
 use super::vector::LANES;
 use crate::ir::{Expr, Reducer, VarId};
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{InstBuilder, Value, types};
+use cranelift_codegen::ir::{Block, InstBuilder, Value, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
 
@@ -104,12 +105,16 @@ impl<M: Module> Lowering<'_, M> {
         (vf, vg, vn)
     }
 
-    /// The lane accumulators of `op` combined, lane 0 first.
+    /// The lane accumulators of `op` (over terms `body`) combined, lane 0 first.
     pub(super) fn combine_lanes(
         &mut self,
         op: Reducer,
+        body: Option<&Expr>,
         (vf, vg, vn): (Variable, Variable, Variable),
     ) -> ReduceState {
+        if log_product(op, body) {
+            self.fold_log_product((vf, vg));
+        }
         let mut total = self.empty_state(op);
         let (f, g, n) = (self.b.use_var(vf), self.b.use_var(vg), self.b.use_var(vn));
         for lane in 0..LANES as u8 {
@@ -206,6 +211,12 @@ impl<M: Module> Lowering<'_, M> {
         keep: Option<Value>,
         (vf, vg): (Variable, Variable),
     ) -> Result<(), ClifError> {
+        if self.lanes.is_some()
+            && log_product(op, Some(body))
+            && let Some(e) = crate::log_product::unit_tail(body)
+        {
+            return self.accumulate_log_product(e, keep, (vf, vg));
+        }
         let x = self.expr(body)?;
         let mut x = self.float(x);
         let acc = self.b.use_var(vf);
@@ -271,6 +282,74 @@ impl<M: Module> Lowering<'_, M> {
         Ok(())
     }
 
+    /// Adds four softplus-tail terms `log1p(e)`, `e` in [0, 1] (`crate::log_product`), to the
+    /// lanes' product accumulator `vg`: `Q ← Q + e + Q·e`, so that the terms sum to
+    /// `log1p(Q)`; [`Self::combine_lanes`] adds that to `vf`. The enclosing loop bounds `Q`
+    /// at the end of each step ([`Self::bound_log_products`]; 64 terms at the least pass
+    /// between two folds), so `Q` stays far inside f32's range. A NaN term keeps `Q` NaN.
+    fn accumulate_log_product(
+        &mut self,
+        e: &Expr,
+        keep: Option<Value>,
+        (vf, vg): (Variable, Variable),
+    ) -> Result<(), ClifError> {
+        let x = self.expr(e)?;
+        let mut x = self.float(x);
+        if let Some(mask) = keep {
+            let zero = self.konst(x, 0.0);
+            x = self.pick(mask, x, zero);
+        }
+        let q = self.b.use_var(vg);
+        let s = self.b.ins().fadd(q, x);
+        let q = if self.fma {
+            self.b.ins().fma(q, x, s)
+        } else {
+            let p = self.b.ins().fmul(q, x);
+            self.b.ins().fadd(s, p)
+        };
+        self.b.def_var(vg, q);
+        if !self.bounds.contains(&(vf, vg)) {
+            self.bounds.push((vf, vg));
+        }
+        Ok(())
+    }
+
+    /// Ends a loop step by jumping to `header`, through a block that moves every lane's
+    /// `log1p(Q)` into `vf` when a lane of any product accumulator `(vf, vg)` in `bounds` has
+    /// passed 2^64 ([`Self::accumulate_log_product`]).
+    pub(super) fn bound_log_products(&mut self, bounds: &[(Variable, Variable)], header: Block) {
+        let mut any = None;
+        for &(_, vg) in bounds {
+            let q = self.b.use_var(vg);
+            let limit = self.konst(q, 2f32.powi(64));
+            let big = self.b.ins().fcmp(FloatCC::GreaterThan, q, limit);
+            any = Some(match any {
+                None => big,
+                Some(a) => self.b.ins().bor(a, big),
+            });
+        }
+        let any = self.b.ins().vany_true(any.expect("a product accumulator"));
+        let flush = self.b.create_block();
+        self.b.ins().brif(any, flush, &[], header, &[]);
+        self.b.switch_to_block(flush);
+        for &acc in bounds {
+            self.fold_log_product(acc);
+        }
+        self.b.ins().jump(header, &[]);
+    }
+
+    /// `vf += log1p(vg)` and `vg = 0`, lane by lane: a product accumulator's terms moved
+    /// into the sum.
+    fn fold_log_product(&mut self, (vf, vg): (Variable, Variable)) {
+        let q = self.b.use_var(vg);
+        let l = super::vmath::log1p(&mut self.b, self.fma, q);
+        let f = self.b.use_var(vf);
+        let f = self.b.ins().fadd(f, l);
+        self.b.def_var(vf, f);
+        let zero = self.konst(q, 0.0);
+        self.b.def_var(vg, zero);
+    }
+
     /// The number of terms of a reduction over `vars` with no filter, the first variable
     /// running over `range` when given.
     pub(super) fn term_count(&mut self, vars: &[VarId], range: Option<(Value, Value)>) -> Value {
@@ -314,4 +393,11 @@ impl<M: Module> Lowering<'_, M> {
             }
         }
     }
+}
+
+/// True when a vector reduction `op` of `body` sums softplus tails as the logarithm of a
+/// product ([`Lowering::accumulate_log_product`]).
+pub(super) fn log_product(op: Reducer, body: Option<&Expr>) -> bool {
+    matches!(op, Reducer::Sum | Reducer::Mean)
+        && body.is_some_and(|b| crate::log_product::unit_tail(b).is_some())
 }

@@ -515,7 +515,7 @@ impl<M: Module> Lowering<'_, M> {
             )
         })?;
         // Lanes 0..4, then the tails, in this order.
-        let total = self.combine_lanes(op, (vf, vg, vn));
+        let total = self.combine_lanes(op, body, (vf, vg, vn));
         let tails = self.use_state(run);
         Ok(self.merge(op, total, tails))
     }
