@@ -39,7 +39,7 @@ fn apply(map: Map, xs: &[f32]) -> Vec<f32> {
 /// The f64 reference of `f`.
 fn reference(f: VectorFn, x: f64) -> f64 {
     match f {
-        VectorFn::Exp | VectorFn::ExpNonPositive => x.exp(),
+        VectorFn::Exp | VectorFn::ExpNonPositive | VectorFn::ExpNonPositiveExact => x.exp(),
         VectorFn::Log => x.ln(),
         VectorFn::Log1p => x.ln_1p(),
         VectorFn::Expm1 => x.exp_m1(),
@@ -50,7 +50,7 @@ fn reference(f: VectorFn, x: f64) -> f64 {
 /// The documented bound (ulp) of each function, as measured over every f32.
 fn bound(f: VectorFn) -> f64 {
     match f {
-        VectorFn::Exp | VectorFn::ExpNonPositive => 1.049,
+        VectorFn::Exp | VectorFn::ExpNonPositive | VectorFn::ExpNonPositiveExact => 1.049,
         VectorFn::Log => 0.843,
         VectorFn::Log1p => 0.871,
         VectorFn::Expm1 => 1.234,
@@ -268,6 +268,40 @@ fn vector_math_special_cases_match_libm() {
             (1e30, 1.0),
         ],
     );
+}
+
+#[test]
+fn exact_exp_for_non_positive_arguments_is_exp_everywhere_there() {
+    // Every f32 in [-inf, 0] with an odd stride over the bit patterns (subnormal results and
+    // the flush to 0 below -103.97 included), both zeros, the cut points, -inf and NaN.
+    let (full, exact) = (
+        compile(VectorFn::Exp),
+        compile(VectorFn::ExpNonPositiveExact),
+    );
+    let mut xs: Vec<f32> = (0x8000_0000u32..=0xff80_0000)
+        .step_by(37)
+        .map(f32::from_bits)
+        .collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        -87.33,
+        -103.97,
+        -103.98,
+        -104.0,
+        -150.0,
+        f32::NEG_INFINITY,
+    ]);
+    xs.extend([f32::NAN, -f32::NAN]);
+    for (x, (a, b)) in xs
+        .iter()
+        .zip(apply(full, &xs).iter().zip(&apply(exact, &xs)))
+    {
+        assert!(
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            "at {x:e}: exp {a:e}, exact {b:e}"
+        );
+    }
 }
 
 #[test]

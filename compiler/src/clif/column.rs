@@ -152,8 +152,7 @@ impl<M: Module> Lowering<'_, M> {
     fn add_to(&mut self, d: usize, i: VarId, x: Value, add: bool) -> Result<(), ClifError> {
         let var = self.var(i);
         let at = self.b.use_var(var);
-        let at = self.b.ins().iadd(at, self.offsets[d]);
-        let addr = self.element(self.work, at);
+        let addr = self.def_element(d, at);
         let flags = MemFlagsData::new().with_notrap();
         let ty = self.b.func.dfg.value_type(x);
         let x = if add {

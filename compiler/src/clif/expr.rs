@@ -356,8 +356,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             flat = self.b.ins().imul(flat, size);
             flat = self.b.ins().iadd(flat, i);
         }
-        let at = self.b.ins().iadd(flat, self.offsets[d]);
-        let addr = self.element(self.work, at);
+        let addr = self.def_element(d, flat);
         let flags = if self.is_vector(value) {
             MemFlagsData::new().with_notrap()
         } else {
@@ -427,6 +426,14 @@ impl<'a, M: Module> Lowering<'a, M> {
     }
 
     /// The address of f32/i32 element `index` of `base`.
+    /// The address of element `flat` of definition `d` in the workspace: from `d`'s own base
+    /// address, which is loop-invariant (hoisted out of loops), so that the address of an
+    /// element is one addressing mode `[base + flat·4]`.
+    pub(super) fn def_element(&mut self, d: usize, flat: Value) -> Value {
+        let base = self.element(self.work, self.offsets[d]);
+        self.element(base, flat)
+    }
+
     pub(super) fn element(&mut self, base: Value, index: Value) -> Value {
         let bytes = self.b.ins().imul_imm_s(index, 4);
         let bytes = if self.ptr == types::I64 {
@@ -757,10 +764,7 @@ impl<'a, M: Module> Lowering<'a, M> {
                 (self.b.ins().iadd(self.inputs[k], flat), false)
             }
             Tensor::Input(k) => (self.element(self.inputs[k], flat), false),
-            Tensor::Def(d) => {
-                let at = self.b.ins().iadd(flat, self.offsets[d]);
-                (self.element(self.work, at), self.written[d])
-            }
+            Tensor::Def(d) => (self.def_element(d, flat), self.written[d]),
         };
         let flags = match (written, checked) {
             (true, _) => base,

@@ -10,7 +10,7 @@
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
-use crate::ir::{DType, Expr, Reducer, VarId};
+use crate::ir::{DType, Expr, Reducer, Tensor, VarId};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
@@ -109,48 +109,64 @@ impl<M: Module> Lowering<'_, M> {
             let (Member::Row { v, .. } | Member::Reduce { v, .. }) = m;
             self.vars.insert(*v, row);
         }
-        // Accumulators: lanes and the scalar rest, per reduction.
-        let mut lanes = vec![];
-        let mut rests = vec![];
-        for m in members {
-            if let Member::Reduce { op, .. } = m {
-                lanes.push(self.lane_state(*op));
-                rests.push(self.scalar_state(*op));
-            }
-        }
-        // Four rows at a time, then the rest one by one.
+        // Four rows at a time, then the rest one by one: one loop per part (see `parts`).
         let (Member::Row { v, .. } | Member::Reduce { v, .. }) = &members[0];
         let v = *v;
-        self.vector_loop(
-            v,
-            start,
-            end,
-            &mut |s| s.one_row(members, true, &lanes),
-            &mut |s, rest| {
-                s.for_each_from(&[v], Some((rest, end)), &mut |s| {
-                    s.one_row(members, false, &rests)
-                })
-            },
-        )?;
-        // Lanes 0..4, then the rest, for each reduction in order.
+        let mut ordinal = vec![None; members.len()];
         let mut k = 0;
-        for m in members {
-            if let Member::Reduce {
-                op,
+        for (i, m) in members.iter().enumerate() {
+            if let Member::Reduce { .. } = m {
+                ordinal[i] = Some(k);
+                k += 1;
+            }
+        }
+        // Per part: the accumulators (lanes and the scalar rest, per reduction) set up before
+        // its loop and stored after it, so that they are live in that loop only.
+        for part in parts(members) {
+            let sub: Vec<Member> = part.iter().map(|&i| members[i].clone()).collect();
+            let reductions: Vec<usize> = part
+                .iter()
+                .filter(|&&i| ordinal[i].is_some())
+                .copied()
+                .collect();
+            let (mut lanes, mut rests) = (vec![], vec![]);
+            for &i in &reductions {
+                if let Member::Reduce { op, .. } = &members[i] {
+                    lanes.push(self.lane_state(*op));
+                    rests.push(self.scalar_state(*op));
+                }
+            }
+            self.vector_loop(
                 v,
-                filter,
-                body,
-            } = m
-            {
-                let total = self.combine_lanes(*op, body.as_ref(), lanes[k]);
-                let (f, g, n) = rests[k];
+                start,
+                end,
+                &mut |s| s.one_row(&sub, true, &lanes),
+                &mut |s, rest| {
+                    s.for_each_from(&[v], Some((rest, end)), &mut |s| {
+                        s.one_row(&sub, false, &rests)
+                    })
+                },
+            )?;
+            // Lanes 0..4, then the rest, for each reduction.
+            for (j, &i) in reductions.iter().enumerate() {
+                let Member::Reduce {
+                    op,
+                    v,
+                    filter,
+                    body,
+                } = &members[i]
+                else {
+                    unreachable!("a reduction")
+                };
+                let total = self.combine_lanes(*op, body.as_ref(), lanes[j]);
+                let (f, g, n) = rests[j];
                 let rest = self.use_state([Some(f), Some(g), Some(n)]).like(*op);
                 let mut state = self.merge(*op, total, rest);
                 if filter.is_none() && state.n.is_some() {
                     state.n = Some(self.term_count(&[*v], Some((start, end))));
                 }
+                let k = ordinal[i].expect("a reduction");
                 self.store_state(state, k as i32 * 16);
-                k += 1;
             }
         }
         self.row_values.clear();
@@ -178,8 +194,7 @@ impl<M: Module> Lowering<'_, M> {
                     if !self.locals.contains(d) {
                         let x = self.var(*v);
                         let i = self.b.use_var(x);
-                        let at = self.b.ins().iadd(i, self.offsets[*d]);
-                        let addr = self.element(self.work, at);
+                        let addr = self.def_element(*d, i);
                         let flags = MemFlagsData::new().with_notrap();
                         self.b.ins().store(flags, value, addr, 0);
                     }
@@ -212,5 +227,58 @@ impl<M: Module> Lowering<'_, M> {
                     .store(MemFlagsData::trusted(), v, self.result, at + field);
             }
         }
+    }
+}
+
+/// The members' indices in the loops that compute them, in order. Members whose values no
+/// member with a function call reads, and that call none themselves (DPO's rewards and
+/// metrics beside its loss and gradient), run in a loop of their own when there are others:
+/// fewer values live at once in each loop, so fewer spills, while the block's rows are still
+/// in cache for the second; calls stay in one loop, where value numbering shares them.
+fn parts(members: &[Member]) -> Vec<Vec<usize>> {
+    let n = members.len();
+    let defines = |i: usize| match &members[i] {
+        Member::Row { d, .. } => Some(*d),
+        Member::Reduce { .. } => None,
+    };
+    let exprs = |i: usize| -> Vec<&Expr> {
+        match &members[i] {
+            Member::Row { body, .. } => vec![body],
+            Member::Reduce { filter, body, .. } => filter.iter().chain(body.iter()).collect(),
+        }
+    };
+    let reads = |i: usize, d: usize| {
+        exprs(i).iter().any(|e| {
+            e.any(&mut |x| matches!(x, Expr::Read { tensor: Tensor::Def(r), .. } if *r == d))
+        })
+    };
+    let calls = |i: usize| {
+        exprs(i)
+            .iter()
+            .any(|e| e.any(&mut |x| matches!(x, Expr::Call(..) | Expr::Reduce { .. })))
+    };
+    // Heavy: calls, or read (directly or not) by a member that calls. Members only read
+    // earlier members, so one backward sweep finds them.
+    let mut heavy: Vec<bool> = (0..n).map(calls).collect();
+    for j in (0..n).rev() {
+        if heavy[j] {
+            for i in 0..j {
+                if defines(i).is_some_and(|d| reads(j, d)) {
+                    heavy[i] = true;
+                }
+            }
+        }
+    }
+    // A light member that reads a heavy one is heavy too.
+    for j in 0..n {
+        if (0..j).any(|i| heavy[i] && defines(i).is_some_and(|d| reads(j, d))) {
+            heavy[j] = true;
+        }
+    }
+    let (light, heavy): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| !heavy[i]);
+    if light.is_empty() || heavy.is_empty() {
+        vec![(0..n).collect()]
+    } else {
+        vec![light, heavy]
     }
 }

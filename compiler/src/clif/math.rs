@@ -5,7 +5,7 @@
 
 use super::ClifError;
 use super::expr::Lowering;
-use crate::ir::{Builtin, Expr};
+use crate::ir::{Builtin, Expr, UnaryOp};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
 use cranelift_module::{Linkage, Module};
@@ -58,9 +58,6 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     fn math(&mut self, name: &'static str, args: &[Value]) -> Value {
-        if !self.is_vector(args[0]) {
-            return self.libm(name, args);
-        }
         // Inline vector code where lossc has it (`vmath.rs`), otherwise one call per lane.
         let inline = match name {
             "expf" => Some(super::vmath::exp as fn(&mut _, bool, Value) -> Value),
@@ -71,7 +68,17 @@ impl<M: Module> Lowering<'_, M> {
             _ => None,
         };
         if let Some(f) = inline {
-            return f(&mut self.b, self.fma, args[0]);
+            if self.is_vector(args[0]) {
+                return f(&mut self.b, self.fma, args[0]);
+            }
+            // A scalar through lane 0 of the vector code: no call, whose clobbers of every
+            // vector register would spill the loop around it, and the lanes' results.
+            let v = self.b.ins().splat(types::F32X4, args[0]);
+            let r = f(&mut self.b, self.fma, v);
+            return self.b.ins().extractlane(r, 0);
+        }
+        if !self.is_vector(args[0]) {
+            return self.libm(name, args);
         }
         let mut out = None;
         for lane in 0..4u8 {
@@ -97,11 +104,21 @@ impl<M: Module> Lowering<'_, M> {
         (u, r)
     }
 
+    /// `exp(-|y|)`, built the same way wherever it is needed (the sigmoid family, a
+    /// softplus tail's sum), so that value numbering computes it once.
+    pub(super) fn exp_neg_abs(&mut self, y: Value) -> Value {
+        let a = self.b.ins().fabs(y);
+        let n = self.b.ins().fneg(a);
+        if self.is_vector(n) {
+            super::vmath::exp_nonpositive_exact(&mut self.b, self.fma, n)
+        } else {
+            self.math1("expf", n)
+        }
+    }
+
     /// `log1p(exp(-|x|))`, the shared tail of the softplus family (the same for `x` and `-x`).
     fn softplus_tail(&mut self, x: Value) -> Value {
-        let a = self.b.ins().fabs(x);
-        let n = self.b.ins().fneg(a);
-        let e = self.math1("expf", n);
+        let e = self.exp_neg_abs(x);
         if self.is_vector(x) {
             // lossc's inline vector log1p for e in [0, 1], sharing 1 / (1 + e) with sigmoid.
             let (u, r) = self.one_plus(e);
@@ -130,6 +147,14 @@ impl<M: Module> Lowering<'_, M> {
         {
             return self.power(&args[0], k);
         }
+        if f == Builtin::Exp
+            && let Expr::Unary(UnaryOp::Neg, a) = &args[0]
+            && let Expr::Call(Builtin::Abs, y) = &**a
+        {
+            let y = self.expr(&y[0])?;
+            let y = self.float(y);
+            return Ok(self.exp_neg_abs(y));
+        }
         if let Builtin::Sigmoid | Builtin::Softplus | Builtin::LogSigmoid = f {
             let (core, negated) = args[0].strip_sign();
             let y = self.expr(&core)?;
@@ -151,9 +176,7 @@ impl<M: Module> Lowering<'_, M> {
         match f {
             Builtin::Sigmoid => {
                 // x >= 0: 1/(1+e), else e/(1+e).
-                let a = self.b.ins().fabs(y);
-                let n = self.b.ins().fneg(a);
-                let e = self.math1("expf", n);
+                let e = self.exp_neg_abs(y);
                 let (_, r) = self.one_plus(e);
                 let small = self.b.ins().fmul(e, r);
                 let ge = if negated {

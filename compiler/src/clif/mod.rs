@@ -262,10 +262,13 @@ pub enum VectorFn {
     /// `e^x` for `x <= 0` only (the second pass of a logsumexp): the same bits as `Exp` down
     /// to -87.33, about 1.2e-38 below.
     ExpNonPositive,
+    /// `e^x` for `x <= 0` only (the sigmoid family's `e^-|y|`): the same bits as `Exp`.
+    ExpNonPositiveExact,
 }
 
 impl VectorFn {
-    /// Every function defined on all of f32, in declaration order (not `ExpNonPositive`).
+    /// Every function defined on all of f32, in declaration order (not the `ExpNonPositive`
+    /// forms).
     pub const ALL: [VectorFn; 5] = [
         VectorFn::Exp,
         VectorFn::Log,
@@ -286,6 +289,7 @@ pub fn emit_vector_math(b: &mut FunctionBuilder, f: VectorFn, fma: bool, x: Valu
         VectorFn::Expm1 => vmath::expm1(b, fma, x),
         VectorFn::Tanh => vmath::tanh(b, fma, x),
         VectorFn::ExpNonPositive => vmath::exp_nonpositive(b, fma, x),
+        VectorFn::ExpNonPositiveExact => vmath::exp_nonpositive_exact(b, fma, x),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Vectorised f32 math: `exp`, `log`, `log1p`, `expm1` and `tanh` on `f32x4`, emitted as
 //! inline Cranelift IR (no calls), for loops that would otherwise call the C library once per
-//! element; and two cheaper forms for arguments known to be in range, `exp_nonpositive` (a
-//! logsumexp's `exp(x - max)`) and `log1p_unit` (the softplus family's `log1p(e^-|y|)`). Only instructions every backend lowers without extensions: lane-wise float
+//! element; and cheaper forms for arguments known to be in range: `exp_nonpositive` (a
+//! logsumexp's `exp(x - max)`), `exp_nonpositive_exact` (the softplus family's `e^-|y|`) and
+//! `log1p_unit` (its `log1p(e^-|y|)`). Only instructions every backend lowers without
+//! extensions: lane-wise float
 //! arithmetic and division, comparisons and `bitselect` for blends, integer adds and shifts on
 //! the bits, `fcvt_from_sint`; no `nearest`/`floor`, `fmin`/`fmax` or integer multiply. The
 //! polynomials' Horner steps are fused multiply-adds where the target has them
@@ -241,6 +243,21 @@ pub(super) fn exp_nonpositive(b: &mut FunctionBuilder, fma: bool, x: Value) -> V
     let p = exp_reduced(b, fma, r);
     let s = pow2(b, kb);
     b.ins().fmul(p, s)
+}
+
+/// `e^x` lane-wise for `x <= 0` (or NaN), with the same bits as [`exp`] everywhere there,
+/// subnormal results included: without the upper clamp, and scaling by `2^(k + 64)` (normal
+/// for every `k >= -150`) then by the constant `2^-64`, which rounds once as [`exp`]'s second
+/// factor does. For `exp(-|y|)`, the sigmoid family's.
+pub(super) fn exp_nonpositive_exact(b: &mut FunctionBuilder, fma: bool, x: Value) -> Value {
+    let x = at_least(b, x, -104.0);
+    let (_, kb, rh, rl) = reduce_ln2(b, x, 127 + 64);
+    let r = b.ins().fsub(rh, rl);
+    let p = exp_reduced(b, fma, r);
+    let s = pow2(b, kb);
+    let y = b.ins().fmul(p, s);
+    let down = splat(b, 2f32.powi(-64));
+    b.ins().fmul(y, down)
 }
 
 /// `2^k` as f32 and `f` with `x = 2^k (1 + f)`, `1 + f` in `[√½, √2)`, for positive normal
