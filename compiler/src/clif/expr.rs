@@ -4,7 +4,9 @@ use super::ClifError;
 use super::math::small_power;
 use crate::ir::{BinOp, DType, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{Block, FuncRef, InstBuilder, MemFlagsData, Type, Value, types};
+use cranelift_codegen::ir::{
+    Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, Value, types,
+};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::Module;
 use std::collections::HashMap;
@@ -90,6 +92,8 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) hoisted: Vec<super::invariant::Hoisted>,
     /// Whether the target has a fused multiply-add for `vmath` to use.
     pub(super) fma: bool,
+    /// Each definition's base address in the workspace ([`Lowering::def_bases`]).
+    pub(super) bases: Vec<Value>,
     /// Product accumulators `(vf, vg)` of the innermost loop being lowered, to bound at the
     /// end of each step ([`Lowering::accumulate_log_product`]).
     pub(super) bounds: Vec<(Variable, Variable)>,
@@ -133,6 +137,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             written: vec![],
             hoisted: vec![],
             fma,
+            bases: vec![],
             bounds: vec![],
         }
     }
@@ -173,6 +178,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         if let super::Part::Group = part {
             self.scratch_offsets(params[8]);
         }
+        self.def_bases();
         let n = self.loss.defs.len();
         self.written = match part {
             super::Part::All => vec![true; n],
@@ -427,11 +433,34 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     /// The address of f32/i32 element `index` of `base`.
     /// The address of element `flat` of definition `d` in the workspace: from `d`'s own base
-    /// address, which is loop-invariant (hoisted out of loops), so that the address of an
-    /// element is one addressing mode `[base + flat·4]`.
+    /// address ([`Self::def_bases`]), so that the address of an element is one addressing
+    /// mode `[base + flat·4]`.
     pub(super) fn def_element(&mut self, d: usize, flat: Value) -> Value {
-        let base = self.element(self.work, self.offsets[d]);
+        let base = self.bases[d];
         self.element(base, flat)
+    }
+
+    /// Computes each definition's base address (`work + 4·offset`) once, and passes them as
+    /// parameters of a new block that the rest of the function starts in. Computed where
+    /// they are used, Cranelift's value numbering shares a constant such as the shift by 2
+    /// with loop-variant addresses and then keeps the whole invariant computation inside the
+    /// loop (ten instructions a store in a softmax's pass); a block parameter is a value of
+    /// its own, which loops only read.
+    fn def_bases(&mut self) {
+        let body = self.b.create_block();
+        let mut args = vec![];
+        for d in 0..self.loss.defs.len() {
+            let base = self.element(self.work, self.offsets[d]);
+            args.push(BlockArg::Value(base));
+            self.b.append_block_param(body, self.ptr);
+        }
+        // Two predecessors with different values, or Cranelift removes the parameters as
+        // constant: the workspace pointer is never null, so the zeros never arrive.
+        let zero = self.b.ins().iconst(self.ptr, 0);
+        let zeros = vec![BlockArg::Value(zero); args.len()];
+        self.b.ins().brif(self.work, body, &args, body, &zeros);
+        self.b.switch_to_block(body);
+        self.bases = self.b.block_params(body).to_vec();
     }
 
     pub(super) fn element(&mut self, base: Value, index: Value) -> Value {

@@ -262,9 +262,9 @@ fn parts(members: &[Member]) -> Vec<Vec<usize>> {
     let mut heavy: Vec<bool> = (0..n).map(calls).collect();
     for j in (0..n).rev() {
         if heavy[j] {
-            for i in 0..j {
+            for (i, h) in heavy.iter_mut().enumerate().take(j) {
                 if defines(i).is_some_and(|d| reads(j, d)) {
-                    heavy[i] = true;
+                    *h = true;
                 }
             }
         }
