@@ -120,6 +120,16 @@ fn linear(e: &Expr, vars: &[VarId]) -> Linear {
         rest: e.clone(),
         tails: vec![],
     };
+    if let Some(Expr::Call(_, arg)) = unit_tail(e)
+        && let Expr::Unary(_, abs) = &arg[0]
+        && let Expr::Call(_, y) = &**abs
+    {
+        // A tail written out, as in `max(a, b) + log1p(exp(-abs(a - b)))`.
+        return Linear {
+            rest: Expr::Float(0.0),
+            tails: vec![(y[0].strip_sign().0, Expr::Float(1.0))],
+        };
+    }
     match e {
         Expr::Call(f @ (Builtin::Softplus | Builtin::LogSigmoid), args) => {
             let x = &args[0];
@@ -230,6 +240,20 @@ mod tests {
                  + ((ls - 1) * -1.0 + -(ls * -1.0)) * mean[b](log1p(exp(-abs(beta * x[b]))))",
                 "s = sum[b](2 * (if x[b] > 0.0 then x[b] else 0.0) / beta) + 2 * 1.0 / beta * sum[b](log1p(exp(-abs(x[b]))))",
             ]
+        );
+    }
+
+    #[test]
+    fn tails_written_out_count_as_tails() {
+        let out = expand(&crate::test_loss(
+            "loss l(a: [B], b: [B]) {
+                let s = sum[i](max(a[i], b[i]) + log1p(exp(-abs(a[i] - b[i]))))
+                s
+            }",
+        ));
+        assert_eq!(
+            crate::print::expr(&out, &out.defs[0].body),
+            "sum[i](max(a[i], b[i]) + 0.0) + 1.0 * sum[i](log1p(exp(-abs(a[i] - b[i]))))"
         );
     }
 
