@@ -222,32 +222,11 @@ pub fn lower_group<M: Module>(
         lowering.locals = locals.to_vec();
         lowering.function(Part::Group)?;
     }
-    let dbg = std::env::var_os("LOSSC_DEBUG_DISASM").is_some();
-    if dbg {
-        ctx.set_disasm(true);
-    }
     module
         .define_function(id, &mut ctx)
         .map_err(|e| ClifError {
             message: format!("cranelift: {e:?}"),
         })?;
-    if dbg {
-        eprintln!("OPTIMIZED\n{}", ctx.func.display());
-        eprintln!(
-            "{}",
-            ctx.compiled_code()
-                .unwrap()
-                .vcode
-                .clone()
-                .unwrap_or_default()
-        );
-    }
-    if let Some(dir) = std::env::var_os("LOSSC_DEBUG_CODE") {
-        let _ = std::fs::write(
-            std::path::Path::new(&dir).join(format!("group{}.bin", id.as_u32())),
-            ctx.compiled_code().unwrap().code_buffer(),
-        );
-    }
     Ok(id)
 }
 
