@@ -14,6 +14,7 @@ pub mod ir;
 pub mod log_product;
 pub mod logic;
 pub mod print;
+pub mod rows;
 pub mod simplify;
 pub mod softmax;
 pub mod split;

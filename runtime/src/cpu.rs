@@ -175,6 +175,7 @@ impl CpuLoss {
     fn compile_with(program: &Loss, keep_every_definition: bool) -> Result<CpuLoss, RunError> {
         crate::limits::check_code_size(program)?;
         let split = compiler::split::split(&compiler::log_product::expand(program));
+        let split = compiler::rows::extract(&split);
         let program = &if keep_every_definition {
             split
         } else {

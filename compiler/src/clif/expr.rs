@@ -431,7 +431,6 @@ impl<'a, M: Module> Lowering<'a, M> {
         Ok(())
     }
 
-    /// The address of f32/i32 element `index` of `base`.
     /// The address of element `flat` of definition `d` in the workspace: from `d`'s own base
     /// address ([`Self::def_bases`]), so that the address of an element is one addressing
     /// mode `[base + flat·4]`.
@@ -463,6 +462,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.bases = self.b.block_params(body).to_vec();
     }
 
+    /// The address of f32/i32 element `index` of `base`.
     pub(super) fn element(&mut self, base: Value, index: Value) -> Value {
         let bytes = self.b.ins().imul_imm_s(index, 4);
         let bytes = if self.ptr == types::I64 {

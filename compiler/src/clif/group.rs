@@ -38,9 +38,9 @@ impl<M: Module> Lowering<'_, M> {
             None => {
                 let members = self.members.clone();
                 let mut k = 0;
-                let mut paired = None;
+                let mut done = vec![];
                 for (i, &d) in members.iter().enumerate() {
-                    if paired == Some(d) {
+                    if done.contains(&d) {
                         continue;
                     }
                     if super::partial_reducer(self.loss, d).is_some() {
@@ -49,9 +49,16 @@ impl<M: Module> Lowering<'_, M> {
                     } else if let Some(&p) = members.get(i + 1)
                         && self.softmax_pairs(d, p)
                     {
-                        // A logsumexp and its softmax: one pass (`softmax.rs`).
-                        self.softmax_pair(d, p)?;
-                        paired = Some(p);
+                        // A logsumexp and its softmax: one pass (`softmax.rs`), with the row
+                        // reductions that can share its first pass, after what they read.
+                        let (companions, earlier) = self.companions(&members, i);
+                        for &e in &earlier {
+                            self.definition(e)?;
+                        }
+                        self.softmax_pair(d, p, &companions)?;
+                        done.push(p);
+                        done.extend(companions);
+                        done.extend(earlier);
                     } else {
                         self.definition(d)?;
                     }

@@ -28,6 +28,16 @@ pub(super) struct Terms<'e> {
     pub range: Option<(Value, Value)>,
 }
 
+/// A reduction computed in a row logsumexp's first pass (`clif::softmax`): its reducer,
+/// filter and body over the logsumexp's variables, and its lane and scalar accumulators.
+pub(super) struct Companion<'e> {
+    pub op: crate::ir::Reducer,
+    pub filter: Option<&'e Expr>,
+    pub body: Option<&'e Expr>,
+    pub lanes: (Variable, Variable, Variable),
+    pub rest: (Variable, Variable, Variable),
+}
+
 /// What a pass does with each term (four in its vector loop, whose end it is given).
 type PassStep<'a, L> = dyn Fn(&mut L, Variable, Option<Value>) -> Result<(), ClifError> + 'a;
 
@@ -47,7 +57,7 @@ impl<M: Module> Lowering<'_, M> {
             body,
             range,
         };
-        let m = self.lse_max(terms)?;
+        let m = self.lse_max(terms, &[])?;
         // The sum of exp(x - max): plain where the max is finite, guarded otherwise.
         let total = self.b.declare_var(types::F32);
         let finite = self.finite(m);
@@ -75,11 +85,24 @@ impl<M: Module> Lowering<'_, M> {
         self.b.ins().fcmp(FloatCC::LessThan, magnitude, inf)
     }
 
-    /// The first pass: the largest term (NaN terms left out).
-    pub(super) fn lse_max(&mut self, terms: Terms) -> Result<Value, ClifError> {
+    /// The first pass: the largest term (NaN terms left out). The `companions`, reductions
+    /// over the same terms' variable, accumulate in the same pass (every group of four: then
+    /// the pass does not skip the groups the logsumexp's filter drops).
+    pub(super) fn lse_max(
+        &mut self,
+        terms: Terms,
+        companions: &[Companion],
+    ) -> Result<Value, ClifError> {
         let (lanes, rest) = self.lse_vars(f32::NEG_INFINITY);
         self.lse_pass(terms, (lanes, rest), &|s, acc, end| {
-            s.lse_term(terms, end, &|s, x| {
+            let vector = s.lanes.is_some();
+            for c in companions {
+                let state = if vector { c.lanes } else { c.rest };
+                let counted = c.filter.is_some();
+                s.accumulate(c.op, c.filter, c.body, state, counted, None)?;
+            }
+            let scan = if companions.is_empty() { end } else { None };
+            s.lse_term(terms, scan, &|s, x| {
                 let m = s.b.use_var(acc);
                 let bigger = s.b.ins().fcmp(FloatCC::GreaterThan, x, m);
                 let m = s.pick(bigger, x, m);
@@ -140,8 +163,12 @@ impl<M: Module> Lowering<'_, M> {
             m
         };
         let d = self.b.ins().fsub(x, max);
-        // x <= max: where the max is finite, exp(x - max) has a cheaper vector form.
-        let mut e = if self.is_vector(d) && !guard {
+        // x <= max: where the max is finite, exp(x - max) has a cheaper vector form; the
+        // exact one when the terms are stored (a softmax), whose elements below e^-87.33
+        // are subnormal or 0, not the flushed form's 1.2e-38.
+        let mut e = if self.is_vector(d) && !guard && capture.is_some() {
+            super::vmath::exp_nonpositive_exact(&mut self.b, self.fma, d)
+        } else if self.is_vector(d) && !guard {
             super::vmath::exp_nonpositive(&mut self.b, self.fma, d)
         } else {
             self.math1("expf", d)

@@ -8,11 +8,12 @@
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState};
-use super::lse::Terms;
+use super::lse::{Companion, Terms};
 use crate::ir::{Expr, Reducer, Tensor, VarId};
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{InstBuilder, Value, types};
 use cranelift_module::Module;
+use std::collections::HashMap;
 
 impl<M: Module> Lowering<'_, M> {
     /// True when member `h` and the member `p` after it run as a pair ([`Self::softmax_pair`]):
@@ -26,28 +27,71 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// Emits row logsumexp `h` and its softmax `p` for the rows of the block (see the module
-    /// doc).
-    pub(super) fn softmax_pair(&mut self, h: usize, p: usize) -> Result<(), ClifError> {
+    /// doc), and the row reductions `companions` ([`Self::companions`]) in the logsumexp's
+    /// first pass.
+    pub(super) fn softmax_pair(
+        &mut self,
+        h: usize,
+        p: usize,
+        companions: &[usize],
+    ) -> Result<(), ClifError> {
         let (b, c, filter, term) =
             crate::softmax::row_logsumexp(self.loss, h).expect("a row logsumexp");
         let (filter, term) = (filter.cloned(), term.clone());
         let [bp, cp] = self.loss.defs[p].indices[..] else {
             unreachable!("a softmax has two indices")
         };
+        // The companions' terms over the logsumexp's own variables, which the vector loop
+        // knows as its row and lane variables.
+        let rows: Vec<RowReduction> = companions
+            .iter()
+            .map(|&r| {
+                let mut rr = row_reduction(self.loss, r).expect("a row reduction");
+                let map = HashMap::from([(rr.row, b), (rr.term, c)]);
+                rr.filter = rr.filter.map(|f| f.rename_vars(&map));
+                rr.body = rr.body.map(|e| e.rename_vars(&map));
+                rr
+            })
+            .collect();
         let range = self.outer_range;
         self.for_each_from(&[b], range, &mut |s| {
-            // The softmax's indices name the row and the term.
+            // The softmax's and the companions' indices name the row and the term.
             let row = s.var(b);
             s.vars.insert(bp, row);
             let col = s.var(c);
             s.vars.insert(cp, col);
+            for r in &rows {
+                s.vars.insert(r.row, row);
+            }
             let terms = Terms {
                 vars: &[c],
                 filter: filter.as_ref(),
                 body: &term,
                 range: None,
             };
-            let m = s.lse_max(terms)?;
+            let mut states = vec![];
+            for r in &rows {
+                states.push(Companion {
+                    op: r.op,
+                    filter: r.filter.as_ref(),
+                    body: r.body.as_ref(),
+                    lanes: s.lane_state(r.op),
+                    rest: s.scalar_state(r.op),
+                });
+            }
+            let m = s.lse_max(terms, &states)?;
+            for (k, r) in rows.iter().enumerate() {
+                let total = s.combine_lanes(r.op, r.body.as_ref(), states[k].lanes);
+                let (f, g, n) = states[k].rest;
+                let rest = s.use_state([Some(f), Some(g), Some(n)]).like(r.op);
+                let mut state = s.merge(r.op, total, rest);
+                if r.filter.is_none() && state.n.is_some() {
+                    state.n = Some(s.term_count(&[c], None));
+                }
+                let value = s.finish(r.op, state);
+                let value = s.float(value);
+                s.store_element(companions[k], value);
+            }
             let finite = s.finite(m);
             let (plain, guarded, scale, direct, done) = (
                 s.b.create_block(),
@@ -97,6 +141,75 @@ impl<M: Module> Lowering<'_, M> {
         })
     }
 
+    /// The members after the pair of row logsumexp `members[i]` and its softmax that can be
+    /// computed in the logsumexp's first pass, and the members they read that must then be
+    /// computed before it: `(companions, earlier)`. A companion is a row reduction other
+    /// than a logsumexp over the logsumexp's row and term dimensions ([`row_reduction`], as
+    /// `crate::rows` makes them)
+    /// that reads no member computed after the pair but the `earlier` ones: row definitions
+    /// without reductions that read only what is computed before the pair.
+    pub(super) fn companions(&self, members: &[usize], i: usize) -> (Vec<usize>, Vec<usize>) {
+        let h = members[i];
+        let Some((b, c, _, _)) = crate::softmax::row_logsumexp(self.loss, h) else {
+            return (vec![], vec![]);
+        };
+        let dims = |v: VarId| self.loss.vars[v].dim;
+        let before = &members[..i];
+        let reads = |e: usize| -> Vec<usize> {
+            let mut out = vec![];
+            self.loss.defs[e].body.visit(&mut |x| {
+                if let Expr::Read {
+                    tensor: Tensor::Def(d),
+                    ..
+                } = x
+                {
+                    out.push(*d);
+                }
+            });
+            out
+        };
+        let ready = |d: usize| !members.contains(&d) || before.contains(&d);
+        let (mut companions, mut earlier) = (vec![], vec![]);
+        for (j, &r) in members.iter().enumerate().skip(i + 2) {
+            let Some(rr) = row_reduction(self.loss, r) else {
+                continue;
+            };
+            // A logsumexp keeps its own two passes (and its softmax, when it has one).
+            if rr.op == Reducer::LogSumExp
+                || dims(rr.row) != dims(b)
+                || dims(rr.term) != dims(c)
+                || !self.vector_reduction(rr.op, &[rr.term], rr.filter.as_ref(), rr.body.as_ref())
+            {
+                continue;
+            }
+            let mut need = vec![];
+            let ok = reads(r).into_iter().all(|d| {
+                if ready(d) || earlier.contains(&d) {
+                    return true;
+                }
+                let Some(pos) = members.iter().position(|&m| m == d) else {
+                    return false;
+                };
+                let def = &self.loss.defs[d];
+                let movable = pos > i + 1
+                    && pos < j
+                    && def.indices.len() == 1
+                    && dims(def.indices[0]) == dims(b)
+                    && !def.body.any(&mut |x| matches!(x, Expr::Reduce { .. }))
+                    && reads(d).into_iter().all(ready);
+                if movable && !need.contains(&d) {
+                    need.push(d);
+                }
+                movable
+            });
+            if ok {
+                companions.push(r);
+                earlier.extend(need);
+            }
+        }
+        (companions, earlier)
+    }
+
     /// Stores logsumexp `h`'s value from its accumulators at the current row.
     fn store_logsumexp(&mut self, h: usize, m: Value, total: Value) {
         let state = ReduceState::new(Some(m), Some(total), None);
@@ -118,4 +231,39 @@ impl<M: Module> Lowering<'_, M> {
             })
         })
     }
+}
+
+/// A row definition `r[row] = op[term | filter](body)`.
+struct RowReduction {
+    row: VarId,
+    term: VarId,
+    op: Reducer,
+    filter: Option<Expr>,
+    body: Option<Expr>,
+}
+
+/// Definition `r` as a [`RowReduction`], when it is one (not an arg-max or arg-min).
+fn row_reduction(loss: &crate::ir::Loss, r: usize) -> Option<RowReduction> {
+    let def = &loss.defs[r];
+    let [row] = def.indices[..] else { return None };
+    let Expr::Reduce {
+        op,
+        vars,
+        filter,
+        body,
+    } = &def.body
+    else {
+        return None;
+    };
+    let [term] = vars[..] else { return None };
+    if matches!(op, Reducer::ArgMax | Reducer::ArgMin) || def.dtype != crate::ir::DType::Float {
+        return None;
+    }
+    Some(RowReduction {
+        row,
+        term,
+        op: *op,
+        filter: filter.as_deref().cloned(),
+        body: body.as_deref().cloned(),
+    })
 }
