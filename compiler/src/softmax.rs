@@ -4,9 +4,10 @@
 //! `exp((s[i, j] - base) * beta - h[i])` under the filter of `h[i] = logsumexp[j | ..](beta *
 //! (s[i, j] - base))`. The logsumexp's second pass already computes `exp(x - max)` for every
 //! term; [`share`] gives the softmax a definition of its own, `p[b, c] = exp(T - lse[b])`
-//! (`if F then .. else 0.0` under a filter `F`), read where the expression was, so that a
-//! backend can fill `p` from the values of that pass (`clif::softmax`) instead of calling
-//! `exp` again. The result is equivalent IR.
+//! (`if F then .. else 0.0` under a filter `F`), and a row scale `s[b] = 1`, read where the
+//! expression was as `p[b, c] * s[b]`, so that a backend can fill `p` (and `s`) from the
+//! values of that pass (`clif::softmax`) instead of calling `exp` again. The result is
+//! equivalent IR.
 
 use crate::alpha::alpha_eq;
 use crate::fresh::Fresh;
@@ -94,9 +95,15 @@ pub fn is_softmax_of(loss: &Loss, h: usize, p: usize) -> bool {
 
 /// `loss` with the softmax of each row logsumexp that a later definition computes as
 /// `exp(T' - h[b'])` (with `T'` the logsumexp's terms at `(b', c')`, up to the order of the
-/// operands of `+`, `*`, `==` and `!=`, and under the logsumexp's filter when it has one) defined right
-/// after it and read there instead; and the ids of the softmax definitions added.
-pub fn share(loss: &Loss) -> (Loss, Vec<usize>) {
+/// operands of `+`, `*`, `==` and `!=`, and under the logsumexp's filter when it has one)
+/// defined right after it, with a row scale `s[b] = 1` after that, and read there as
+/// `p[b', c'] * s[b']`; and the ids `(p, s)` of the definitions added.
+///
+/// The program only ever reads the product, which is what the bodies say. A backend may
+/// store another factorisation of it: `clif::softmax` stores `exp(T - max)` in `p` and
+/// `1 / Σ exp(T - max)` in `s` from the logsumexp's passes, so that no pass over the row
+/// scales the softmax.
+pub fn share(loss: &Loss) -> (Loss, Vec<(usize, usize)>) {
     let mut out = loss.clone();
     let mut added = vec![];
     let mut h = 0;
@@ -105,18 +112,21 @@ pub fn share(loss: &Loss) -> (Loss, Vec<usize>) {
             h += 1;
             continue;
         };
-        if !(h + 1..out.defs.len()).any(|k| replace(&out, h, h, k).1) {
+        if !(h + 1..out.defs.len()).any(|k| replace(&out, h, None, k).1) {
             h += 1;
             continue;
         }
-        // The softmax goes right after the logsumexp: the definitions after it move up one.
-        let p = h + 1;
+        // The softmax and its scale go right after the logsumexp: the definitions after it
+        // move up two.
+        let (p, sc) = (h + 1, h + 2);
         let map: Vec<usize> = (0..out.defs.len())
-            .map(|d| if d > h { d + 1 } else { d })
+            .map(|d| if d > h { d + 2 } else { d })
             .collect();
         let mut fresh = Fresh::new(&out);
         let (b, c) = (fresh.copy_var(hb), fresh.copy_var(hc));
         let name = fresh.def_name(&format!("softmax_{}", out.defs[h].name));
+        let scale_row = fresh.copy_var(hb);
+        let scale_name = fresh.def_name(&format!("softmax_scale_{}", out.defs[h].name));
         out.vars = fresh.vars;
         let body = softmax_body(&out, h, b, c).expect("a row logsumexp");
         for def in &mut out.defs {
@@ -133,18 +143,29 @@ pub fn share(loss: &Loss) -> (Loss, Vec<usize>) {
                 body,
             },
         );
-        for k in p + 1..out.defs.len() {
-            out.defs[k].body = replace(&out, h, p, k).0;
+        out.defs.insert(
+            sc,
+            Def {
+                name: scale_name,
+                kind: DefKind::Let,
+                indices: vec![scale_row],
+                dtype: DType::Float,
+                body: Expr::Float(1.0),
+            },
+        );
+        for k in sc + 1..out.defs.len() {
+            out.defs[k].body = replace(&out, h, Some((p, sc)), k).0;
         }
-        added.push(p);
-        h = p + 1;
+        added.push((p, sc));
+        h = sc + 1;
     }
     (out, added)
 }
 
 /// The body of definition `k` with every `exp(T' - h[b'])` that is the softmax of row
-/// logsumexp `h` at `(b', c')` replaced by `p[b', c']`, and whether there was one.
-fn replace(loss: &Loss, h: usize, p: usize, k: usize) -> (Expr, bool) {
+/// logsumexp `h` at `(b', c')` replaced by `p[b', c'] * s[b']` (left as it is without
+/// `(p, s)`), and whether there was one.
+fn replace(loss: &Loss, h: usize, p: Option<(usize, usize)>, k: usize) -> (Expr, bool) {
     let def = &loss.defs[k];
     let mut found = false;
     let out = replace_under(loss, h, p, &def.body, &def.indices, &[], &mut found);
@@ -156,7 +177,7 @@ fn replace(loss: &Loss, h: usize, p: usize, k: usize) -> (Expr, bool) {
 fn replace_under(
     loss: &Loss,
     h: usize,
-    p: usize,
+    p: Option<(usize, usize)>,
     e: &Expr,
     indices: &[VarId],
     guards: &[&Expr],
@@ -164,10 +185,18 @@ fn replace_under(
 ) -> Expr {
     if let Some((b, c)) = softmax_at(loss, h, e, indices, guards) {
         *found = true;
-        return Expr::Read {
+        let Some((p, s)) = p else {
+            return e.clone();
+        };
+        let softmax = Expr::Read {
             tensor: Tensor::Def(p),
             indices: vec![Expr::Index(b), Expr::Index(c)],
         };
+        let scale = Expr::Read {
+            tensor: Tensor::Def(s),
+            indices: vec![Expr::Index(b)],
+        };
+        return Expr::Binary(BinOp::Mul, Box::new(softmax), Box::new(scale));
     }
     match e {
         Expr::Select(cond, then, other) => {
@@ -242,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn the_softmax_of_a_logsumexp_becomes_a_definition_read_where_it_was() {
+    fn the_softmax_of_a_logsumexp_becomes_a_definition_read_where_it_was_with_its_scale() {
         let defs = shared(
             "loss l(x: [B, C]) {
                 let r[b] = logsumexp[c](x[b, c])
@@ -255,7 +284,8 @@ mod tests {
             [
                 "r = logsumexp[c](x[b, c])",
                 "softmax_r = exp(x[b1, c1] - r[b1])",
-                "g = softmax_r[b, k] * 2",
+                "softmax_scale_r = 1.0",
+                "g = softmax_r[b, k] * softmax_scale_r[b] * 2",
             ]
         );
     }
@@ -277,10 +307,14 @@ mod tests {
             defs[1],
             "softmax_r = if t[c1] != t[b1] then exp(2 * x[b1, c1] - r[b1]) else 0.0"
         );
-        assert_eq!(defs[2], "g = if t[b] != t[k] then softmax_r[b, k] else 0.0");
-        assert_eq!(defs[3], "u = exp(x[b, k] * 2 - r[b])");
+        assert_eq!(defs[2], "softmax_scale_r = 1.0");
         assert_eq!(
-            defs[4],
+            defs[3],
+            "g = if t[b] != t[k] then softmax_r[b, k] * softmax_scale_r[b] else 0.0"
+        );
+        assert_eq!(defs[4], "u = exp(x[b, k] * 2 - r[b])");
+        assert_eq!(
+            defs[5],
             "v = if t[b] != t[k] then exp(x[b, k] * 3 - r[b]) else 0.0"
         );
     }

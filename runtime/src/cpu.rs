@@ -176,11 +176,12 @@ impl CpuLoss {
         crate::limits::check_code_size(program)?;
         let split = compiler::split::split(&compiler::log_product::expand(program));
         let split = compiler::rows::extract(&split);
-        let program = &if keep_every_definition {
-            split
+        let (program, scales) = if keep_every_definition {
+            (split, vec![])
         } else {
             share_softmax(split)
         };
+        let program = &program;
         let isa = cranelift_native::builder()
             .map_err(|e| {
                 RunError::new(format!(
@@ -263,6 +264,7 @@ impl CpuLoss {
                         &format!("group{k}"),
                         members,
                         &local,
+                        &scales,
                     )
                     .map_err(cranelift)?;
                     Some((id, local))
@@ -957,18 +959,20 @@ fn runs_alone(program: &Loss, d: usize) -> bool {
 
 /// `program` with its softmaxes shared (`compiler::softmax`), when each lands in the fused
 /// pass of its logsumexp and its readers and so lives in scratch (`clif::softmax` fills it
-/// in the logsumexp's pass); otherwise it would be a tensor of its own in memory.
-fn share_softmax(program: Loss) -> Loss {
+/// and its row scale in the logsumexp's passes); otherwise it would be a tensor of its own in
+/// memory. Also the ids of the softmaxes' scale definitions.
+fn share_softmax(program: Loss) -> (Loss, Vec<usize>) {
     let (shared, added) = compiler::softmax::share(&program);
     if added.is_empty() {
-        return program;
+        return (program, vec![]);
     }
     let schedule = compiler::fuse::schedule(&shared, &|d| runs_alone(&shared, d));
     let locals = compiler::fuse::locals(&shared, &schedule, &|_| false);
-    if added.iter().all(|&p| locals[p]) {
-        shared
+    if added.iter().all(|&(p, s)| locals[p] && locals[s]) {
+        let scales = added.iter().map(|&(_, s)| s).collect();
+        (shared, scales)
     } else {
-        program
+        (program, vec![])
     }
 }
 

@@ -82,6 +82,8 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) members: Vec<usize>,
     /// For [`super::Part::Group`]: the members kept in the scratch buffer.
     pub(super) locals: Vec<usize>,
+    /// The softmax scale definitions of `crate::softmax::share` (see `softmax.rs`).
+    pub(super) scales: Vec<usize>,
     /// In a one-loop group (`group.rs`): the current row's value of each member computed so far.
     pub(super) row_values: HashMap<usize, Val>,
     /// For each definition: whether this function writes it (reads of the others cannot
@@ -133,6 +135,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             lanes: None,
             members: vec![],
             locals: vec![],
+            scales: vec![],
             row_values: HashMap::new(),
             written: vec![],
             hoisted: vec![],

@@ -55,8 +55,14 @@ impl<M: Module> Lowering<'_, M> {
                         for &e in &earlier {
                             self.definition(e)?;
                         }
-                        self.softmax_pair(d, p, &companions)?;
+                        // Its scale, when `crate::softmax::share` gave it one.
+                        let scale = members
+                            .get(i + 2)
+                            .copied()
+                            .filter(|&s| s == p + 1 && self.scales.contains(&s));
+                        self.softmax_pair(d, p, scale, &companions)?;
                         done.push(p);
+                        done.extend(scale);
                         done.extend(companions);
                         done.extend(earlier);
                     } else {

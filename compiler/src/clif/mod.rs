@@ -201,13 +201,15 @@ pub fn lower_part<M: Module>(
 }
 
 /// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
-/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer.
+/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer; `scales` are
+/// the softmax scale definitions of `compiler::softmax::share`.
 pub fn lower_group<M: Module>(
     loss: &Loss,
     module: &mut M,
     name: &str,
     members: &[usize],
     locals: &[usize],
+    scales: &[usize],
 ) -> Result<FuncId, ClifError> {
     let sig = part_signature(module, Part::Group);
     let id = module.declare_function(name, Linkage::Export, &sig)?;
@@ -220,6 +222,7 @@ pub fn lower_group<M: Module>(
         let mut lowering = expr::Lowering::new(loss, module, builder);
         lowering.members = members.to_vec();
         lowering.locals = locals.to_vec();
+        lowering.scales = scales.to_vec();
         lowering.function(Part::Group)?;
     }
     module

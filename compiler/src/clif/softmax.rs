@@ -1,10 +1,15 @@
 //! A row logsumexp and its softmax (`crate::softmax`) in one pass over each row. The
-//! logsumexp's second pass stores each term's `exp(x - max)` as the softmax's element, and a
-//! last pass over the row (in cache) scales it by `1 / sum`: `exp(x - max) / sum` is
-//! `exp(x - lse)` to a few ulp, for one `exp` per term instead of two. Where the max is not
-//! finite, or the sum is NaN, the softmax is computed from its own body instead, so special
+//! logsumexp's second pass stores each term's `exp(x - max)` as the softmax's element and
+//! `1 / sum` as its row scale, which the readers multiply by (`p[b, c] * s[b]`, as
+//! `crate::softmax::share` writes them); without a scale definition, a last pass over the row
+//! (in cache) scales the elements instead. `exp(x - max) / sum` is `exp(x - lse)` to a few
+//! ulp, for one `exp` per term instead of two. Where the max is not finite, or the sum is
+//! NaN, the softmax is computed from its own body instead (and its scale is 1), so special
 //! values come out as the definition says. Under a filter, the elements of dropped terms are
 //! not written: the softmax is only ever read under its filter (`crate::softmax::share`).
+//!
+//! Row reductions over the same terms (`crate::rows`: cross-entropy's accuracy count and
+//! smoothing mean) accumulate in the logsumexp's first pass ([`Lowering::companions`]).
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState};
@@ -33,6 +38,7 @@ impl<M: Module> Lowering<'_, M> {
         &mut self,
         h: usize,
         p: usize,
+        scale: Option<usize>,
         companions: &[usize],
     ) -> Result<(), ClifError> {
         let (b, c, filter, term) =
@@ -55,11 +61,15 @@ impl<M: Module> Lowering<'_, M> {
             .collect();
         let range = self.outer_range;
         self.for_each_from(&[b], range, &mut |s| {
-            // The softmax's and the companions' indices name the row and the term.
+            // The softmax's, its scale's and the companions' indices name the row and the
+            // term.
             let row = s.var(b);
             s.vars.insert(bp, row);
             let col = s.var(c);
             s.vars.insert(cp, col);
+            if let Some(sc) = scale {
+                s.vars.insert(s.loss.defs[sc].indices[0], row);
+            }
             for r in &rows {
                 s.vars.insert(r.row, row);
             }
@@ -93,7 +103,7 @@ impl<M: Module> Lowering<'_, M> {
                 s.store_element(companions[k], value);
             }
             let finite = s.finite(m);
-            let (plain, guarded, scale, direct, done) = (
+            let (plain, guarded, scale_block, direct, done) = (
                 s.b.create_block(),
                 s.b.create_block(),
                 s.b.create_block(),
@@ -107,27 +117,33 @@ impl<M: Module> Lowering<'_, M> {
             let total = s.lse_sum(terms, m, false, Some(p))?;
             s.store_logsumexp(h, m, total);
             let nan = s.b.ins().fcmp(FloatCC::Unordered, total, total);
-            s.b.ins().brif(nan, direct, &[], scale, &[]);
-            s.b.switch_to_block(scale);
+            s.b.ins().brif(nan, direct, &[], scale_block, &[]);
+            s.b.switch_to_block(scale_block);
             let one = s.f32(1.0);
             let r = s.b.ins().fdiv(one, total);
-            let read = Expr::Read {
-                tensor: Tensor::Def(p),
-                indices: vec![Expr::Index(bp), Expr::Index(cp)],
-            };
-            s.each_of_row(cp, &|s, vector| {
-                let x = s.expr(&read)?;
-                let x = s.float(x);
-                let r = if vector {
-                    s.b.ins().splat(types::F32X4, r)
-                } else {
-                    r
+            if let Some(sc) = scale {
+                // The softmax stays exp(x - max); its readers multiply by the row's scale.
+                s.store_element(sc, r);
+                s.b.ins().jump(done, &[]);
+            } else {
+                let read = Expr::Read {
+                    tensor: Tensor::Def(p),
+                    indices: vec![Expr::Index(bp), Expr::Index(cp)],
                 };
-                let y = s.b.ins().fmul(x, r);
-                s.store_element(p, y);
-                Ok(())
-            })?;
-            s.b.ins().jump(done, &[]);
+                s.each_of_row(cp, &|s, vector| {
+                    let x = s.expr(&read)?;
+                    let x = s.float(x);
+                    let r = if vector {
+                        s.b.ins().splat(types::F32X4, r)
+                    } else {
+                        r
+                    };
+                    let y = s.b.ins().fmul(x, r);
+                    s.store_element(p, y);
+                    Ok(())
+                })?;
+                s.b.ins().jump(done, &[]);
+            }
             // Not finite: the guarded sum, and the softmax from its body.
             s.b.switch_to_block(guarded);
             let total = s.lse_sum(terms, m, true, None)?;
@@ -135,6 +151,10 @@ impl<M: Module> Lowering<'_, M> {
             s.b.ins().jump(direct, &[]);
             s.b.switch_to_block(direct);
             s.fill(p, &[cp], None)?;
+            if let Some(sc) = scale {
+                let one = s.f32(1.0);
+                s.store_element(sc, one);
+            }
             s.b.ins().jump(done, &[]);
             s.b.switch_to_block(done);
             Ok(())
