@@ -1,8 +1,9 @@
 //! Sums of softplus tails as logarithms of products, for the compiled CPU backend.
 //!
 //! `softplus(x) = max(x, 0) + log1p(exp(-|x|))` and `log_sigmoid(x) = min(x, 0) -
-//! log1p(exp(-|x|))` (the bound written `if x > 0 then x else 0`, one compare and blend). A sum or mean whose body is a linear combination of such terms, with
-//! coefficients that do not depend on the reduced variables, is split ([`expand`]):
+//! log1p(exp(-|x|))` (the bound written `if x > 0 then x else 0`, one compare and blend). A
+//! sum or mean whose body is a linear combination of such terms (or of tails written out),
+//! with coefficients that do not depend on the reduced variables, is split ([`expand`]):
 //!
 //! ```text
 //! sum[b](rest + c·log1p(exp(-|y|)))  =  sum[b](rest) + c·sum[b](log1p(exp(-|y|)))
@@ -11,9 +12,11 @@
 //! and the backend accumulates the last sum as the logarithm of a product: with every term's
 //! `e = exp(-|y|)` in [0, 1], `Σ log1p(e) = log1p(Q)` where `Q = Π(1 + e) - 1` grows as
 //! `Q + e + Q·e` — one fused multiply-add per term instead of a logarithm, and no cancellation
-//! (every operand is non-negative), so `Q` is as accurate as a plain running sum. DPO and its
-//! relatives, binary cross-entropy with logits and logistic losses take this form. The
-//! result is equivalent IR; the interpreter never sees it.
+//! (every operand is non-negative), so `Q` is as accurate as a plain running sum. DPO and the
+//! other preference losses built on `log_sigmoid`, the soft-margin loss and the seed losses'
+//! `logsumexp2` take this form; a coefficient that varies from term to term (binary
+//! cross-entropy's weights on `target[b]`) keeps the plain sum. The result is equivalent IR;
+//! the interpreter never sees it.
 
 use crate::ir::{BinOp, Builtin, Expr, Loss, Reducer, UnaryOp, VarId};
 

@@ -159,8 +159,9 @@ impl CpuLoss {
     /// Compiles `program` (a loss, or a gradient program from `compiler::grad`) keeping the
     /// values of every definition for [`CpuLoss::run`] and [`Prepared::definition`].
     /// Reductions at the top of scalar expressions become definitions of their own
-    /// (`compiler::split`), computed in parallel blocks; definitions sharing their outermost
-    /// dimension run in fused passes (`compiler::fuse`).
+    /// (`compiler::split`), computed in parallel blocks, as do the row reductions inside them
+    /// (`compiler::rows`); sums of softplus tails keep a product (`compiler::log_product`);
+    /// definitions sharing their outermost dimension run in fused passes (`compiler::fuse`).
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
         CpuLoss::compile_with(program, true)
     }

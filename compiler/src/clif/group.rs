@@ -1,12 +1,15 @@
 //! Fused groups (`crate::fuse`): the members of a group computed for one block of rows.
 //!
 //! When every member is a one-index row definition of floats or a reduction over the row
-//! variable alone, and every body runs four rows at a time (`vector.rs`), the members share one
-//! loop: each row's value of a member is kept in a register for the members after it (stored
+//! variable alone, and every body runs four rows at a time (`vector.rs`), the members share
+//! loops: each row's value of a member is kept in a register for the members after it (stored
 //! only when something else reads it), reductions accumulate in lanes, and Cranelift's value
 //! numbering computes shared subexpressions once — DPO's four sigmoid-family terms of ±β·margin
-//! need one `exp` and one `log1p`. Otherwise members run one after the other over the block,
-//! each with its own loops; a row logsumexp and its softmax (`crate::softmax`) together.
+//! need one `exp` and one `log1p`. Members without calls that no member with calls reads
+//! (DPO's rewards and metrics) take a loop of their own over the block (`parts`). Otherwise
+//! members run one after the other over the block, each with its own loops; a row logsumexp
+//! and its softmax (`crate::softmax`) together, with the row reductions that share its first
+//! pass (`softmax.rs`).
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
@@ -226,7 +229,6 @@ impl<M: Module> Lowering<'_, M> {
                 }
             }
         }
-
         self.row_values.clear();
         Ok(())
     }

@@ -1,6 +1,8 @@
 //! Built-in functions in f32: native instructions where Cranelift has them (`sqrt`, `abs`,
-//! `min`, `max`), calls of the C math library's `expf`, `logf`, `log1pf`, `expm1f`, `tanhf`,
-//! `sinf`, `cosf`, `powf` otherwise, and the stable compositions of numerics.md for
+//! `min`, `max`), lossc's inline vector code (`vmath.rs`) for `exp`, `log`, `log1p`, `expm1`
+//! and `tanh` (a scalar goes through lane 0: the lanes' results, and no call, whose clobbers
+//! of every vector register would spill the loop around it), calls of the C math library's
+//! `sinf`, `cosf` and `powf` otherwise, and the stable compositions of numerics.md for
 //! `sigmoid`, `softplus`, `log_sigmoid` and `log1mexp`.
 
 use super::ClifError;
@@ -10,7 +12,8 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
 use cranelift_module::{Linkage, Module};
 
-/// The C math functions the generated code calls, with their arity.
+/// The C math functions the generated code may call, with their arity (those with inline
+/// vector code in `vmath.rs` are no longer called; the JIT still resolves them).
 pub const LIBM: [(&str, usize); 8] = [
     ("expf", 1),
     ("logf", 1),
@@ -119,22 +122,16 @@ impl<M: Module> Lowering<'_, M> {
     /// `log1p(exp(-|x|))`, the shared tail of the softplus family (the same for `x` and `-x`).
     fn softplus_tail(&mut self, x: Value) -> Value {
         let e = self.exp_neg_abs(x);
+        // lossc's inline vector log1p for e in [0, 1], sharing 1 / (1 + e) with sigmoid; a
+        // scalar through lane 0 (the lanes' results, no call).
         if self.is_vector(x) {
-            // lossc's inline vector log1p for e in [0, 1], sharing 1 / (1 + e) with sigmoid.
             let (u, r) = self.one_plus(e);
             return super::vmath::log1p_unit(&mut self.b, self.fma, e, u, r);
         }
-        // log1p(e) for e in (0, 1] by Goldberg's correction of log(1 + e): glibc's logf is
-        // several times faster than its log1pf, and log(u)·e/(u - 1) is as accurate (a few
-        // ulp); where u = 1 + e rounds to 1, log1p(e) = e to f32 precision.
-        let one = self.konst(x, 1.0);
-        let u = self.b.ins().fadd(one, e);
-        let l = self.math1("logf", u);
-        let d = self.b.ins().fsub(u, one);
-        let q = self.b.ins().fdiv(e, d);
-        let corrected = self.b.ins().fmul(l, q);
-        let exact = self.b.ins().fcmp(FloatCC::Equal, u, one);
-        self.pick(exact, e, corrected)
+        let v = self.b.ins().splat(types::F32X4, e);
+        let (u, r) = self.one_plus(v);
+        let t = super::vmath::log1p_unit(&mut self.b, self.fma, v, u, r);
+        self.b.ins().extractlane(t, 0)
     }
 
     /// A built-in applied to argument expressions. The sigmoid family sees through the sign of

@@ -163,11 +163,11 @@ impl<M: Module> Lowering<'_, M> {
 
     /// The members after the pair of row logsumexp `members[i]` and its softmax that can be
     /// computed in the logsumexp's first pass, and the members they read that must then be
-    /// computed before it: `(companions, earlier)`. A companion is a row reduction other
-    /// than a logsumexp over the logsumexp's row and term dimensions ([`row_reduction`], as
-    /// `crate::rows` makes them)
-    /// that reads no member computed after the pair but the `earlier` ones: row definitions
-    /// without reductions that read only what is computed before the pair.
+    /// computed before it: `(companions, earlier)`. A companion is a row reduction other than
+    /// a logsumexp over the logsumexp's row and term dimensions ([`row_reduction`], as
+    /// `crate::rows` makes them) that reads no member computed after the pair but the
+    /// `earlier` ones: row definitions without reductions that read only what is computed
+    /// before the pair.
     pub(super) fn companions(&self, members: &[usize], i: usize) -> (Vec<usize>, Vec<usize>) {
         let h = members[i];
         let Some((b, c, _, _)) = crate::softmax::row_logsumexp(self.loss, h) else {

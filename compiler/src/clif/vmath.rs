@@ -3,9 +3,9 @@
 //! element; and cheaper forms for arguments known to be in range: `exp_nonpositive` (a
 //! logsumexp's `exp(x - max)`), `exp_nonpositive_exact` (the softplus family's `e^-|y|`) and
 //! `log1p_unit` (its `log1p(e^-|y|)`). Only instructions every backend lowers without
-//! extensions: lane-wise float
-//! arithmetic and division, comparisons and `bitselect` for blends, integer adds and shifts on
-//! the bits, `fcvt_from_sint`; no `nearest`/`floor`, `fmin`/`fmax` or integer multiply. The
+//! extensions: lane-wise float arithmetic and division, comparisons and `bitselect` for
+//! blends, integer adds and shifts on the bits, `fcvt_from_sint`; no `nearest`/`floor`,
+//! `fmin`/`fmax` or integer multiply. The
 //! polynomials' Horner steps are fused multiply-adds where the target has them
 //! (`TargetIsa::has_native_fma`: x86-64 with AVX and FMA, AArch64), separate multiplies and
 //! adds elsewhere. Rounding to an integer adds and subtracts 1.5·2²³, whose bits then hold the
