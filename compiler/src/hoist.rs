@@ -109,6 +109,13 @@ fn conjuncts(e: &Expr, out: &mut Vec<Expr>) {
     }
 }
 
+/// The conjunction of `conditions`, `None` for none.
+fn all_of(conditions: Vec<Expr>) -> Option<Expr> {
+    conditions
+        .into_iter()
+        .reduce(|a, b| Expr::Binary(BinOp::And, Box::new(a), Box::new(b)))
+}
+
 /// True when every read in `e` is indexed by index variables only (it cannot go out of range).
 fn reads_in_range(e: &Expr) -> bool {
     !e.any(&mut |x| matches!(x, Expr::Read { indices, .. } if indices.iter().any(|i| !matches!(i, Expr::Index(_)))))
@@ -164,6 +171,23 @@ impl Hoister {
                 if let Some(f) = &filter {
                     conjuncts(f, &mut kept);
                 }
+                // Conditions of the filter that do not depend on the reduction's variables
+                // (and cannot go out of range) move out of it as a choice, `op[v | A && B](x)`
+                // = `if B then op[v | A](x) else 0`, so that `op[v | A](x)` may be invariant:
+                // multi-margin's gradient sums `[c2 | c2 != t[b] && t[b] == c]` for every `c`.
+                let (outer, filter) = match filter {
+                    Some(f) if matches!(op, Reducer::Sum | Reducer::Count | Reducer::Mean) => {
+                        let mut all = vec![];
+                        conjuncts(&f, &mut all);
+                        let (out, within): (Vec<Expr>, Vec<Expr>) =
+                            all.into_iter().partition(|c| {
+                                !c.any(&mut |x| matches!(x, Expr::Index(v) if vars.contains(v)))
+                                    && reads_in_range(c)
+                            });
+                        (all_of(out), all_of(within))
+                    }
+                    f => (None, f),
+                };
                 let reduced = Expr::Reduce {
                     op: *op,
                     vars: vars.clone(),
@@ -172,33 +196,52 @@ impl Hoister {
                         .map(|b| Box::new(self.rewrite(b, &inner, &kept))),
                     filter: filter.map(Box::new),
                 };
-                let free = free_vars(&reduced);
-                let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
-                let free: Vec<VarId> = free.into_iter().collect();
-                if movable && free.len() < scope.len() {
-                    self.lift(reduced, free, guards)
-                } else if movable
-                    && scope.len() == 1
-                    && !std::ptr::eq(e, self.top)
-                    && is_column_sum(&reduced, scope[0])
-                {
-                    // A column sum, run with its loops interchanged when it is a definition.
-                    self.lift(reduced, free, guards)
-                } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
-                    self.lift_contraction(p, guards)
-                } else if let Some(read) = movable
-                    .then(|| self.reuse(&reduced, &free, guards))
-                    .flatten()
-                {
-                    // Not invariant here, but computed already (the loss's own logsumexp,
-                    // hoisted out of its gradient): read it instead of computing it again.
-                    read
-                } else {
-                    reduced
+                let placed = self.place_reduction(e, reduced, scope, guards);
+                match outer {
+                    Some(c) => {
+                        Expr::Select(Box::new(c), Box::new(placed), Box::new(Expr::Float(0.0)))
+                    }
+                    None => placed,
                 }
             }
             Expr::Binary(BinOp::Add, ..) => self.rewrite_sum(e, scope, guards, false),
             e => e.map_children(|c| self.rewrite(c, scope, guards)),
+        }
+    }
+
+    /// The rewritten reduction `reduced` (of `e`, in `scope`, under `guards`) hoisted, lifted
+    /// as a column sum or a contraction, or read from an earlier definition when it can be
+    /// (see [`Self::rewrite`]); itself otherwise.
+    fn place_reduction(
+        &mut self,
+        e: &Expr,
+        reduced: Expr,
+        scope: &[VarId],
+        guards: &[Expr],
+    ) -> Expr {
+        let free = free_vars(&reduced);
+        let movable = free.iter().all(|v| scope.contains(v)) && reads_in_range(&reduced);
+        let free: Vec<VarId> = free.into_iter().collect();
+        if movable && free.len() < scope.len() {
+            self.lift(reduced, free, guards)
+        } else if movable
+            && scope.len() == 1
+            && !std::ptr::eq(e, self.top)
+            && is_column_sum(&reduced, scope[0])
+        {
+            // A column sum, run with its loops interchanged when it is a definition.
+            self.lift(reduced, free, guards)
+        } else if let Some(p) = split_product(&reduced).filter(|_| movable) {
+            self.lift_contraction(p, guards)
+        } else if let Some(read) = movable
+            .then(|| self.reuse(&reduced, &free, guards))
+            .flatten()
+        {
+            // Not invariant here, but computed already (the loss's own logsumexp,
+            // hoisted out of its gradient): read it instead of computing it again.
+            read
+        } else {
+            reduced
         }
     }
 
@@ -494,6 +537,31 @@ mod tests {
             .map(|d| d.name.clone())
             .filter(|n| n.starts_with("hoisted"))
             .collect()
+    }
+
+    #[test]
+    fn filter_conditions_free_of_the_reduced_variables_move_out_and_the_rest_is_hoisted() {
+        // t[b] == c does not depend on c2: the sum becomes a choice around a sum over b only,
+        // which is hoisted. A gather in a condition (x[b, t[b]]) moves out once it is hoisted
+        // itself (a read at b); a condition on c2 stays.
+        let loss = crate::test_loss(
+            "loss l(x: [B, C], t: int[B]) {
+                let g[b, c: C] = sum[c2 | c2 != t[b] && t[b] == c](x[b, c2])
+                let k[b, c: C] = sum[c2 | x[b, t[b]] > 0.0 && c2 == c](x[b, c2])
+                sum[b, c](g[b, c] + k[b, c])
+            }",
+        );
+        let out = hoist(&loss);
+        let body = |name: &str| {
+            let d = out.defs.iter().find(|d| d.name == name).unwrap();
+            crate::print::expr(&out, &d.body)
+        };
+        assert_eq!(body("g"), "if t[b] == c then hoisted1[b] else 0.0");
+        assert_eq!(body("hoisted1"), "sum[c2 | c2 != t[b_h0]](x[b_h0, c2])");
+        assert_eq!(
+            body("k"),
+            "if hoisted2[b] > 0.0 then sum[c2 | c2 == c](x[b, c2]) else 0.0"
+        );
     }
 
     #[test]

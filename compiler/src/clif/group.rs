@@ -13,7 +13,7 @@
 
 use super::ClifError;
 use super::expr::{Lowering, ReduceState, Val};
-use crate::ir::{DType, Expr, Reducer, Tensor, VarId};
+use crate::ir::{Builtin, DType, Expr, Reducer, Tensor, VarId};
 use cranelift_codegen::ir::{InstBuilder, MemFlagsData, types};
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
@@ -249,7 +249,9 @@ impl<M: Module> Lowering<'_, M> {
 /// member with a function call reads, and that call none themselves (DPO's rewards and
 /// metrics beside its loss and gradient), run in a loop of their own when there are others:
 /// fewer values live at once in each loop, so fewer spills, while the block's rows are still
-/// in cache for the second; calls stay in one loop, where value numbering shares them.
+/// in cache for the second; calls stay in one loop, where value numbering shares them. Only
+/// a call of some cost counts ([`costly`]): a pass as cheap as IPO's squares is faster
+/// reading its rows once.
 fn parts(members: &[Member]) -> Vec<Vec<usize>> {
     let n = members.len();
     let defines = |i: usize| match &members[i] {
@@ -267,11 +269,7 @@ fn parts(members: &[Member]) -> Vec<Vec<usize>> {
             e.any(&mut |x| matches!(x, Expr::Read { tensor: Tensor::Def(r), .. } if *r == d))
         })
     };
-    let calls = |i: usize| {
-        exprs(i)
-            .iter()
-            .any(|e| e.any(&mut |x| matches!(x, Expr::Call(..) | Expr::Reduce { .. })))
-    };
+    let calls = |i: usize| exprs(i).iter().any(|e| e.any(&mut costly));
     // Heavy: calls, or read (directly or not) by a member that calls. Members only read
     // earlier members, so one backward sweep finds them.
     let mut heavy: Vec<bool> = (0..n).map(calls).collect();
@@ -295,5 +293,26 @@ fn parts(members: &[Member]) -> Vec<Vec<usize>> {
         vec![(0..n).collect()]
     } else {
         vec![light, heavy]
+    }
+}
+
+/// True for a call of a function lossc computes by a polynomial or a library call (the
+/// exponentials and logarithms, the sigmoid family, `tanh`, `sin`, `cos`, a power other than
+/// a small integer) and for a reduction: what makes a one-loop member heavy ([`parts`]).
+fn costly(e: &Expr) -> bool {
+    match e {
+        Expr::Reduce { .. } => true,
+        Expr::Call(Builtin::Pow, args) => super::math::small_power(&args[1]).is_none(),
+        Expr::Call(f, _) => !matches!(
+            f,
+            Builtin::Sqrt
+                | Builtin::Abs
+                | Builtin::Min
+                | Builtin::Max
+                | Builtin::Clamp
+                | Builtin::Detach
+                | Builtin::Relu
+        ),
+        _ => false,
     }
 }
