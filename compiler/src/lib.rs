@@ -27,3 +27,12 @@ pub use check::{check, check_source};
 pub(crate) fn test_loss(source: &str) -> ir::Loss {
     check_source(source).unwrap().losses.remove(0)
 }
+
+/// Each definition of `loss` printed as `name = body` (for unit tests of rewriting passes).
+#[cfg(test)]
+pub(crate) fn printed_defs(loss: &ir::Loss) -> Vec<String> {
+    loss.defs
+        .iter()
+        .map(|d| format!("{} = {}", d.name, print::expr(loss, &d.body)))
+        .collect()
+}

@@ -220,10 +220,7 @@ mod tests {
     /// The definitions of `source` after [`expand`], printed.
     fn expanded(source: &str) -> Vec<String> {
         let out = expand(&crate::test_loss(source));
-        out.defs
-            .iter()
-            .map(|d| format!("{} = {}", d.name, crate::print::expr(&out, &d.body)))
-            .collect()
+        crate::printed_defs(&out)
     }
 
     #[test]

@@ -162,10 +162,7 @@ mod tests {
     fn extracted(source: &str) -> Vec<String> {
         let loss = crate::split::split(&crate::test_loss(source));
         let out = extract(&loss);
-        out.defs
-            .iter()
-            .map(|d| format!("{} = {}", d.name, crate::print::expr(&out, &d.body)))
-            .collect()
+        crate::printed_defs(&out)
     }
 
     #[test]

@@ -264,10 +264,7 @@ mod tests {
     /// The definitions of `source` after [`share`], printed.
     fn shared(source: &str) -> Vec<String> {
         let (out, _) = share(&crate::test_loss(source));
-        out.defs
-            .iter()
-            .map(|d| format!("{} = {}", d.name, crate::print::expr(&out, &d.body)))
-            .collect()
+        crate::printed_defs(&out)
     }
 
     #[test]
