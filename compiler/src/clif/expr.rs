@@ -94,8 +94,9 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) hoisted: Vec<super::invariant::Hoisted>,
     /// Whether the target has a fused multiply-add for `vmath` to use.
     pub(super) fma: bool,
-    /// Each definition's base address in the workspace ([`Lowering::def_bases`]).
-    pub(super) bases: Vec<Value>,
+    /// Each definition's base address in the workspace, for those the function uses
+    /// ([`Lowering::def_bases`]).
+    pub(super) bases: Vec<Option<Value>>,
     /// Product accumulators `(vf, vg)` of the innermost loop being lowered, to bound at the
     /// end of each step ([`Lowering::accumulate_log_product`]).
     pub(super) bounds: Vec<(Variable, Variable)>,
@@ -181,7 +182,6 @@ impl<'a, M: Module> Lowering<'a, M> {
         if let super::Part::Group = part {
             self.scratch_offsets(params[8]);
         }
-        self.def_bases();
         let n = self.loss.defs.len();
         self.written = match part {
             super::Part::All => vec![true; n],
@@ -199,6 +199,20 @@ impl<'a, M: Module> Lowering<'a, M> {
                 .collect(),
             super::Part::Result => vec![],
         };
+        // The definitions this function writes or reads.
+        let mut used = self.written.clone();
+        for e in bodies.iter().chain([&self.loss.result]) {
+            e.visit(&mut |x| {
+                if let Expr::Read {
+                    tensor: Tensor::Def(d),
+                    ..
+                } = x
+                {
+                    used[*d] = true;
+                }
+            });
+        }
+        self.def_bases(&used);
         self.hoist_invariants(&bodies.iter().collect::<Vec<_>>())?;
         match part {
             super::Part::All => {
@@ -438,23 +452,29 @@ impl<'a, M: Module> Lowering<'a, M> {
     /// address ([`Self::def_bases`]), so that the address of an element is one addressing
     /// mode `[base + flat·4]`.
     pub(super) fn def_element(&mut self, d: usize, flat: Value) -> Value {
-        let base = self.bases[d];
+        let base = match self.bases[d] {
+            Some(base) => base,
+            None => self.element(self.work, self.offsets[d]),
+        };
         self.element(base, flat)
     }
 
-    /// Computes each definition's base address (`work + 4·offset`) once, and passes them as
-    /// parameters of a new block that the rest of the function starts in. Computed where
+    /// Computes the base address (`work + 4·offset`) of each definition the function uses
+    /// once, and passes them as parameters of a new block that the rest of the function
+    /// starts in (any other definition's is computed where it is needed). Computed where
     /// they are used, Cranelift's value numbering shares a constant such as the shift by 2
     /// with loop-variant addresses and then keeps the whole invariant computation inside the
     /// loop (ten instructions a store in a softmax's pass); a block parameter is a value of
     /// its own, which loops only read.
-    fn def_bases(&mut self) {
+    fn def_bases(&mut self, used: &[bool]) {
         let body = self.b.create_block();
         let mut args = vec![];
-        for d in 0..self.loss.defs.len() {
-            let base = self.element(self.work, self.offsets[d]);
-            args.push(BlockArg::Value(base));
-            self.b.append_block_param(body, self.ptr);
+        for (d, &u) in used.iter().enumerate() {
+            if u {
+                let base = self.element(self.work, self.offsets[d]);
+                args.push(BlockArg::Value(base));
+                self.b.append_block_param(body, self.ptr);
+            }
         }
         // Two predecessors with different values, or Cranelift removes the parameters as
         // constant: the workspace pointer is never null, so the zeros never arrive.
@@ -462,7 +482,11 @@ impl<'a, M: Module> Lowering<'a, M> {
         let zeros = vec![BlockArg::Value(zero); args.len()];
         self.b.ins().brif(self.work, body, &args, body, &zeros);
         self.b.switch_to_block(body);
-        self.bases = self.b.block_params(body).to_vec();
+        let mut params = self.b.block_params(body).to_vec().into_iter();
+        self.bases = used
+            .iter()
+            .map(|&u| if u { params.next() } else { None })
+            .collect();
     }
 
     /// The address of f32/i32 element `index` of `base`.
