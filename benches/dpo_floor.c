@@ -57,10 +57,14 @@ static inline V vlog1p_unit(V e, V recip) {
 
 static float *in[4], *grad[4];
 
-/* The fused pass over [lo, hi): loss and metric sums into out[0..5], gradients stored. */
-static void fused(long lo, long hi, double *out) {
+/* The fused pass over [lo, hi): loss and metric sums into out[0..5], gradients stored. With
+ * `product`, the loss's log1p(exp(-|z|)) terms are summed as lossc now does
+ * (compiler::log_product): log1p(Q), Q = prod(1 + e) - 1 kept per lane as Q + e + Q*e and
+ * folded into the sum every 8 steps (lossc folds when a lane passes 2^64), one FMA per term
+ * instead of a log1p and its division. */
+static inline void fused_pass(long lo, long hi, double *out, int product) {
     const V beta = S(0.1f), g_scale = S(-0.1f / N), zero = _mm_setzero_ps(), sign = S(-0.f);
-    V loss = zero, chosen = zero, rejected = zero, correct = zero, margin = zero;
+    V q = zero, loss = zero, chosen = zero, rejected = zero, correct = zero, margin = zero;
     for (long i = lo; i < hi; i += 4) {
         V pc = _mm_loadu_ps(in[0] + i), pr = _mm_loadu_ps(in[1] + i);
         V rc = _mm_loadu_ps(in[2] + i), rr = _mm_loadu_ps(in[3] + i);
@@ -81,9 +85,18 @@ static void fused(long lo, long hi, double *out) {
         correct = _mm_add_ps(correct, _mm_and_ps(_mm_cmpgt_ps(cr, rj), S(1.f)));
         margin = _mm_add_ps(margin, _mm_sub_ps(cr, rj));
         /* -log sigmoid(z) = max(-z, 0) + log1p(exp(-|z|)) */
-        V nll = _mm_add_ps(_mm_max_ps(_mm_xor_ps(z, sign), zero), vlog1p_unit(e, r));
-        loss = _mm_add_ps(loss, nll);
+        loss = _mm_add_ps(loss, _mm_max_ps(_mm_xor_ps(z, sign), zero));
+        if (!product) {
+            loss = _mm_add_ps(loss, vlog1p_unit(e, r));
+        } else {
+            q = _mm_add_ps(_mm_fmadd_ps(q, e, q), e);
+            if (((i - lo) & 31) == 28) {
+                loss = _mm_add_ps(loss, vlog1p_unit(q, _mm_div_ps(S(1.f), _mm_add_ps(S(1.f), q))));
+                q = zero;
+            }
+        }
     }
+    if (product) loss = _mm_add_ps(loss, vlog1p_unit(q, _mm_div_ps(S(1.f), _mm_add_ps(S(1.f), q))));
     V acc[5] = {loss, chosen, rejected, correct, margin};
     for (int k = 0; k < 5; k++) {
         float v[4];
@@ -92,47 +105,8 @@ static void fused(long lo, long hi, double *out) {
     }
 }
 
-/* The fused pass as lossc now runs it (compiler::log_product): the loss's log1p(exp(-|z|))
- * terms summed as log1p(Q), Q = prod(1 + e) - 1 kept per lane as Q + e + Q*e and folded into
- * the sum every 8 steps (lossc folds when a lane passes 2^64): one FMA per term instead of a
- * log1p and its division. */
-static void fused_product(long lo, long hi, double *out) {
-    const V beta = S(0.1f), g_scale = S(-0.1f / N), zero = _mm_setzero_ps(), sign = S(-0.f);
-    V q = zero, loss = zero, chosen = zero, rejected = zero, correct = zero, margin = zero;
-    for (long i = lo; i < hi; i += 4) {
-        V pc = _mm_loadu_ps(in[0] + i), pr = _mm_loadu_ps(in[1] + i);
-        V rc = _mm_loadu_ps(in[2] + i), rr = _mm_loadu_ps(in[3] + i);
-        V z = _mm_mul_ps(beta, _mm_sub_ps(_mm_sub_ps(pc, pr), _mm_sub_ps(rc, rr)));
-        V e = vexp(_mm_or_ps(z, sign));
-        V r = _mm_div_ps(S(1.f), _mm_add_ps(S(1.f), e));
-        V neg = _mm_cmplt_ps(z, zero);
-        V sig_neg = _mm_blendv_ps(_mm_mul_ps(e, r), r, neg);
-        V g = _mm_mul_ps(g_scale, sig_neg);
-        V ng = _mm_xor_ps(g, sign);
-        _mm_storeu_ps(grad[0] + i, g);
-        _mm_storeu_ps(grad[1] + i, ng);
-        _mm_storeu_ps(grad[2] + i, ng);
-        _mm_storeu_ps(grad[3] + i, g);
-        V cr = _mm_mul_ps(beta, _mm_sub_ps(pc, rc)), rj = _mm_mul_ps(beta, _mm_sub_ps(pr, rr));
-        chosen = _mm_add_ps(chosen, cr);
-        rejected = _mm_add_ps(rejected, rj);
-        correct = _mm_add_ps(correct, _mm_and_ps(_mm_cmpgt_ps(cr, rj), S(1.f)));
-        margin = _mm_add_ps(margin, _mm_sub_ps(cr, rj));
-        loss = _mm_add_ps(loss, _mm_max_ps(_mm_xor_ps(z, sign), zero));
-        q = _mm_add_ps(_mm_fmadd_ps(q, e, q), e);
-        if (((i - lo) & 31) == 28) {
-            loss = _mm_add_ps(loss, vlog1p_unit(q, _mm_div_ps(S(1.f), _mm_add_ps(S(1.f), q))));
-            q = zero;
-        }
-    }
-    loss = _mm_add_ps(loss, vlog1p_unit(q, _mm_div_ps(S(1.f), _mm_add_ps(S(1.f), q))));
-    V acc[5] = {loss, chosen, rejected, correct, margin};
-    for (int k = 0; k < 5; k++) {
-        float v[4];
-        _mm_storeu_ps(v, acc[k]);
-        out[k] += (double)v[0] + v[1] + v[2] + v[3];
-    }
-}
+static void fused(long lo, long hi, double *out) { fused_pass(lo, hi, out, 0); }
+static void fused_product(long lo, long hi, double *out) { fused_pass(lo, hi, out, 1); }
 
 /* Reads the four inputs and writes four gradients, nothing else. */
 static void copy_only(long lo, long hi, double *out) {

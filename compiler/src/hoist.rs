@@ -117,7 +117,7 @@ fn all_of(conditions: Vec<Expr>) -> Option<Expr> {
 }
 
 /// True when every read in `e` is indexed by index variables only (it cannot go out of range).
-fn reads_in_range(e: &Expr) -> bool {
+pub(crate) fn reads_in_range(e: &Expr) -> bool {
     !e.any(&mut |x| matches!(x, Expr::Read { indices, .. } if indices.iter().any(|i| !matches!(i, Expr::Index(_)))))
 }
 

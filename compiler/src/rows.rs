@@ -7,11 +7,14 @@
 //! logits once with its logsumexp instead of once each.
 //!
 //! A row reduction moves only when it is safe to compute for every row, including rows the
-//! outer filter drops: its indices are index variables and integer constants (no gather,
-//! which could be out of range there). The result is equivalent IR.
+//! outer filter drops: it reads tensors at index variables only (no gather or constant
+//! index, which could be out of range there; `crate::hoist`'s rule). The result is
+//! equivalent IR.
 
+use crate::contraction::free_vars;
 use crate::fresh::Fresh;
-use crate::ir::{BinOp, DType, Def, DefKind, Expr, Loss, Tensor, VarId};
+use crate::hoist::reads_in_range;
+use crate::ir::{BinOp, DType, Def, DefKind, Expr, Loss, Tensor};
 use std::collections::HashMap;
 
 /// `loss` with the row reductions of its scalar reductions over one variable as definitions
@@ -74,7 +77,7 @@ pub fn extract(loss: &Loss) -> Loss {
 
 /// The row reductions of a scalar reduction `op[b | f](E)` that move (see the module doc):
 /// reductions over other variables in `E`'s eagerly evaluated positions whose only free
-/// variable is `b` and which gather nothing.
+/// variable is `b` and whose reads stay in range.
 fn row_reductions(e: &Expr) -> Vec<Expr> {
     let Expr::Reduce {
         vars,
@@ -91,9 +94,8 @@ fn row_reductions(e: &Expr) -> Vec<Expr> {
     eager(body, &mut |r| {
         if let Expr::Reduce { vars: inner, .. } = r
             && !inner.contains(&b)
-            && free_vars(r).iter().all(|&v| v == b)
-            && free_vars(r).contains(&b)
-            && !gathers(r)
+            && free_vars(r).into_iter().eq([b])
+            && reads_in_range(r)
             && !found.contains(r)
         {
             found.push(r.clone());
@@ -121,29 +123,6 @@ fn eager(e: &Expr, f: &mut impl FnMut(&Expr) -> bool) {
         Expr::Select(c, _, _) => eager(c, f),
         _ => {}
     }
-}
-
-/// The index variables `e` uses and does not bind.
-fn free_vars(e: &Expr) -> Vec<VarId> {
-    let mut bound = vec![];
-    let mut used = vec![];
-    e.visit(&mut |x| match x {
-        Expr::Reduce { vars, .. } => bound.extend(vars.iter().copied()),
-        Expr::Index(v) if !used.contains(v) => used.push(*v),
-        _ => {}
-    });
-    used.retain(|v| !bound.contains(v));
-    used
-}
-
-/// True when `e` reads a tensor at an index other than a variable or a constant.
-fn gathers(e: &Expr) -> bool {
-    e.any(&mut |x| match x {
-        Expr::Read { indices, .. } => indices
-            .iter()
-            .any(|i| !matches!(i, Expr::Index(_) | Expr::Int(_))),
-        _ => false,
-    })
 }
 
 /// `e` with each occurrence of `from` replaced by `to`.

@@ -130,21 +130,6 @@ struct Buffers {
 unsafe impl Send for Buffers {}
 unsafe impl Sync for Buffers {}
 
-extern "C" fn lossc_expf(x: f32) -> f32 {
-    x.exp()
-}
-extern "C" fn lossc_logf(x: f32) -> f32 {
-    x.ln()
-}
-extern "C" fn lossc_log1pf(x: f32) -> f32 {
-    x.ln_1p()
-}
-extern "C" fn lossc_expm1f(x: f32) -> f32 {
-    x.exp_m1()
-}
-extern "C" fn lossc_tanhf(x: f32) -> f32 {
-    x.tanh()
-}
 extern "C" fn lossc_sinf(x: f32) -> f32 {
     x.sin()
 }
@@ -192,12 +177,7 @@ impl CpuLoss {
             .finish(clif::flags(false))
             .map_err(|e| RunError::new(format!("cranelift: {e}")))?;
         let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
-        let symbols: [(&str, *const u8); 8] = [
-            ("expf", lossc_expf as *const u8),
-            ("logf", lossc_logf as *const u8),
-            ("log1pf", lossc_log1pf as *const u8),
-            ("expm1f", lossc_expm1f as *const u8),
-            ("tanhf", lossc_tanhf as *const u8),
+        let symbols: [(&str, *const u8); 3] = [
             ("sinf", lossc_sinf as *const u8),
             ("cosf", lossc_cosf as *const u8),
             ("powf", lossc_powf as *const u8),

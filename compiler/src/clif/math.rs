@@ -12,18 +12,10 @@ use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{AbiParam, InstBuilder, Value, types};
 use cranelift_module::{Linkage, Module};
 
-/// The C math functions the generated code may call, with their arity (those with inline
-/// vector code in `vmath.rs` are no longer called; the JIT still resolves them).
-pub const LIBM: [(&str, usize); 8] = [
-    ("expf", 1),
-    ("logf", 1),
-    ("log1pf", 1),
-    ("expm1f", 1),
-    ("tanhf", 1),
-    ("sinf", 1),
-    ("cosf", 1),
-    ("powf", 2),
-];
+/// The C math functions the generated code calls, with their arity: those without inline
+/// vector code in `vmath.rs` (`exp`, `log`, `log1p`, `expm1` and `tanh` have it, for scalars
+/// too).
+pub const LIBM: [(&str, usize); 3] = [("sinf", 1), ("cosf", 1), ("powf", 2)];
 
 impl<M: Module> Lowering<'_, M> {
     fn libm(&mut self, name: &'static str, args: &[Value]) -> Value {
@@ -48,7 +40,8 @@ impl<M: Module> Lowering<'_, M> {
         self.b.inst_results(call)[0]
     }
 
-    /// `name` (a [`LIBM`] function of one argument) applied to `x`, a scalar or each lane of
+    /// `name` (`expf`, `logf`, `log1pf`, `expm1f`, `tanhf`, or a [`LIBM`] function of one
+    /// argument) applied to `x`, a scalar or each lane of
     /// a vector.
     pub(super) fn math1(&mut self, name: &'static str, x: Value) -> Value {
         self.math(name, &[x])

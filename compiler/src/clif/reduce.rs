@@ -212,7 +212,7 @@ impl<M: Module> Lowering<'_, M> {
         (vf, vg): (Variable, Variable),
     ) -> Result<(), ClifError> {
         if self.lanes.is_some()
-            && log_product(op, Some(body))
+            && matches!(op, Reducer::Sum | Reducer::Mean)
             && let Some(e) = crate::log_product::unit_tail(body)
         {
             return self.accumulate_log_product(e, keep, (vf, vg));
