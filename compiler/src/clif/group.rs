@@ -248,10 +248,11 @@ impl<M: Module> Lowering<'_, M> {
 /// The members' indices in the loops that compute them, in order. Members whose values no
 /// member with a function call reads, and that call none themselves (DPO's rewards and
 /// metrics beside its loss and gradient), run in a loop of their own when there are others:
-/// fewer values live at once in each loop, so fewer spills, while the block's rows are still
-/// in cache for the second; calls stay in one loop, where value numbering shares them. Only
-/// a call of some cost counts ([`costly`]): a pass as cheap as IPO's squares is faster
-/// reading its rows once.
+/// fewer values live at once in each loop, so fewer spills; calls stay in one loop, where
+/// value numbering shares them. The heavy loop runs first: it reads the block's rows from
+/// memory while its arithmetic hides the wait, and the light loop finds them in cache (run
+/// first, the light loop only waits on memory). Only a call of some cost counts
+/// ([`costly`]): a pass as cheap as IPO's squares is faster reading its rows once.
 fn parts(members: &[Member]) -> Vec<Vec<usize>> {
     let n = members.len();
     let defines = |i: usize| match &members[i] {
@@ -292,7 +293,7 @@ fn parts(members: &[Member]) -> Vec<Vec<usize>> {
     if light.is_empty() || heavy.is_empty() {
         vec![(0..n).collect()]
     } else {
-        vec![light, heavy]
+        vec![heavy, light]
     }
 }
 
