@@ -271,22 +271,29 @@ fn parts(members: &[Member]) -> Vec<Vec<usize>> {
         })
     };
     let calls = |i: usize| exprs(i).iter().any(|e| e.any(&mut costly));
-    // Heavy: calls, or read (directly or not) by a member that calls. Members only read
-    // earlier members, so one backward sweep finds them.
+    // Heavy: calls, or read (directly or not) by a heavy member, or reads a heavy member (the
+    // light loop runs second, so a heavy member cannot read a light one). Members only read
+    // earlier members: each backward sweep finds what the heavy ones read, each forward one
+    // what reads them, until nothing changes.
     let mut heavy: Vec<bool> = (0..n).map(calls).collect();
-    for j in (0..n).rev() {
-        if heavy[j] {
-            for (i, h) in heavy.iter_mut().enumerate().take(j) {
-                if defines(i).is_some_and(|d| reads(j, d)) {
-                    *h = true;
+    loop {
+        let before = heavy.clone();
+        for j in (0..n).rev() {
+            if heavy[j] {
+                for (i, h) in heavy.iter_mut().enumerate().take(j) {
+                    if defines(i).is_some_and(|d| reads(j, d)) {
+                        *h = true;
+                    }
                 }
             }
         }
-    }
-    // A light member that reads a heavy one is heavy too.
-    for j in 0..n {
-        if (0..j).any(|i| heavy[i] && defines(i).is_some_and(|d| reads(j, d))) {
-            heavy[j] = true;
+        for j in 0..n {
+            if (0..j).any(|i| heavy[i] && defines(i).is_some_and(|d| reads(j, d))) {
+                heavy[j] = true;
+            }
+        }
+        if heavy == before {
+            break;
         }
     }
     let (light, heavy): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| !heavy[i]);
@@ -315,5 +322,57 @@ fn costly(e: &Expr) -> bool {
                 | Builtin::Relu
         ),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Member, parts};
+    use crate::ir::{BinOp, Builtin, Expr, Tensor};
+
+    fn def(d: usize) -> Expr {
+        Expr::Read {
+            tensor: Tensor::Def(d),
+            indices: vec![Expr::Index(0)],
+        }
+    }
+
+    fn input() -> Expr {
+        Expr::Read {
+            tensor: Tensor::Input(0),
+            indices: vec![Expr::Index(0)],
+        }
+    }
+
+    fn row(d: usize, body: Expr) -> Member {
+        Member::Row { d, v: 0, body }
+    }
+
+    fn add(a: Expr, b: Expr) -> Expr {
+        Expr::Binary(BinOp::Add, Box::new(a), Box::new(b))
+    }
+
+    #[test]
+    fn members_without_calls_run_second() {
+        // d0 = x + x (light), d1 = exp(x) (heavy), d2 = x + x (light).
+        let members = [
+            row(0, add(input(), input())),
+            row(1, Expr::Call(Builtin::Exp, vec![input()])),
+            row(2, add(input(), input())),
+        ];
+        assert_eq!(parts(&members), vec![vec![1], vec![0, 2]]);
+    }
+
+    #[test]
+    fn what_a_heavy_member_reads_is_heavy() {
+        // d0 light, d1 heavy, d2 = d0 + d1 reads a heavy member so is heavy: d0, which it
+        // reads, must then be heavy too (the heavy loop runs first); d3 = x + x stays light.
+        let members = [
+            row(0, add(input(), input())),
+            row(1, Expr::Call(Builtin::Exp, vec![input()])),
+            row(2, add(def(0), def(1))),
+            row(3, add(input(), input())),
+        ];
+        assert_eq!(parts(&members), vec![vec![0, 1, 2], vec![3]]);
     }
 }
