@@ -103,11 +103,12 @@ impl<M: Module> Lowering<'_, M> {
     /// `exp(-|y|)`, built the same way wherever it is needed (the sigmoid family, a
     /// softplus tail's sum), so that value numbering computes it once.
     pub(super) fn exp_neg_abs(&mut self, y: Value) -> Value {
-        let a = self.b.ins().fabs(y);
-        let n = self.b.ins().fneg(a);
-        if self.is_vector(n) {
+        if self.is_vector(y) {
+            let n = super::vmath::neg_abs(&mut self.b, y);
             super::vmath::exp_nonpositive_exact(&mut self.b, self.fma, n)
         } else {
+            let a = self.b.ins().fabs(y);
+            let n = self.b.ins().fneg(a);
             self.math1("expf", n)
         }
     }

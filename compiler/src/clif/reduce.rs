@@ -259,9 +259,7 @@ impl<M: Module> Lowering<'_, M> {
                 // 0 where x - m is NaN for a number x (both -inf, both +inf), NaN for NaN x.
                 let sum = self.b.use_var(vg);
                 let d = self.b.ins().fsub(x, acc);
-                let a = self.b.ins().fabs(d);
-                let na = self.b.ins().fneg(a);
-                let e = self.math1("expf", na);
+                let e = self.exp_neg_abs(d);
                 let d_nan = self.b.ins().fcmp(FloatCC::Unordered, d, d);
                 let x_num = self.b.ins().fcmp(FloatCC::Ordered, x, x);
                 let nothing = self.b.ins().band(d_nan, x_num);
