@@ -199,9 +199,12 @@ impl<'a, M: Module> Lowering<'a, M> {
                 .collect(),
             super::Part::Result => vec![],
         };
-        // The definitions this function writes or reads.
+        // The definitions this function writes or reads (the result only where it is
+        // lowered), less, in a one-loop group, the local row members and the reductions:
+        // their values stay in registers and the reductions' go to `result` (`group.rs`).
         let mut used = self.written.clone();
-        for e in bodies.iter().chain([&self.loss.result]) {
+        let result = matches!(part, super::Part::All | super::Part::Result);
+        for e in bodies.iter().chain(result.then_some(&self.loss.result)) {
             e.visit(&mut |x| {
                 if let Expr::Read {
                     tensor: Tensor::Def(d),
@@ -211,6 +214,13 @@ impl<'a, M: Module> Lowering<'a, M> {
                     used[*d] = true;
                 }
             });
+        }
+        if matches!(part, super::Part::Group) && self.is_one_loop() {
+            for &d in &self.members {
+                if self.locals.contains(&d) || self.loss.defs[d].indices.is_empty() {
+                    used[d] = false;
+                }
+            }
         }
         self.def_bases(&used);
         self.hoist_invariants(&bodies.iter().collect::<Vec<_>>())?;

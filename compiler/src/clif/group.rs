@@ -78,6 +78,12 @@ impl<M: Module> Lowering<'_, M> {
     }
 
     /// The members as one-loop members, when the group qualifies (see the module doc).
+    /// True when the group runs in one loop over its rows (the form of DPO's), where local
+    /// row members are never stored: readers take their values from registers.
+    pub(super) fn is_one_loop(&self) -> bool {
+        self.one_loop_members().is_some()
+    }
+
     fn one_loop_members(&self) -> Option<Vec<Member>> {
         let mut out = vec![];
         for &d in &self.members {
