@@ -6,6 +6,7 @@ pub mod check;
 pub mod clif;
 pub mod column;
 pub mod contraction;
+pub mod factors;
 mod fresh;
 pub mod fuse;
 pub mod grad;

@@ -160,7 +160,8 @@ impl CpuLoss {
 
     fn compile_with(program: &Loss, keep_every_definition: bool) -> Result<CpuLoss, RunError> {
         crate::limits::check_code_size(program)?;
-        let split = compiler::split::split(&compiler::log_product::expand(program));
+        let regrouped = compiler::factors::regroup(program);
+        let split = compiler::split::split(&compiler::log_product::expand(&regrouped));
         let split = compiler::rows::extract(&split);
         let (program, scales) = if keep_every_definition {
             (split, vec![])
