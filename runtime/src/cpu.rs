@@ -146,7 +146,8 @@ impl CpuLoss {
     /// Reductions at the top of scalar expressions become definitions of their own
     /// (`compiler::split`), computed in parallel blocks, as do the row reductions inside them
     /// (`compiler::rows`); sums of softplus tails keep a product (`compiler::log_product`);
-    /// definitions sharing their outermost dimension run in fused passes (`compiler::fuse`).
+    /// products multiply their invariant factors first (`compiler::factors`); definitions
+    /// sharing their outermost dimension run in fused passes (`compiler::fuse`).
     pub fn compile(program: &Loss) -> Result<CpuLoss, RunError> {
         CpuLoss::compile_with(program, true)
     }

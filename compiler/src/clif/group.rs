@@ -77,13 +77,13 @@ impl<M: Module> Lowering<'_, M> {
         }
     }
 
-    /// The members as one-loop members, when the group qualifies (see the module doc).
     /// True when the group runs in one loop over its rows (the form of DPO's), where local
     /// row members are never stored: readers take their values from registers.
     pub(super) fn is_one_loop(&self) -> bool {
         self.one_loop_members().is_some()
     }
 
+    /// The members as one-loop members, when the group qualifies (see the module doc).
     fn one_loop_members(&self) -> Option<Vec<Member>> {
         let mut out = vec![];
         for &d in &self.members {
@@ -252,8 +252,9 @@ impl<M: Module> Lowering<'_, M> {
 }
 
 /// The members' indices in the loops that compute them, in order. Members whose values no
-/// member with a function call reads, and that call none themselves (DPO's rewards and
-/// metrics beside its loss and gradient), run in a loop of their own when there are others:
+/// member with a function call reads, that call none themselves and read none that does
+/// (DPO's rewards and metrics beside its loss and gradient), run in a loop of their own when
+/// there are others:
 /// fewer values live at once in each loop, so fewer spills; calls stay in one loop, where
 /// value numbering shares them. The heavy loop runs first: it reads the block's rows from
 /// memory while its arithmetic hides the wait, and the light loop finds them in cache (run
