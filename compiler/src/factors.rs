@@ -16,10 +16,7 @@ use crate::ir::{BinOp, Expr, Loss};
 /// regrouped as `(invariant factors) * (the others)`, each group in its original order.
 pub fn regroup(loss: &Loss) -> Loss {
     let mut out = loss.clone();
-    for def in &mut out.defs {
-        def.body = rewrite(&def.body);
-    }
-    out.result = rewrite(&out.result);
+    out.rewrite_bodies(rewrite);
     out
 }
 
@@ -69,12 +66,12 @@ fn already_grouped(e: &Expr) -> bool {
     let Expr::Binary(BinOp::Mul, a, b) = e else {
         return false;
     };
-    let whole = |x: &Expr| {
+    let varying = |x: &Expr| {
         let mut f = vec![];
         flatten(x, &mut f);
-        f.iter().all(|g| invariant(g)) || f.iter().all(|g| !invariant(g))
+        !f.into_iter().any(invariant)
     };
-    (invariant(a) || invariant(b)) && whole(a) && whole(b)
+    (invariant(a) && varying(b)) || (invariant(b) && varying(a))
 }
 
 /// True when `e` is the same everywhere: no index variable, reduction, or element of a

@@ -318,6 +318,15 @@ pub enum Expr {
 }
 
 impl Loss {
+    /// Replaces every definition's body and the result by `f` of it (the passes that rewrite
+    /// expressions one by one, and the renumberings after a definition is inserted).
+    pub fn rewrite_bodies(&mut self, mut f: impl FnMut(&Expr) -> Expr) {
+        for def in &mut self.defs {
+            def.body = f(&def.body);
+        }
+        self.result = f(&self.result);
+    }
+
     /// The input called `name`.
     pub fn input(&self, name: &str) -> Option<(InputId, &Input)> {
         self.inputs.iter().enumerate().find(|(_, i)| i.name == name)

@@ -23,10 +23,7 @@ use crate::ir::{BinOp, Builtin, Expr, Loss, Reducer, UnaryOp, VarId};
 /// `loss` with every sum and mean of softplus tails split as the module doc says.
 pub fn expand(loss: &Loss) -> Loss {
     let mut out = loss.clone();
-    for def in &mut out.defs {
-        def.body = rewrite(&def.body);
-    }
-    out.result = rewrite(&out.result);
+    out.rewrite_bodies(rewrite);
     out
 }
 

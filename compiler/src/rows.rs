@@ -40,10 +40,7 @@ pub fn extract(loss: &Loss) -> Loss {
         let map: Vec<usize> = (0..out.defs.len())
             .map(|e| if e >= d { e + k } else { e })
             .collect();
-        for def in &mut out.defs {
-            def.body = def.body.renumber_defs(&map);
-        }
-        out.result = out.result.renumber_defs(&map);
+        out.rewrite_bodies(|e| e.renumber_defs(&map));
         let mut fresh = Fresh::new(&out);
         let mut new_defs = vec![];
         let mut body = out.defs[d].body.clone();

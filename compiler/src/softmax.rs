@@ -129,10 +129,7 @@ pub fn share(loss: &Loss) -> (Loss, Vec<(usize, usize)>) {
         let scale_name = fresh.def_name(&format!("softmax_scale_{}", out.defs[h].name));
         out.vars = fresh.vars;
         let body = softmax_body(&out, h, b, c).expect("a row logsumexp");
-        for def in &mut out.defs {
-            def.body = def.body.renumber_defs(&map);
-        }
-        out.result = out.result.renumber_defs(&map);
+        out.rewrite_bodies(|e| e.renumber_defs(&map));
         out.defs.insert(
             p,
             Def {

@@ -200,8 +200,12 @@ impl<'a, M: Module> Lowering<'a, M> {
             super::Part::Result => vec![],
         };
         // The definitions this function writes or reads (the result only where it is
-        // lowered), less, in a one-loop group, the local row members and the reductions:
-        // their values stay in registers and the reductions' go to `result` (`group.rs`).
+        // lowered), less a group's reductions (stored once, at its end) and a one-loop
+        // group's local row members (kept in registers, `group.rs`).
+        let one_loop = match part {
+            super::Part::Group => self.one_loop_members(),
+            _ => None,
+        };
         let mut used = self.written.clone();
         let result = matches!(part, super::Part::All | super::Part::Result);
         for e in bodies.iter().chain(result.then_some(&self.loss.result)) {
@@ -215,11 +219,10 @@ impl<'a, M: Module> Lowering<'a, M> {
                 }
             });
         }
-        if matches!(part, super::Part::Group) && self.is_one_loop() {
-            for &d in &self.members {
-                if self.locals.contains(&d) || self.loss.defs[d].indices.is_empty() {
-                    used[d] = false;
-                }
+        for &d in &self.members {
+            let local_row = one_loop.is_some() && self.locals.contains(&d);
+            if local_row || self.loss.defs[d].indices.is_empty() {
+                used[d] = false;
             }
         }
         self.def_bases(&used);
@@ -232,7 +235,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             }
             super::Part::Def(d) => self.definition(d)?,
             super::Part::Partial(d) => self.partial(d, 0)?,
-            super::Part::Group => self.group()?,
+            super::Part::Group => self.group(one_loop)?,
             super::Part::Result => {}
         }
         if !matches!(

@@ -20,7 +20,7 @@ use cranelift_module::Module;
 
 /// What a member of a one-loop group does with each row.
 #[derive(Clone)]
-enum Member {
+pub(super) enum Member {
     /// A row definition: its body at the row variable.
     Row { d: usize, v: VarId, body: Expr },
     /// A reduction over the row variable.
@@ -34,9 +34,9 @@ enum Member {
 
 impl<M: Module> Lowering<'_, M> {
     /// Emits the group's members for rows `start..end`, reductions' accumulators stored at
-    /// `result` (16 bytes each, in member order).
-    pub(super) fn group(&mut self) -> Result<(), ClifError> {
-        match self.one_loop_members() {
+    /// `result` (16 bytes each, in member order); `one_loop` is [`Self::one_loop_members`].
+    pub(super) fn group(&mut self, one_loop: Option<Vec<Member>>) -> Result<(), ClifError> {
+        match one_loop {
             Some(members) => self.one_loop_group(&members),
             None => {
                 let members = self.members.clone();
@@ -77,14 +77,9 @@ impl<M: Module> Lowering<'_, M> {
         }
     }
 
-    /// True when the group runs in one loop over its rows (the form of DPO's), where local
-    /// row members are never stored: readers take their values from registers.
-    pub(super) fn is_one_loop(&self) -> bool {
-        self.one_loop_members().is_some()
-    }
-
-    /// The members as one-loop members, when the group qualifies (see the module doc).
-    fn one_loop_members(&self) -> Option<Vec<Member>> {
+    /// The members as one-loop members, when the group qualifies (see the module doc). There
+    /// local row members are never stored: readers take their values from registers.
+    pub(super) fn one_loop_members(&self) -> Option<Vec<Member>> {
         let mut out = vec![];
         for &d in &self.members {
             let def = &self.loss.defs[d];
