@@ -134,15 +134,23 @@ impl<M: Module> Lowering<'_, M> {
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let lo = self.b.use_var(t);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, lo, end);
-        self.b.ins().brif(more, body, &[], exit, &[]);
+        let more = (IntCC::SignedLessThan, lo, end);
+        let branch = super::expr::loop_branch(&mut self.b, more, body, exit);
+        self.nests = false;
+        self.depth += 1;
         self.b.switch_to_block(body);
         let next = self.b.ins().iadd_imm_s(lo, size);
         let past = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
         let hi = self.b.ins().select(past, end, next);
         tile(self, lo, hi)?;
+        self.depth -= 1;
+        if self.depth > 0 || self.nests {
+            super::expr::hoist_out_of(&mut self.b, branch);
+        }
+        self.nests = true;
         self.b.def_var(t, next);
         self.b.ins().jump(header, &[]);
+        self.b.seal_block(header);
         self.b.switch_to_block(exit);
         Ok(())
     }
