@@ -157,7 +157,7 @@ impl<'a, M: Module> Lowering<'a, M> {
     pub(super) fn function(mut self, part: super::Part) -> Result<(), ClifError> {
         let entry = self.b.create_block();
         self.b.append_block_params_for_function_params(entry);
-        self.b.switch_to_block(entry);
+        self.enter(entry);
         let params = self.b.block_params(entry).to_vec();
         if let super::Part::Def(_) | super::Part::Partial(_) | super::Part::Group = part {
             self.outer_range = Some((params[6], params[7]));
@@ -512,7 +512,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         let zero = self.b.ins().iconst(self.ptr, 0);
         let zeros = vec![BlockArg::Value(zero); args.len()];
         self.b.ins().brif(self.work, body, &args, body, &zeros);
-        self.b.switch_to_block(body);
+        self.enter(body);
         let mut params = self.b.block_params(body).to_vec().into_iter();
         self.bases = used
             .iter()
@@ -578,6 +578,14 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     pub(super) fn f32(&mut self, x: f32) -> Value {
         self.b.ins().f32const(x)
+    }
+
+    /// Switches to `block`, whose predecessors are all in place, and seals it: the SSA
+    /// builder then resolves its variables at once, so that the loop around it sees the
+    /// values of the variables it only reads, not block parameters (see [`hoist_out_of`]).
+    pub(super) fn enter(&mut self, block: Block) {
+        self.b.switch_to_block(block);
+        self.b.seal_block(block);
     }
 
     /// The shared block that returns the error status.
@@ -714,12 +722,12 @@ impl<'a, M: Module> Lowering<'a, M> {
         } else {
             self.b.ins().brif(left, done, &[], right, &[]);
         }
-        self.b.switch_to_block(right);
+        self.enter(right);
         let r = self.expr(c)?;
         let r = self.truth(r);
         self.b.def_var(out, r);
         self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(done);
+        self.enter(done);
         Ok(Val::B(self.b.use_var(out)))
     }
 
@@ -760,7 +768,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         );
         self.b.ins().brif(cond, yes, &[], no, &[]);
         for (block, branch) in [(yes, a), (no, d)] {
-            self.b.switch_to_block(block);
+            self.enter(block);
             let v = self.expr(branch)?;
             let v = match ty {
                 DType::Float => self.float(v),
@@ -770,7 +778,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             self.b.def_var(out, v);
             self.b.ins().jump(done, &[]);
         }
-        self.b.switch_to_block(done);
+        self.enter(done);
         let v = self.b.use_var(out);
         Ok(match ty {
             DType::Float => Val::F(v),
@@ -884,7 +892,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             .icmp(IntCC::UnsignedGreaterThanOrEqual, i, size);
         let (report, ok) = (self.b.create_block(), self.b.create_block());
         self.b.ins().brif(bad, report, &[], ok, &[]);
-        self.b.switch_to_block(report);
+        self.enter(report);
         let (tensor, is_def) = match t {
             Tensor::Input(k) => (k as i64, 0),
             Tensor::Def(d) => (d as i64, 1),
@@ -899,7 +907,7 @@ impl<'a, M: Module> Lowering<'a, M> {
         self.b.ins().store(trusted(), v, self.error, 24);
         let exit = self.error_exit();
         self.b.ins().jump(exit, &[]);
-        self.b.switch_to_block(ok);
+        self.enter(ok);
     }
 
     /// A reduction: nested loops over its variables, kept terms accumulated in registers.
@@ -1069,10 +1077,10 @@ impl<'a, M: Module> Lowering<'a, M> {
                 let c = s.truth(c);
                 let (yes, next) = (s.b.create_block(), s.b.create_block());
                 s.b.ins().brif(c, yes, &[], next, &[]);
-                s.b.switch_to_block(yes);
+                s.enter(yes);
                 kept(s)?;
                 s.b.ins().jump(next, &[]);
-                s.b.switch_to_block(next);
+                s.enter(next);
                 Ok(())
             }
         })

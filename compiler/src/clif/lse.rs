@@ -68,12 +68,12 @@ impl<M: Module> Lowering<'_, M> {
         );
         self.b.ins().brif(finite, plain, &[], guarded, &[]);
         for (block, guard) in [(plain, false), (guarded, true)] {
-            self.b.switch_to_block(block);
+            self.enter(block);
             let t = self.lse_sum(terms, m, guard, None)?;
             self.b.def_var(total, t);
             self.b.ins().jump(done, &[]);
         }
-        self.b.switch_to_block(done);
+        self.enter(done);
         let total = self.b.use_var(total);
         Ok(ReduceState::new(Some(m), Some(total), None))
     }
@@ -252,7 +252,7 @@ impl<M: Module> Lowering<'_, M> {
         } else {
             let (work, done) = (self.b.create_block(), self.b.create_block());
             self.b.ins().brif(keep, work, &[], done, &[]);
-            self.b.switch_to_block(work);
+            self.enter(work);
             (keep, done)
         };
         let x = self.expr(body)?;
@@ -261,7 +261,7 @@ impl<M: Module> Lowering<'_, M> {
         let x = self.pick(keep, x, none);
         add(self, x)?;
         self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(done);
+        self.enter(done);
         Ok(())
     }
 }

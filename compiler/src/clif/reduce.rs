@@ -198,7 +198,7 @@ impl<M: Module> Lowering<'_, M> {
         }
         if let Some(done) = skip {
             self.b.ins().jump(done, &[]);
-            self.b.switch_to_block(done);
+            self.enter(done);
         }
         Ok(())
     }
@@ -329,7 +329,7 @@ impl<M: Module> Lowering<'_, M> {
         let any = self.b.ins().vany_true(any.expect("a product accumulator"));
         let flush = self.b.create_block();
         self.b.ins().brif(any, flush, &[], header, &[]);
-        self.b.switch_to_block(flush);
+        self.enter(flush);
         for &acc in bounds {
             self.fold_log_product(acc);
         }

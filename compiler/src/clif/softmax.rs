@@ -113,12 +113,12 @@ impl<M: Module> Lowering<'_, M> {
             s.b.ins().brif(finite, plain, &[], guarded, &[]);
             // A finite max: the sum pass stores exp(x - max). Terms the filter drops are left
             // as they are: the softmax is read only under its filter (`crate::softmax::share`).
-            s.b.switch_to_block(plain);
+            s.enter(plain);
             let total = s.lse_sum(terms, m, false, Some(p))?;
             s.store_logsumexp(h, m, total);
             let nan = s.b.ins().fcmp(FloatCC::Unordered, total, total);
             s.b.ins().brif(nan, direct, &[], scale_block, &[]);
-            s.b.switch_to_block(scale_block);
+            s.enter(scale_block);
             let one = s.f32(1.0);
             let r = s.b.ins().fdiv(one, total);
             if let Some(sc) = scale {
@@ -145,18 +145,18 @@ impl<M: Module> Lowering<'_, M> {
                 s.b.ins().jump(done, &[]);
             }
             // Not finite: the guarded sum, and the softmax from its body.
-            s.b.switch_to_block(guarded);
+            s.enter(guarded);
             let total = s.lse_sum(terms, m, true, None)?;
             s.store_logsumexp(h, m, total);
             s.b.ins().jump(direct, &[]);
-            s.b.switch_to_block(direct);
+            s.enter(direct);
             s.fill(p, &[cp], None)?;
             if let Some(sc) = scale {
                 let one = s.f32(1.0);
                 s.store_element(sc, one);
             }
             s.b.ins().jump(done, &[]);
-            s.b.switch_to_block(done);
+            s.enter(done);
             Ok(())
         })
     }

@@ -80,12 +80,12 @@ impl<M: Module> Lowering<'_, M> {
             let all = self.b.ins().vall_true(cond);
             self.b.ins().brif(all, done, &[], work, &[]);
         }
-        self.b.switch_to_block(work);
+        self.enter(work);
         let x = self.vexpr(e, v)?;
         let x = self.float(x);
         self.b.def_var(out, x);
         self.b.ins().jump(done, &[]);
-        self.b.switch_to_block(done);
+        self.enter(done);
         Ok(self.b.use_var(out))
     }
 
@@ -443,7 +443,7 @@ impl<M: Module> Lowering<'_, M> {
                 let after = self.b.ins().iadd_imm_s(j, 2 * LANES);
                 let more = self.b.ins().icmp(IntCC::SignedLessThanOrEqual, after, end);
                 self.b.ins().brif(more, advance, &[], done, &[]);
-                self.b.switch_to_block(advance);
+                self.enter(advance);
                 let j = self.b.ins().iadd_imm_s(j, LANES);
                 self.b.def_var(x, j);
                 let k = self.expr(filter)?;
@@ -451,12 +451,13 @@ impl<M: Module> Lowering<'_, M> {
                 self.b.def_var(mask, k);
                 let any = self.b.ins().vany_true(k);
                 self.b.ins().brif(any, work, &[], next, &[]);
+                self.b.seal_block(next);
             }
             _ => {
                 self.b.ins().brif(any, work, &[], done, &[]);
             }
         }
-        self.b.switch_to_block(work);
+        self.enter(work);
         Ok((self.b.use_var(mask), done))
     }
 
