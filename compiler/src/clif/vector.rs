@@ -42,11 +42,6 @@ fn dtype_of(loss: &crate::ir::Loss, t: Tensor) -> DType {
     }
 }
 
-/// True when `e` calls a function (or reduces): worth a branch to skip.
-fn costly(e: &Expr) -> bool {
-    e.any(&mut |x| matches!(x, Expr::Call(..) | Expr::Reduce { .. }))
-}
-
 /// True when `e` mentions the loop variable `v`.
 pub(super) fn mentions(e: &Expr, v: VarId) -> bool {
     e.any(&mut |x| matches!(x, Expr::Index(u) if *u == v))
@@ -64,7 +59,7 @@ impl<M: Module> Lowering<'_, M> {
         cond: Value,
         then: bool,
     ) -> Result<Value, ClifError> {
-        if !costly(e) {
+        if !self.costly(e) {
             let x = self.vexpr(e, v)?;
             return Ok(self.float(x));
         }
@@ -87,6 +82,23 @@ impl<M: Module> Lowering<'_, M> {
         self.b.ins().jump(done, &[]);
         self.enter(done);
         Ok(self.b.use_var(out))
+    }
+
+    /// True when `e` calls a function (or reduces) outside its hoisted parts: worth a branch
+    /// to skip. A hoisted part is read, not computed (`invariant.rs`).
+    fn costly(&self, e: &Expr) -> bool {
+        if self.hoisted(e, true).is_some() {
+            return false;
+        }
+        if matches!(e, Expr::Call(..) | Expr::Reduce { .. }) {
+            return true;
+        }
+        let mut found = false;
+        e.map_children(|x| {
+            found |= self.costly(x);
+            x.clone()
+        });
+        found
     }
 
     /// The position of `v` in a read of `t` by `indices` that is not contiguous in `v` but can
@@ -336,7 +348,7 @@ impl<M: Module> Lowering<'_, M> {
                 let cond = self.vexpr(c, v)?;
                 let cond = self.truth(cond);
                 let ty = self.loss.type_of(e);
-                if ty == DType::Float && (costly(a) || costly(d)) {
+                if ty == DType::Float && (self.costly(a) || self.costly(d)) {
                     let x = self.lane_branch(a, v, cond, true)?;
                     let y = self.lane_branch(d, v, cond, false)?;
                     return Ok(Val::F(self.pick(cond, x, y)));
