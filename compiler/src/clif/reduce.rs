@@ -265,7 +265,8 @@ impl<M: Module> Lowering<'_, M> {
                 let nothing = self.b.ins().band(d_nan, x_num);
                 let zero = self.konst(x, 0.0);
                 let e = self.pick(nothing, zero, e);
-                let bigger = self.b.ins().fcmp(FloatCC::GreaterThan, x, acc);
+                // `acc < x`, not `x > acc`: `m` below is then one `maxps` (see `lse_max`).
+                let bigger = self.b.ins().fcmp(FloatCC::LessThan, acc, x);
                 let one = self.konst(x, 1.0);
                 let grown = self.b.ins().fmul(sum, e);
                 let grown = self.b.ins().fadd(grown, one);
