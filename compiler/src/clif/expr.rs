@@ -105,6 +105,8 @@ pub(super) struct Lowering<'a, M: Module> {
     /// innermost of them so far ([`hoist_out_of`]).
     pub(super) depth: usize,
     pub(super) nests: bool,
+    /// The lane indices of the vector loop being lowered (`vector.rs`).
+    pub(super) lane_iv: Option<super::vector::LaneIndices>,
 }
 
 fn trusted() -> MemFlagsData {
@@ -150,6 +152,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             bounds: vec![],
             depth: 0,
             nests: false,
+            lane_iv: None,
         }
     }
 

@@ -21,6 +21,7 @@ use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     Block, ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types,
 };
+use cranelift_frontend::Variable;
 use cranelift_module::Module;
 
 /// The number of lanes.
@@ -45,6 +46,16 @@ fn dtype_of(loss: &crate::ir::Loss, t: Tensor) -> DType {
 /// True when `e` mentions the loop variable `v`.
 pub(super) fn mentions(e: &Expr, v: VarId) -> bool {
     e.any(&mut |x| matches!(x, Expr::Index(u) if *u == v))
+}
+
+/// The lane indices `i + [0, 1, 2, 3]` of vector loop variable `v`, carried in `var` from
+/// step to step once the loop's body has `used` them; not after a scan (`scanned`), which
+/// moves the variable on by itself ([`Lowering::any_lane_kept`]).
+pub(super) struct LaneIndices {
+    v: VarId,
+    var: Variable,
+    used: bool,
+    scanned: bool,
 }
 
 impl<M: Module> Lowering<'_, M> {
@@ -243,8 +254,21 @@ impl<M: Module> Lowering<'_, M> {
 
     /// The vector `i + [0, 1, 2, 3]` of loop variable `v` at its current value `i`.
     fn lane_indices(&mut self, v: VarId) -> Value {
+        if let Some(l) = &mut self.lane_iv
+            && l.v == v
+            && !l.scanned
+        {
+            l.used = true;
+            let var = l.var;
+            return self.b.use_var(var);
+        }
         let x = self.var(v);
         let i = self.b.use_var(x);
+        self.indices_from(i)
+    }
+
+    /// The vector `i + [0, 1, 2, 3]` (i32x4) of the i64 `i`.
+    fn indices_from(&mut self, i: Value) -> Value {
         let i = self.b.ins().ireduce(types::I32, i);
         let base = self.b.ins().splat(types::I32X4, i);
         let bytes: Vec<u8> = (0..LANES as i32).flat_map(|k| k.to_le_bytes()).collect();
@@ -419,12 +443,31 @@ impl<M: Module> Lowering<'_, M> {
         scalar: &mut dyn FnMut(&mut Self, Value) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
         let x = self.var(v);
+        // The lane indices, carried from step to step: one add a step instead of a splat
+        // and an add (unused, the first value is dropped as dead code).
+        let var = self.b.declare_var(types::I32X4);
+        let first = self.indices_from(start);
+        self.b.def_var(var, first);
+        let outer = self.lane_iv.replace(LaneIndices {
+            v,
+            var,
+            used: false,
+            scanned: false,
+        });
         self.counted_loop(x, start, end, LANES, &mut |s| {
             let saved = s.lanes.replace(v);
             vector(s)?;
             s.lanes = saved;
+            if s.lane_iv.as_ref().is_some_and(|l| l.used) {
+                let i = s.b.use_var(var);
+                let four = s.b.ins().iconst(types::I32, LANES);
+                let four = s.b.ins().splat(types::I32X4, four);
+                let next = s.b.ins().iadd(i, four);
+                s.b.def_var(var, next);
+            }
             Ok(())
         })?;
+        self.lane_iv = outer;
         let rest = self.b.use_var(x);
         scalar(self, rest)
     }
@@ -445,6 +488,14 @@ impl<M: Module> Lowering<'_, M> {
         self.b.def_var(mask, keep);
         let (work, done) = (self.b.create_block(), self.b.create_block());
         let any = self.b.ins().vany_true(keep);
+        // A scan moves the vector variable on: not in a loop that carries its lane indices
+        // already, and none carried after it (`lane_indices`).
+        let scan = scan.filter(|_| !self.lane_iv.as_ref().is_some_and(|l| l.used));
+        if scan.is_some()
+            && let Some(l) = &mut self.lane_iv
+        {
+            l.scanned = true;
+        }
         match (scan, self.lanes) {
             (Some((filter, end)), Some(v)) => {
                 let (next, advance) = (self.b.create_block(), self.b.create_block());
