@@ -135,7 +135,7 @@ impl<M: Module> Lowering<'_, M> {
         self.b.switch_to_block(header);
         let lo = self.b.use_var(t);
         let more = (IntCC::SignedLessThan, lo, end);
-        let branch = super::expr::loop_branch(&mut self.b, more, body, exit);
+        let branch = super::loops::loop_branch(&mut self.b, more, body, exit);
         self.nests = false;
         self.depth += 1;
         self.b.switch_to_block(body);
@@ -145,7 +145,7 @@ impl<M: Module> Lowering<'_, M> {
         tile(self, lo, hi)?;
         self.depth -= 1;
         if self.depth > 0 || self.nests {
-            super::expr::hoist_out_of(&mut self.b, branch);
+            super::loops::hoist_out_of(&mut self.b, branch);
         }
         self.nests = true;
         self.b.def_var(t, next);

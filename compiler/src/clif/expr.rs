@@ -3,10 +3,9 @@
 use super::ClifError;
 use super::math::small_power;
 use crate::ir::{BinOp, DType, Expr, Loss, Reducer, Tensor, UnaryOp, VarId};
-use cranelift_codegen::ir::condcodes::{CondCode, FloatCC, IntCC};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    Block, BlockArg, FuncRef, Inst, InstBuilder, InstructionData, MemFlagsData, Opcode, Type,
-    Value, types,
+    Block, BlockArg, FuncRef, InstBuilder, MemFlagsData, Type, Value, types,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::Module;
@@ -101,9 +100,9 @@ pub(super) struct Lowering<'a, M: Module> {
     /// Product accumulators `(vf, vg)` of the innermost loop being lowered, to bound at the
     /// end of each step ([`Lowering::accumulate_log_product`]).
     pub(super) bounds: Vec<(Variable, Variable)>,
-    /// How many loops enclose the code being emitted, and whether a loop was emitted in the
-    /// innermost of them so far ([`hoist_out_of`]).
+    /// How many loops enclose the code being emitted (`loops.rs`).
     pub(super) depth: usize,
+    /// Whether a loop was emitted in the innermost loop being emitted, so far (`loops.rs`).
     pub(super) nests: bool,
     /// The lane indices of the vector loop being lowered (`vector.rs`).
     pub(super) lane_iv: Option<super::vector::LaneIndices>,
@@ -307,86 +306,6 @@ impl<'a, M: Module> Lowering<'a, M> {
         x
     }
 
-    /// Runs `body` for every point of `vars` (row-major nested loops), the first variable
-    /// running over `range` (a sub-range of its dimension) when given.
-    pub(super) fn for_each_from(
-        &mut self,
-        vars: &[VarId],
-        range: Option<(Value, Value)>,
-        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
-    ) -> Result<(), ClifError> {
-        let Some((&v, rest)) = vars.split_first() else {
-            return body(self);
-        };
-        let x = self.var(v);
-        let (start, size) = match range {
-            Some(r) => r,
-            None => (
-                self.b.ins().iconst(types::I64, 0),
-                self.dims[self.loss.vars[v].dim],
-            ),
-        };
-        self.counted_loop(x, start, size, 1, &mut |s| {
-            s.for_each_from(rest, None, body)
-        })
-    }
-
-    /// The loop `for x in (start..end).step_by(step)` over whole steps only (`x + step <=
-    /// end`), running `body` with `x` at each step; `x` holds the first point not run after it.
-    /// Product accumulators the body registers in [`Self::bounds`] are bounded as the step
-    /// ends.
-    pub(super) fn counted_loop(
-        &mut self,
-        x: Variable,
-        start: Value,
-        end: Value,
-        step: i64,
-        body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
-    ) -> Result<(), ClifError> {
-        self.b.def_var(x, start);
-        let (header, inner, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(x);
-        let more = if step == 1 {
-            (IntCC::SignedLessThan, i, end)
-        } else {
-            let last = self.b.ins().iadd_imm_s(i, step);
-            (IntCC::SignedLessThanOrEqual, last, end)
-        };
-        let branch = loop_branch(&mut self.b, more, inner, exit);
-        self.nests = false;
-        let first = self.b.func.dfg.num_insts();
-        self.depth += 1;
-        self.b.switch_to_block(inner);
-        let outer_bounds = std::mem::take(&mut self.bounds);
-        body(self)?;
-        self.depth -= 1;
-        if self.depth > 0 || self.nests || vconsts_since(&self.b, first) <= LONE_LOOP_CONSTANTS {
-            hoist_out_of(&mut self.b, branch);
-        }
-        self.nests = true;
-        let bounds = std::mem::replace(&mut self.bounds, outer_bounds);
-        let i = self.b.use_var(x);
-        let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.def_var(x, next);
-        if bounds.is_empty() {
-            self.b.ins().jump(header, &[]);
-        } else {
-            // The step's last branch, so that the step stays one block.
-            self.bound_log_products(&bounds, header);
-        }
-        // Every edge into the header is known: sealing it now lets the SSA builder drop the
-        // block parameters of variables the loop does not change (see [`loop_branch`]).
-        self.b.seal_block(header);
-        self.b.switch_to_block(exit);
-        Ok(())
-    }
-
     /// Emits the loop nest that fills definition `d`; its innermost loop four points at a time
     /// when the body allows (`vector.rs`).
     pub(super) fn definition(&mut self, d: usize) -> Result<(), ClifError> {
@@ -581,14 +500,6 @@ impl<'a, M: Module> Lowering<'a, M> {
 
     pub(super) fn f32(&mut self, x: f32) -> Value {
         self.b.ins().f32const(x)
-    }
-
-    /// Switches to `block`, whose predecessors are all in place, and seals it: the SSA
-    /// builder then resolves its variables at once, so that the loop around it sees the
-    /// values of the variables it only reads, not block parameters (see [`hoist_out_of`]).
-    pub(super) fn enter(&mut self, block: Block) {
-        self.b.switch_to_block(block);
-        self.b.seal_block(block);
     }
 
     /// The shared block that returns the error status.
@@ -1088,67 +999,6 @@ impl<'a, M: Module> Lowering<'a, M> {
             }
         })
     }
-}
-
-/// A loop header's last instructions: into the loop at `body` while `x more y`, else to
-/// `exit`; both are sealed (the header is their only predecessor). Returns the branch, for
-/// [`hoist_out_of`].
-pub(super) fn loop_branch(
-    b: &mut FunctionBuilder,
-    (more, x, y): (IntCC, Value, Value),
-    body: Block,
-    exit: Block,
-) -> Inst {
-    let more = b.ins().icmp(more, x, y);
-    let branch = b.ins().brif(more, body, &[], exit, &[]);
-    b.seal_block(body);
-    b.seal_block(exit);
-    branch
-}
-
-/// The most vector constants a loop that neither nests in nor holds another loop may use for
-/// [`Lowering::counted_loop`] to still have Cranelift hoist its invariants (see
-/// [`hoist_out_of`]): Multi-Similarity's lone loops use 14 and 33 and gain from it, DPO's
-/// fused loop uses 42 (the constants of an `exp`, a `log1p` and a division) and loses.
-const LONE_LOOP_CONSTANTS: usize = 40;
-
-/// How many `vconst` instructions were created since the function had `first` instructions.
-fn vconsts_since(b: &FunctionBuilder, first: usize) -> usize {
-    (first..b.func.dfg.num_insts())
-        .filter(|&k| b.func.dfg.insts[Inst::from_u32(k as u32)].opcode() == Opcode::Vconst)
-        .count()
-}
-
-/// Turns the loop branch `branch` of [`loop_branch`] around, exit first, so that Cranelift
-/// moves the loop's invariant code out of the loop.
-///
-/// Cranelift 0.135's elaborator walks the dominator tree's children in decreasing CFG
-/// post-order and pops a loop off its stack at the first block outside the loop, never to
-/// push it again for the loop's remaining blocks. With the exit as the branch's first target
-/// it comes after the body, and the loop's invariants (`b * C` of a row address, the splat of
-/// a row's maximum) leave it; otherwise nothing does. Cranelift then also hoists the loop's
-/// `vconst`s, which keeps them in registers across the loop: that pays in cross-entropy's
-/// passes (-12% instructions) and Multi-Similarity's (-8%), but DPO's fused loop, with 42
-/// constants for sixteen registers, spills its own values (+12%). [`Lowering::counted_loop`]
-/// turns around every loop but one that nests in no loop, holds none and uses more than
-/// [`LONE_LOOP_CONSTANTS`] constants.
-///
-/// A variable the loop only reads must also not reach the body as a block parameter of the
-/// header, or its uses vary with the loop: the SSA builder removes such trivial parameters
-/// when the header is sealed as soon as its back edges exist, not when every block is sealed
-/// at the end.
-pub(super) fn hoist_out_of(b: &mut FunctionBuilder, branch: Inst) {
-    let dfg = &mut b.func.dfg;
-    let InstructionData::Brif { arg, blocks, .. } = &mut dfg.insts[branch] else {
-        unreachable!("a loop branch")
-    };
-    blocks.swap(0, 1);
-    let arg = *arg;
-    let compare = dfg.value_def(arg).unwrap_inst();
-    let InstructionData::IntCompare { cond, .. } = &mut dfg.insts[compare] else {
-        unreachable!("a loop condition")
-    };
-    *cond = cond.complement();
 }
 
 fn int_cc(op: BinOp) -> IntCC {

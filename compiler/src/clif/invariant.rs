@@ -71,7 +71,7 @@ impl<M: Module> Lowering<'_, M> {
             let scalar = self.expr(&expr)?;
             let splat = self.splat(scalar);
             // A loop inside another is always one Cranelift hoists out of
-            // (`expr::hoist_out_of`): there the values may stay in registers. An outermost
+            // (`loops::hoist_out_of`): there the values may stay in registers. An outermost
             // loop may not be, and its invariants are pinned.
             let (scalar, splat) = if self.depth > 0 {
                 (scalar, splat)
@@ -96,7 +96,7 @@ impl<M: Module> Lowering<'_, M> {
 
     /// `v` passed through a stack slot, so that it stays computed here: Cranelift's
     /// elaboration places pure instructions at their uses, and out of a loop it does not
-    /// hoist from (`expr::hoist_out_of`) nothing moves them back; a stack load is not pure.
+    /// hoist from (`loops::hoist_out_of`) nothing moves them back; a stack load is not pure.
     fn pin(&mut self, v: Val) -> Val {
         let (Val::F(x) | Val::I(x) | Val::B(x)) = v;
         let ty = self.b.func.dfg.value_type(x);

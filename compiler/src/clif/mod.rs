@@ -19,6 +19,7 @@ mod column;
 mod expr;
 mod group;
 mod invariant;
+mod loops;
 mod lse;
 mod math;
 mod reduce;

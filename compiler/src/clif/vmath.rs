@@ -28,7 +28,7 @@
 //! arguments and results included), and the size of the code: CLIF instructions without
 //! constants (`vconst`, shift amounts) and free `bitcast`s, and the x86-64 instructions
 //! Cranelift emits for one `f32x4` (AVX host) without the constant loads (one per constant,
-//! in the loop unless Cranelift hoists it out: `expr::hoist_out_of` says which loops).
+//! in the loop unless Cranelift hoists it out: `loops::hoist_out_of` says which loops).
 //! `runtime/tests/vmath.rs` asserts these bounds on a strided sweep (its ignored test sweeps
 //! every f32):
 //!
