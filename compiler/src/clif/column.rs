@@ -125,33 +125,16 @@ impl<M: Module> Lowering<'_, M> {
         tile: &mut dyn FnMut(&mut Self, Value, Value) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
         let t = self.b.declare_var(types::I64);
-        self.b.def_var(t, start);
-        let (header, body, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let lo = self.b.use_var(t);
-        let more = (IntCC::SignedLessThan, lo, end);
-        let branch = super::loops::loop_branch(&mut self.b, more, body, exit);
-        self.nests = false;
-        self.depth += 1;
-        self.b.switch_to_block(body);
+        let open = self.open_loop(t, start, &mut |_, lo| (IntCC::SignedLessThan, lo, end));
+        let lo = open.at;
         let next = self.b.ins().iadd_imm_s(lo, size);
         let past = self.b.ins().icmp(IntCC::SignedGreaterThan, next, end);
         let hi = self.b.ins().select(past, end, next);
         tile(self, lo, hi)?;
-        self.depth -= 1;
-        if self.depth > 0 || self.nests {
-            super::loops::hoist_out_of(&mut self.b, branch);
-        }
-        self.nests = true;
+        self.end_body(&open);
         self.b.def_var(t, next);
-        self.b.ins().jump(header, &[]);
-        self.b.seal_block(header);
-        self.b.switch_to_block(exit);
+        self.b.ins().jump(open.header, &[]);
+        self.close_loop(open);
         Ok(())
     }
 

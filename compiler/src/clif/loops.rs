@@ -51,48 +51,82 @@ impl<M: Module> Lowering<'_, M> {
         step: i64,
         body: &mut dyn FnMut(&mut Self) -> Result<(), ClifError>,
     ) -> Result<(), ClifError> {
+        let open = self.open_loop(x, start, &mut |s, i| {
+            if step == 1 {
+                (IntCC::SignedLessThan, i, end)
+            } else {
+                let last = s.b.ins().iadd_imm_s(i, step);
+                (IntCC::SignedLessThanOrEqual, last, end)
+            }
+        });
+        let outer_bounds = std::mem::take(&mut self.bounds);
+        body(self)?;
+        self.end_body(&open);
+        let bounds = std::mem::replace(&mut self.bounds, outer_bounds);
+        let i = self.b.use_var(x);
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(x, next);
+        if bounds.is_empty() {
+            self.b.ins().jump(open.header, &[]);
+        } else {
+            // The step's last branch, so that the step stays one block.
+            self.bound_log_products(&bounds, open.header);
+        }
+        self.close_loop(open);
+        Ok(())
+    }
+
+    /// Starts a loop over `x` from `start`: its header tests `test(x)` (a comparison, true to
+    /// run the body) and the code emitted next is the body's, with `x` at the header's value
+    /// ([`OpenLoop::at`]). The body ends with [`Self::end_body`], then jumps back to the
+    /// header, then [`Self::close_loop`].
+    pub(super) fn open_loop(
+        &mut self,
+        x: Variable,
+        start: Value,
+        test: &mut dyn FnMut(&mut Self, Value) -> (IntCC, Value, Value),
+    ) -> OpenLoop {
         self.b.def_var(x, start);
-        let (header, inner, exit) = (
+        let (header, body, exit) = (
             self.b.create_block(),
             self.b.create_block(),
             self.b.create_block(),
         );
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
-        let i = self.b.use_var(x);
-        let more = if step == 1 {
-            (IntCC::SignedLessThan, i, end)
-        } else {
-            let last = self.b.ins().iadd_imm_s(i, step);
-            (IntCC::SignedLessThanOrEqual, last, end)
-        };
-        let branch = loop_branch(&mut self.b, more, inner, exit);
+        let at = self.b.use_var(x);
+        let more = test(self, at);
+        let branch = loop_branch(&mut self.b, more, body, exit);
         self.nests = false;
-        let first = self.b.func.dfg.num_insts();
         self.depth += 1;
-        self.b.switch_to_block(inner);
-        let outer_bounds = std::mem::take(&mut self.bounds);
-        body(self)?;
+        self.b.switch_to_block(body);
+        OpenLoop {
+            header,
+            exit,
+            branch,
+            first: self.b.func.dfg.num_insts(),
+            at,
+        }
+    }
+
+    /// Ends the body of loop `open`: turns its branch around ([`hoist_out_of`]) unless it
+    /// nests in no loop, holds none and used more than [`LONE_LOOP_CONSTANTS`] constants.
+    pub(super) fn end_body(&mut self, open: &OpenLoop) {
         self.depth -= 1;
-        if self.depth > 0 || self.nests || vconsts_since(&self.b, first) <= LONE_LOOP_CONSTANTS {
-            hoist_out_of(&mut self.b, branch);
+        if self.depth > 0 || self.nests || vconsts_since(&self.b, open.first) <= LONE_LOOP_CONSTANTS
+        {
+            hoist_out_of(&mut self.b, open.branch);
         }
         self.nests = true;
-        let bounds = std::mem::replace(&mut self.bounds, outer_bounds);
-        let i = self.b.use_var(x);
-        let next = self.b.ins().iadd_imm_s(i, step);
-        self.b.def_var(x, next);
-        if bounds.is_empty() {
-            self.b.ins().jump(header, &[]);
-        } else {
-            // The step's last branch, so that the step stays one block.
-            self.bound_log_products(&bounds, header);
-        }
-        // Every edge into the header is known: sealing it now lets the SSA builder drop the
-        // block parameters of variables the loop does not change (see [`hoist_out_of`]).
-        self.b.seal_block(header);
-        self.b.switch_to_block(exit);
-        Ok(())
+    }
+
+    /// Ends loop `open` once the body has jumped back to its header: every edge into the
+    /// header is known, and sealing it now lets the SSA builder drop the block parameters of
+    /// the variables the loop does not change (see [`hoist_out_of`]). The code emitted next
+    /// runs after the loop.
+    pub(super) fn close_loop(&mut self, open: OpenLoop) {
+        self.b.seal_block(open.header);
+        self.b.switch_to_block(open.exit);
     }
 
     /// Switches to `block`, whose predecessors are all in place, and seals it: the SSA
@@ -102,6 +136,18 @@ impl<M: Module> Lowering<'_, M> {
         self.b.switch_to_block(block);
         self.b.seal_block(block);
     }
+}
+
+/// A loop being emitted ([`Lowering::open_loop`]).
+pub(super) struct OpenLoop {
+    /// The block the body jumps back to.
+    pub header: Block,
+    exit: Block,
+    branch: Inst,
+    /// How many instructions the function had when the body started.
+    first: usize,
+    /// The loop variable's value in the body.
+    pub at: Value,
 }
 
 /// A loop header's last instructions: into the loop at `body` while `x more y`, else to
