@@ -398,27 +398,32 @@ impl Loss {
 }
 
 impl Expr {
+    /// Calls `f` on each direct child of this expression (a reduction's filter, then body).
+    pub fn for_each_child<'e>(&'e self, mut f: impl FnMut(&'e Expr)) {
+        match self {
+            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
+            Expr::Read { indices, .. } => indices.iter().for_each(f),
+            Expr::Unary(_, a) => f(a),
+            Expr::Binary(_, a, b) => {
+                f(a);
+                f(b);
+            }
+            Expr::Call(_, args) => args.iter().for_each(f),
+            Expr::Select(c, a, b) => {
+                f(c);
+                f(a);
+                f(b);
+            }
+            Expr::Reduce { filter, body, .. } => {
+                filter.iter().chain(body.iter()).for_each(|x| f(x))
+            }
+        }
+    }
+
     /// Calls `f` on this expression and every subexpression, parents first.
     pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
         f(self);
-        match self {
-            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
-            Expr::Read { indices, .. } => indices.iter().for_each(|i| i.visit(f)),
-            Expr::Unary(_, a) => a.visit(f),
-            Expr::Binary(_, a, b) => {
-                a.visit(f);
-                b.visit(f);
-            }
-            Expr::Call(_, args) => args.iter().for_each(|a| a.visit(f)),
-            Expr::Select(c, a, b) => {
-                c.visit(f);
-                a.visit(f);
-                b.visit(f);
-            }
-            Expr::Reduce { filter, body, .. } => {
-                filter.iter().chain(body.iter()).for_each(|x| x.visit(f));
-            }
-        }
+        self.for_each_child(|c| c.visit(f));
     }
 
     /// True when `pred` holds for this expression or a subexpression.

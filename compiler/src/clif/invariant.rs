@@ -70,10 +70,9 @@ impl<M: Module> Lowering<'_, M> {
         for expr in found {
             let scalar = self.expr(&expr)?;
             let splat = self.splat(scalar);
-            // A loop inside another is always one Cranelift hoists out of
-            // (`loops::hoist_out_of`): there the values may stay in registers. An outermost
-            // loop may not be, and its invariants are pinned.
-            let (scalar, splat) = if self.depth > 0 {
+            // Out of a loop Cranelift hoists from, the values may stay in registers; the
+            // others' invariants are pinned.
+            let (scalar, splat) = if self.next_loop_is_hoisted_out_of() {
                 (scalar, splat)
             } else {
                 (self.pin(scalar), self.pin(splat))
@@ -128,34 +127,7 @@ impl<M: Module> Lowering<'_, M> {
             }
             return;
         }
-        match e {
-            Expr::Float(_) | Expr::Int(_) | Expr::Bool(_) | Expr::Index(_) | Expr::Hyper(_) => {}
-            Expr::Read { indices, .. } => {
-                for i in indices {
-                    self.collect_invariants(i, scope, found);
-                }
-            }
-            Expr::Unary(_, a) => self.collect_invariants(a, scope, found),
-            Expr::Binary(_, a, c) => {
-                self.collect_invariants(a, scope, found);
-                self.collect_invariants(c, scope, found);
-            }
-            Expr::Call(_, args) => {
-                for a in args {
-                    self.collect_invariants(a, scope, found);
-                }
-            }
-            Expr::Select(c, a, d) => {
-                for x in [c, a, d] {
-                    self.collect_invariants(x, scope, found);
-                }
-            }
-            Expr::Reduce { filter, body, .. } => {
-                for x in [filter, body].into_iter().flatten() {
-                    self.collect_invariants(x, scope, found);
-                }
-            }
-        }
+        e.for_each_child(|x| self.collect_invariants(x, scope, found));
     }
 
     /// True when `e` has the same value everywhere in `scope` and is safe to compute where it

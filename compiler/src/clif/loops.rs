@@ -113,11 +113,20 @@ impl<M: Module> Lowering<'_, M> {
     /// nests in no loop, holds none and used more than [`LONE_LOOP_CONSTANTS`] constants.
     pub(super) fn end_body(&mut self, open: &OpenLoop) {
         self.depth -= 1;
-        if self.depth > 0 || self.nests || vconsts_since(&self.b, open.first) <= LONE_LOOP_CONSTANTS
+        if self.next_loop_is_hoisted_out_of()
+            || self.nests
+            || vconsts_since(&self.b, open.first) <= LONE_LOOP_CONSTANTS
         {
             hoist_out_of(&mut self.b, open.branch);
         }
         self.nests = true;
+    }
+
+    /// True when a loop opened here is sure to be one Cranelift hoists out of
+    /// ([`Self::end_body`]): one inside another loop. Whether an outermost loop is depends on
+    /// what its body turns out to hold.
+    pub(super) fn next_loop_is_hoisted_out_of(&self) -> bool {
+        self.depth > 0
     }
 
     /// Ends loop `open` once the body has jumped back to its header: every edge into the
@@ -153,7 +162,7 @@ pub(super) struct OpenLoop {
 /// A loop header's last instructions: into the loop at `body` while `x more y`, else to
 /// `exit`; both are sealed (the header is their only predecessor). Returns the branch, for
 /// [`hoist_out_of`].
-pub(super) fn loop_branch(
+fn loop_branch(
     b: &mut FunctionBuilder,
     (more, x, y): (IntCC, Value, Value),
     body: Block,
@@ -197,7 +206,7 @@ fn vconsts_since(b: &FunctionBuilder, first: usize) -> usize {
 /// header, or its uses vary with the loop: the SSA builder removes such trivial parameters
 /// when the header is sealed as soon as its back edges exist, not when every block is sealed
 /// at the end.
-pub(super) fn hoist_out_of(b: &mut FunctionBuilder, branch: Inst) {
+fn hoist_out_of(b: &mut FunctionBuilder, branch: Inst) {
     let dfg = &mut b.func.dfg;
     let InstructionData::Brif { arg, blocks, .. } = &mut dfg.insts[branch] else {
         unreachable!("a loop branch")

@@ -105,10 +105,7 @@ impl<M: Module> Lowering<'_, M> {
             return true;
         }
         let mut found = false;
-        e.map_children(|x| {
-            found |= self.costly(x);
-            x.clone()
-        });
+        e.for_each_child(|x| found = found || self.costly(x));
         found
     }
 
