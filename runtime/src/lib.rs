@@ -9,6 +9,7 @@ mod gemm;
 pub mod gpu;
 pub mod interp;
 pub mod limits;
+pub mod pages;
 pub mod random;
 pub mod tensor;
 

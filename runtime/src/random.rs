@@ -99,7 +99,9 @@ fn draw(
                     if log_probability { -0.05 - x.abs() } else { x }
                 };
                 if f32 {
-                    Data::F32((0..n).map(|_| value() as f32).collect())
+                    let mut v = crate::pages::with_capacity(n);
+                    v.extend((0..n).map(|_| value() as f32));
+                    Data::F32(v)
                 } else {
                     Data::F64((0..n).map(|_| value()).collect())
                 }

@@ -278,7 +278,7 @@ impl Out {
     /// for `ahead` of them.
     fn new(elem: Elem, size: usize, keep_f32: bool, ahead: usize) -> Out {
         match elem {
-            Elem::Float if keep_f32 && size <= 4 => Out::F32(Vec::with_capacity(ahead)),
+            Elem::Float if keep_f32 && size <= 4 => Out::F32(crate::pages::with_capacity(ahead)),
             Elem::Float => Out::F64(Vec::with_capacity(ahead)),
             Elem::Int | Elem::Uint => Out::I64(Vec::with_capacity(ahead)),
             Elem::Bool => Out::Bool(Vec::with_capacity(ahead)),

@@ -1,0 +1,65 @@
+//! Large buffers on transparent huge pages.
+//!
+//! A pass over a `[8192, 32000]` row of logits touches 32 pages of 4 KiB each: every one is a
+//! TLB miss and a restart of the hardware prefetcher. Buffers the runtime allocates that are
+//! large enough (inputs it loads or draws, the workspace that holds gradients) ask Linux for
+//! 2 MiB pages instead (`madvise(MADV_HUGEPAGE)`, which the default `madvise` setting of
+//! `/sys/kernel/mm/transparent_hugepage/enabled` honours). NumPy does the same for its large
+//! arrays, so a peer reading NumPy inputs has them too. Elsewhere, or when the kernel declines,
+//! the buffer is an ordinary one.
+
+/// Buffers of at least this many bytes ask for huge pages: a few of them, so most of the
+/// buffer lies in whole 2 MiB pages.
+pub const LARGE: usize = 8 << 20;
+
+/// An empty vector with room for `n` elements, on huge pages where it is [`LARGE`] (see the
+/// module doc). Its pages are not touched yet: the first writes fault them in, as huge pages.
+pub fn with_capacity<T>(n: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let bytes = n.saturating_mul(std::mem::size_of::<T>());
+    if bytes >= LARGE {
+        advise(v.as_mut_ptr().cast(), bytes);
+    }
+    v
+}
+
+/// `n` zeros, on huge pages where they are [`LARGE`].
+pub fn zeros(n: usize) -> Vec<f32> {
+    let mut v = with_capacity(n);
+    v.resize(n, 0.0);
+    v
+}
+
+/// Asks for huge pages for the whole pages inside `bytes` bytes at `start`. Only a hint: a
+/// refusal leaves ordinary pages.
+#[cfg(target_os = "linux")]
+fn advise(start: *mut u8, bytes: usize) {
+    const PAGE: usize = 4096;
+    let begin = (start as usize).next_multiple_of(PAGE);
+    let end = (start as usize + bytes) / PAGE * PAGE;
+    if end > begin {
+        // SAFETY: the range lies inside one live allocation (rounded inwards to whole pages);
+        // MADV_HUGEPAGE changes how its pages are backed, never their contents.
+        unsafe {
+            libc::madvise(begin as *mut libc::c_void, end - begin, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise(_: *mut u8, _: usize) {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn buffers_hold_what_is_written() {
+        let n = super::LARGE / 4 + 3;
+        let mut v = super::zeros(n);
+        assert_eq!(v.len(), n);
+        assert!(v.iter().all(|&x| x == 0.0));
+        v[n - 1] = 2.0;
+        let mut w: Vec<f32> = super::with_capacity(n);
+        w.extend(v.iter().map(|x| x + 1.0));
+        assert_eq!((w[0], w[n - 1]), (1.0, 3.0));
+    }
+}
