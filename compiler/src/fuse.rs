@@ -251,6 +251,53 @@ pub fn locals(loss: &Loss, steps: &[Step], keep: &dyn Fn(usize) -> bool) -> Vec<
     local
 }
 
+/// For each definition: the group member whose storage it borrows, when it is a local
+/// (`local`, from [`locals`]) of `members` that one later member `g` outside `local` reads,
+/// and reads only at its own element (`g[i, j] = f(d[i, j], ...)`, as cross-entropy's gradient
+/// reads its softmax), and no earlier local borrows `g`'s. Then `d` can be written where `g`
+/// will be: `g` reads each element of `d` before writing the same element. The pass that
+/// computes `d` then writes the output's rows (while it also computes, so the wait for memory
+/// is hidden) and `g`'s pass rewrites them in cache, instead of `d` taking a scratch buffer and
+/// `g`'s pass writing the output to memory alone.
+pub fn hosts(loss: &Loss, members: &[usize], local: &[bool]) -> Vec<Option<usize>> {
+    let mut out = vec![None; loss.defs.len()];
+    let dims = |d: usize| -> Vec<usize> {
+        loss.defs[d]
+            .indices
+            .iter()
+            .map(|&v| loss.vars[v].dim)
+            .collect()
+    };
+    for (i, &d) in members.iter().enumerate() {
+        if !local[d] || loss.defs[d].indices.is_empty() {
+            continue;
+        }
+        let readers: Vec<usize> = (0..loss.defs.len())
+            .filter(|&r| def_reads(&loss.defs[r].body).iter().any(|(x, _)| *x == d))
+            .collect();
+        let [g] = readers[..] else { continue };
+        let own: Vec<Expr> = loss.defs[g]
+            .indices
+            .iter()
+            .map(|&v| Expr::Index(v))
+            .collect();
+        let at_own_element = def_reads(&loss.defs[g].body)
+            .iter()
+            .all(|(x, indices)| *x != d || *indices == own);
+        // One guest per host: two would overwrite each other.
+        let taken = out.contains(&Some(g));
+        if members[i + 1..].contains(&g)
+            && !local[g]
+            && !taken
+            && dims(g) == dims(d)
+            && at_own_element
+        {
+            out[d] = Some(g);
+        }
+    }
+    out
+}
+
 /// About how many operations one row of definition `d` costs (one value of its first
 /// index, or of a scalar reduction's first variable) when dimension `k` has size
 /// `sizes[k]`: every node counts 1, a reduction its body times the points it runs over.
@@ -366,6 +413,54 @@ mod tests {
         let sizes = [10, 1000];
         let work: Vec<usize> = (0..4).map(|d| row_work(&loss, d, &sizes)).collect();
         assert_eq!(work, [3000, 6000, 2, 3000]);
+    }
+
+    #[test]
+    fn a_local_read_only_at_an_outputs_own_element_lives_in_its_storage() {
+        let loss = program(
+            "loss l(x: [B, C]) {
+                let m[b] = max[c](x[b, c])
+                let e[b, c] = exp(x[b, c] - m[b])
+                let g[b, c] = e[b, c] * 2
+                let h[b, c] = x[b, c] * 3
+                let k[b, c] = h[b, 0] + x[b, c]
+                sum[b, c](g[b, c] + k[b, c])
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        let Step::Group(members) = &steps[0] else {
+            panic!("one group: {:?}", names(&loss, &steps))
+        };
+        // g and k are kept (outputs); e is read by g at g's own element, h by k elsewhere.
+        let local = locals(&loss, &steps, &|d| d == 2 || d == 4);
+        assert_eq!(local, [true, true, false, true, false, false]);
+        assert_eq!(
+            hosts(&loss, members, &local),
+            [None, Some(2), None, None, None, None]
+        );
+        // A local output borrows nothing.
+        let local = locals(&loss, &steps, &|d| d == 4);
+        assert_eq!(hosts(&loss, members, &local), [None; 6]);
+    }
+
+    #[test]
+    fn an_output_hosts_one_local() {
+        // Two softmaxes of one gradient: only the first can be written where g goes.
+        let loss = program(
+            "loss l(x: [B, C], y: [B, C]) {
+                let p[b, c] = exp(x[b, c])
+                let q[b, c] = exp(y[b, c])
+                let g[b, c] = p[b, c] - q[b, c]
+                sum[b, c](g[b, c])
+            }",
+        );
+        let steps = schedule(&loss, &|_| false);
+        let Step::Group(members) = &steps[0] else {
+            panic!("one group: {:?}", names(&loss, &steps))
+        };
+        let local = locals(&loss, &steps, &|d| d == 2);
+        assert_eq!(local, [true, true, false, false]);
+        assert_eq!(hosts(&loss, members, &local), [Some(2), None, None, None]);
     }
 
     #[test]

@@ -38,7 +38,8 @@ enum Compiled {
     /// A definition alone: a matrix product, a reduction in blocks, or rows.
     One(usize),
     /// A fused group: its block function, the reductions among its members (definition and
-    /// reducer, in member order) and the members that live in scratch.
+    /// reducer, in member order) and the members that live in scratch (`compiler::fuse`'s
+    /// locals without a host).
     Group {
         members: Vec<usize>,
         f: GroupFn,
@@ -250,7 +251,11 @@ impl CpuLoss {
                         &scales,
                     )
                     .map_err(cranelift)?;
-                    Some((id, local))
+                    // The locals that take scratch: not those written where their reader's
+                    // rows go.
+                    let hosts = compiler::fuse::hosts(program, members, &locals);
+                    let scratch = local.into_iter().filter(|&d| hosts[d].is_none()).collect();
+                    Some((id, scratch))
                 }
                 Step::One(_) => None,
             });

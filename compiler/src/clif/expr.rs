@@ -82,6 +82,8 @@ pub(super) struct Lowering<'a, M: Module> {
     pub(super) members: Vec<usize>,
     /// For [`super::Part::Group`]: the members kept in the scratch buffer.
     pub(super) locals: Vec<usize>,
+    /// For each definition, the member whose storage it borrows (`crate::fuse::hosts`).
+    pub(super) hosts: Vec<Option<usize>>,
     /// The softmax scale definitions of `crate::softmax::share` (see `softmax.rs`).
     pub(super) scales: Vec<usize>,
     /// In a one-loop group (`group.rs`): the current row's value of each member computed so far.
@@ -142,6 +144,7 @@ impl<'a, M: Module> Lowering<'a, M> {
             lanes: None,
             members: vec![],
             locals: vec![],
+            hosts: vec![],
             scales: vec![],
             row_values: HashMap::new(),
             written: vec![],
@@ -271,7 +274,8 @@ impl<'a, M: Module> Lowering<'a, M> {
     /// Points the group's local definitions into `scratch`: each holds the block's rows
     /// `start..end` one after the other, so that element `[row, ...]` of local `d` lies at
     /// `scratch + before + (row - start) * width(d) + ...`, expressed as an offset from `work`
-    /// like every other definition.
+    /// like every other definition. A local with a host (`crate::fuse::hosts`) takes its
+    /// host's offset instead.
     fn scratch_offsets(&mut self, scratch: Value) {
         let (start, end) = self.outer_range.expect("a group has a row range");
         let rows = self.b.ins().isub(end, start);
@@ -286,6 +290,10 @@ impl<'a, M: Module> Lowering<'a, M> {
         let bytes = self.b.ins().isub(scratch, work);
         let mut at = self.b.ins().sshr_imm_u(bytes, 2);
         for d in self.locals.clone() {
+            if let Some(&Some(g)) = self.hosts.get(d) {
+                self.offsets[d] = self.offsets[g];
+                continue;
+            }
             let mut width = self.b.ins().iconst(types::I64, 1);
             for &v in &self.loss.defs[d].indices[1..] {
                 width = self.b.ins().imul(width, self.dims[self.loss.vars[v].dim]);

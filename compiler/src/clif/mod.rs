@@ -132,7 +132,8 @@ pub enum Part {
     /// fill those rows, scalar reductions leave their block's accumulators at `result`, one
     /// `{float f; float g; int64_t n}` per reduction in member order. Parameters as for `Def`,
     /// then `float *scratch`: the block's rows of the group's local definitions
-    /// (`crate::fuse::locals`), one after the other, live there instead of in `work`.
+    /// (`crate::fuse::locals`) without a host (`crate::fuse::hosts`), one after the other,
+    /// live there instead of in `work`.
     Group,
 }
 
@@ -202,7 +203,8 @@ pub fn lower_part<M: Module>(
 }
 
 /// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
-/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer; `scales` are
+/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer, or where the
+/// member reading them will be written (`crate::fuse::hosts`); `scales` are
 /// the softmax scale definitions of `compiler::softmax::share`.
 pub fn lower_group<M: Module>(
     loss: &Loss,
@@ -223,6 +225,11 @@ pub fn lower_group<M: Module>(
         let mut lowering = expr::Lowering::new(loss, module, builder);
         lowering.members = members.to_vec();
         lowering.locals = locals.to_vec();
+        let mut local = vec![false; loss.defs.len()];
+        for &d in locals {
+            local[d] = true;
+        }
+        lowering.hosts = crate::fuse::hosts(loss, members, &local);
         lowering.scales = scales.to_vec();
         lowering.function(Part::Group)?;
     }
