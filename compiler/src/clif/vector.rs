@@ -19,7 +19,8 @@ use super::expr::{Lowering, ReduceState, Val};
 use crate::ir::{BinOp, DType, Expr, Reducer, Tensor, UnaryOp, VarId};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    Block, ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types,
+    Block, ConstantData, Endianness, InstBuilder, InstructionData, MemFlagsData, Opcode, Value,
+    ValueDef, types,
 };
 use cranelift_frontend::Variable;
 use cranelift_module::Module;
@@ -229,7 +230,73 @@ impl<M: Module> Lowering<'_, M> {
                 cond,
             )
         };
+        // A zero side makes the blend one `and` (`andnot`): the same bits.
+        if self.is_zero_vector(d) {
+            return self.b.ins().band(mask, a);
+        }
+        if self.is_zero_vector(a) {
+            return self.b.ins().band_not(d, mask);
+        }
         self.b.ins().bitselect(mask, a, d)
+    }
+
+    /// `a · c` as `p · k` with `k` not mentioning `v`, when one factor is a float not
+    /// mentioning `v` and the other a product of `p` and another such float (cross-entropy's
+    /// gradient `d_lse[b] · (p[b, c] · s[b])`): the two invariant factors are multiplied once,
+    /// outside the loop, leaving one multiply per element. Reassociating changes the
+    /// product's rounding, by about an ulp.
+    fn regroup<'e>(&self, a: &'e Expr, c: &'e Expr, v: VarId) -> Option<(&'e Expr, Expr)> {
+        // (the factor mentioning v, the one that does not)
+        let split = |x: &'e Expr, y: &'e Expr| match (mentions(x, v), mentions(y, v)) {
+            (true, false) => Some((x, y)),
+            (false, true) => Some((y, x)),
+            _ => None,
+        };
+        let (varying, i) = split(a, c)?;
+        let Expr::Binary(BinOp::Mul, p, q) = varying else {
+            return None;
+        };
+        let (p, q) = split(p, q)?;
+        let float = |x: &Expr| self.loss.type_of(x) == DType::Float;
+        (float(i) && float(q) && float(p)).then(|| {
+            let k = Expr::Binary(BinOp::Mul, Box::new(i.clone()), Box::new(q.clone()));
+            (p, k)
+        })
+    }
+
+    /// True when `x` is a vector constant of zero bits (`0.0` or `0` in every lane).
+    fn is_zero_vector(&self, x: Value) -> bool {
+        let dfg = &self.b.func.dfg;
+        let of = |v: Value| match dfg.value_def(v) {
+            ValueDef::Result(inst, _) => Some(dfg.insts[inst]),
+            _ => None,
+        };
+        match of(x) {
+            Some(InstructionData::UnaryConst {
+                opcode: Opcode::Vconst,
+                constant_handle,
+            }) => dfg
+                .constants
+                .get(constant_handle)
+                .as_slice()
+                .iter()
+                .all(|&b| b == 0),
+            Some(InstructionData::Unary {
+                opcode: Opcode::Splat,
+                arg,
+            }) => match of(arg) {
+                Some(InstructionData::UnaryIeee32 {
+                    opcode: Opcode::F32const,
+                    imm,
+                }) => imm.bits() == 0,
+                Some(InstructionData::UnaryImm {
+                    opcode: Opcode::Iconst,
+                    imm,
+                }) => imm.bits() == 0,
+                _ => false,
+            },
+            _ => false,
+        }
     }
 
     /// A scalar value as a vector of four equal lanes.
@@ -359,6 +426,11 @@ impl<M: Module> Lowering<'_, M> {
             }
             Expr::Binary(BinOp::Pow, a, c) if super::math::small_power(c).is_some() => {
                 Val::F(self.power(a, super::math::small_power(c).expect("checked"))?)
+            }
+            Expr::Binary(BinOp::Mul, a, c) if let Some((p, k)) = self.regroup(a, c, v) => {
+                let x = self.vexpr(p, v)?;
+                let y = self.vexpr(&k, v)?;
+                self.binary(BinOp::Mul, x, y)
             }
             Expr::Binary(op, a, c) => {
                 let (x, y) = (self.vexpr(a, v)?, self.vexpr(c, v)?);
