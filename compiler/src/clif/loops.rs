@@ -219,3 +219,75 @@ fn hoist_out_of(b: &mut FunctionBuilder, branch: Inst) {
     };
     *cond = cond.complement();
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fuse::{Step, locals, schedule};
+    use cranelift_codegen::ir::{Opcode, types};
+    use cranelift_codegen::settings::Configurable;
+    use cranelift_module::default_libcall_names;
+    use cranelift_object::{ObjectBuilder, ObjectModule};
+
+    /// Guards what this module exists for: if a Cranelift upgrade (or a change of ours) stopped
+    /// it hoisting, every result would stay right and only the benchmarks would show it.
+    #[test]
+    fn cranelift_moves_invariants_out_of_inner_loops() {
+        let Ok(mut isa) = cranelift_codegen::isa::lookup_by_name("x86_64-unknown-linux-gnu") else {
+            return; // built without the x86-64 backend
+        };
+        for feature in ["has_sse41", "has_avx", "has_fma"] {
+            isa.enable(feature).expect("an x86-64 feature");
+        }
+        let isa = isa.finish(super::super::flags(true)).expect("an ISA");
+        let builder = ObjectBuilder::new(isa, "test", default_libcall_names()).expect("a module");
+        let mut module = ObjectModule::new(builder);
+        // A row logsumexp (two passes over each row) and a row of exps: each row's inner loops
+        // evaluate exp, whose constants, and the row's offset b·C, do not change in them.
+        let loss = crate::check_source(
+            "loss l(x: [B, C]) {
+                let r[b] = logsumexp[c](x[b, c])
+                let g[b, c] = exp(x[b, c] - r[b]) * 2
+                sum[b, c](g[b, c])
+            }",
+        )
+        .expect("a valid loss")
+        .losses
+        .remove(0);
+        let loss = crate::split::split(&loss);
+        let steps = schedule(&loss, &|_| false);
+        let Some(Step::Group(members)) = steps.iter().find(|s| matches!(s, Step::Group(_))) else {
+            panic!("a group: {steps:?}")
+        };
+        let local = locals(&loss, &steps, &|_| false);
+        let group_locals: Vec<usize> = members.iter().copied().filter(|&d| local[d]).collect();
+        let (_, mut ctx) =
+            super::super::define_group(&loss, &mut module, "g", members, &group_locals, &[])
+                .expect("lowered");
+        ctx.compute_cfg();
+        ctx.compute_domtree();
+        ctx.compute_loop_analysis();
+        let (func, loops) = (&ctx.func, &ctx.loop_analysis);
+        let (mut vector_work, mut left_in) = (0, vec![]);
+        for block in func.layout.blocks() {
+            // Inner loops only: the row loop itself computes b·C.
+            let Some(lp) = loops.innermost_loop(block) else {
+                continue;
+            };
+            if loops.loop_parent(lp).is_none() {
+                continue;
+            }
+            for inst in func.layout.block_insts(block) {
+                let op = func.dfg.insts[inst].opcode();
+                let ty = func.dfg.ctrl_typevar(inst);
+                if op == Opcode::Fmul && ty == types::F32X4 {
+                    vector_work += 1;
+                }
+                if matches!(op, Opcode::Vconst | Opcode::Imul) {
+                    left_in.push(func.dfg.display_inst(inst).to_string());
+                }
+            }
+        }
+        assert!(vector_work > 0, "no vector loop nested in the row loop");
+        assert!(left_in.is_empty(), "left in inner loops: {left_in:#?}");
+    }
+}

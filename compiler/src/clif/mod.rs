@@ -214,6 +214,19 @@ pub fn lower_group<M: Module>(
     locals: &[usize],
     scales: &[usize],
 ) -> Result<FuncId, ClifError> {
+    define_group(loss, module, name, members, locals, scales).map(|(id, _)| id)
+}
+
+/// [`lower_group`], returning also the compilation context, whose function is then the one
+/// Cranelift optimised (what `loops::tests` inspects).
+fn define_group<M: Module>(
+    loss: &Loss,
+    module: &mut M,
+    name: &str,
+    members: &[usize],
+    locals: &[usize],
+    scales: &[usize],
+) -> Result<(FuncId, cranelift_codegen::Context), ClifError> {
     let sig = part_signature(module, Part::Group);
     let id = module.declare_function(name, Linkage::Export, &sig)?;
     let mut ctx = module.make_context();
@@ -238,7 +251,7 @@ pub fn lower_group<M: Module>(
         .map_err(|e| ClifError {
             message: format!("cranelift: {e:?}"),
         })?;
-    Ok(id)
+    Ok((id, ctx))
 }
 
 /// The Cranelift IR text of `loss`'s function (for `lossc compile --emit clif`).
