@@ -423,7 +423,7 @@ impl CpuLoss {
             dims: dims.iter().map(|&d| d as i64).collect(),
             sizes: dims.to_vec(),
             hypers: hypers.iter().map(|&h| h as f32).collect(),
-            work: vec![0f32; layout.total.max(1)],
+            work: crate::pages::zeros(layout.total.max(1)),
             layout,
             loss: f32::NAN,
         }
