@@ -44,9 +44,8 @@
 //! 1.049, 0.843, 0.870, 1.233 and 1.332 ulp; again with FMA on a Xeon, 2026-12-07, after
 //! `exp`'s reduction became two fused multiply-adds: the same); the instruction counts are
 //! without. With FMA, `exp`, `tanh` and the non-positive forms take two instructions fewer
-//! (`reduce_exp`). A target
-//! with FMA and one without can differ in the last bit of a result; each target computes the
-//! same results every run.
+//! (`reduce_exp`). A target with FMA and one without can differ in the last bit of a result;
+//! each target computes the same results every run.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{ConstantData, Endianness, InstBuilder, MemFlagsData, Value, types};
