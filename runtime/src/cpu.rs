@@ -250,7 +250,8 @@ impl CpuLoss {
                         &local,
                         &scales,
                     )
-                    .map_err(cranelift)?;
+                    .map_err(cranelift)?
+                    .0;
                     // The locals that take scratch: not those written where their reader's
                     // rows go.
                     let hosts = compiler::fuse::hosts(program, members, &locals);

@@ -261,7 +261,7 @@ mod tests {
         let local = locals(&loss, &steps, &|_| false);
         let group_locals: Vec<usize> = members.iter().copied().filter(|&d| local[d]).collect();
         let (_, mut ctx) =
-            super::super::define_group(&loss, &mut module, "g", members, &group_locals, &[])
+            super::super::lower_group(&loss, &mut module, "g", members, &group_locals, &[])
                 .expect("lowered");
         ctx.compute_cfg();
         ctx.compute_domtree();

@@ -204,22 +204,11 @@ pub fn lower_part<M: Module>(
 
 /// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
 /// (see [`Part::Group`]); the members in `locals` live in the scratch buffer, or where the
-/// member reading them will be written (`crate::fuse::hosts`); `scales` are
-/// the softmax scale definitions of `compiler::softmax::share`.
+/// member reading them will be written (`crate::fuse::hosts`); `scales` are the softmax scale
+/// definitions of `compiler::softmax::share`. Returns the function and the compilation
+/// context, whose function is then the one Cranelift optimised (what `loops::tests`
+/// inspects).
 pub fn lower_group<M: Module>(
-    loss: &Loss,
-    module: &mut M,
-    name: &str,
-    members: &[usize],
-    locals: &[usize],
-    scales: &[usize],
-) -> Result<FuncId, ClifError> {
-    define_group(loss, module, name, members, locals, scales).map(|(id, _)| id)
-}
-
-/// [`lower_group`], returning also the compilation context, whose function is then the one
-/// Cranelift optimised (what `loops::tests` inspects).
-fn define_group<M: Module>(
     loss: &Loss,
     module: &mut M,
     name: &str,
