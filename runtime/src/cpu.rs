@@ -242,19 +242,19 @@ impl CpuLoss {
                 Step::Group(members) => {
                     let local: Vec<usize> =
                         members.iter().copied().filter(|&d| locals[d]).collect();
+                    let hosts = compiler::fuse::hosts(program, members, &locals);
                     let id = clif::lower_group(
                         program,
                         &mut module,
                         &format!("group{k}"),
                         members,
                         &local,
+                        &hosts,
                         &scales,
                     )
                     .map_err(cranelift)?
                     .0;
-                    // The locals that take scratch: not those written where their reader's
-                    // rows go.
-                    let hosts = compiler::fuse::hosts(program, members, &locals);
+                    // The locals that take scratch: not those written where their host goes.
                     let scratch = local.into_iter().filter(|&d| hosts[d].is_none()).collect();
                     Some((id, scratch))
                 }

@@ -260,8 +260,9 @@ mod tests {
         };
         let local = locals(&loss, &steps, &|_| false);
         let group_locals: Vec<usize> = members.iter().copied().filter(|&d| local[d]).collect();
+        let hosts = crate::fuse::hosts(&loss, members, &local);
         let (_, mut ctx) =
-            super::super::lower_group(&loss, &mut module, "g", members, &group_locals, &[])
+            super::super::lower_group(&loss, &mut module, "g", members, &group_locals, &hosts, &[])
                 .expect("lowered");
         ctx.compute_cfg();
         ctx.compute_domtree();

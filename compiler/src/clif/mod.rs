@@ -203,9 +203,9 @@ pub fn lower_part<M: Module>(
 }
 
 /// Lowers the fused group `members` of `loss` into `module` as the exported function `name`
-/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer, or where the
-/// member reading them will be written (`crate::fuse::hosts`); `scales` are the softmax scale
-/// definitions of `compiler::softmax::share`. Returns the function and the compilation
+/// (see [`Part::Group`]); the members in `locals` live in the scratch buffer, or where their
+/// host in `hosts` (`crate::fuse::hosts`, per definition) will be written; `scales` are the
+/// softmax scale definitions of `compiler::softmax::share`. Returns the function and the compilation
 /// context, whose function is then the one Cranelift optimised (what `loops::tests`
 /// inspects).
 pub fn lower_group<M: Module>(
@@ -214,6 +214,7 @@ pub fn lower_group<M: Module>(
     name: &str,
     members: &[usize],
     locals: &[usize],
+    hosts: &[Option<usize>],
     scales: &[usize],
 ) -> Result<(FuncId, cranelift_codegen::Context), ClifError> {
     let sig = part_signature(module, Part::Group);
@@ -227,11 +228,7 @@ pub fn lower_group<M: Module>(
         let mut lowering = expr::Lowering::new(loss, module, builder);
         lowering.members = members.to_vec();
         lowering.locals = locals.to_vec();
-        let mut local = vec![false; loss.defs.len()];
-        for &d in locals {
-            local[d] = true;
-        }
-        lowering.hosts = crate::fuse::hosts(loss, members, &local);
+        lowering.hosts = hosts.to_vec();
         lowering.scales = scales.to_vec();
         lowering.function(Part::Group)?;
     }
