@@ -59,14 +59,41 @@ fn advise(_: *mut u8, _: usize) {}
 
 #[cfg(test)]
 mod tests {
+    /// Whether the kernel may back the mapping holding `addr` with huge pages (`THPeligible`
+    /// in `/proc/self/smaps`); `None` where that cannot be read.
+    fn eligible(addr: usize) -> Option<bool> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let head = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = head.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&addr);
+            } else if inside && let Some(v) = line.strip_prefix("THPeligible:") {
+                return Some(v.trim() == "1");
+            }
+        }
+        None
+    }
+
     #[test]
-    fn buffers_hold_what_is_written() {
+    fn large_buffers_ask_for_huge_pages_and_hold_what_is_written() {
         let n = super::LARGE / 4 + 3;
         let mut w: Vec<f32> = super::with_capacity(n);
-        assert!(w.capacity() >= n && w.is_empty());
         w.extend((0..n).map(|i| i as f32));
         assert_eq!((w.len(), w[0], w[n - 1]), (n, 0.0, (n - 1) as f32));
         let z = super::zeros(n);
         assert!(z.len() == n && z.iter().all(|&x| x == 0.0));
+        // Where huge pages are only given on request (the kernel's default `madvise`), the
+        // advised buffer may have them and the workspace (ordinary pages) may not.
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if !mode.is_ok_and(|m| m.contains("[madvise]")) {
+            return;
+        }
+        let middle = |p: *const f32| p as usize + n * 2;
+        assert_eq!(eligible(middle(w.as_ptr())), Some(true));
+        assert_eq!(eligible(middle(z.as_ptr())), Some(false));
     }
 }
